@@ -1,0 +1,42 @@
+//! `trm`: the command line of the Tiny Recursive Model for mazes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Tiny Recursive Model for mazes: datasets, generation, model, training and serving.
+#[derive(Parser)]
+#[command(name = "trm", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate new hard mazes in the reference dataset layout.
+    Generate(commands::generate::GenerateArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => commands::generate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line, with the whole chain of causes.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

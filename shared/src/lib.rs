@@ -1,0 +1,4 @@
+//! Shared core of trm: the maze domain, dataset formats, the maze generator and the
+//! Tiny Recursive Model. The server, the command line and the browser app all use it.
+
+pub mod maze;
