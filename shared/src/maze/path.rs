@@ -241,4 +241,82 @@ mod tests {
         let e = check_answer(&grid("SG\n"), &grid("S\nG\n"));
         assert!(matches!(e, Err(MazeError::ShapeMismatch { .. })));
     }
+
+    /// Brute force independent of BFS: iterative deepening over self-avoiding walks, trying
+    /// moves in the priority order, so the first walk to reach G is the lex-min shortest one.
+    fn brute_force(maze: &Grid) -> Option<Vec<usize>> {
+        let (start, goal) = maze.endpoints().unwrap();
+        fn walk(maze: &Grid, path: &mut Vec<usize>, goal: usize, depth: usize) -> bool {
+            let here = *path.last().unwrap();
+            if here == goal {
+                return true;
+            }
+            if depth == 0 {
+                return false;
+            }
+            let (r, c, rows, cols) = (here / maze.cols(), here % maze.cols(), maze.rows(), maze.cols());
+            let moves = [(1i64, 0i64), (0, -1), (0, 1), (-1, 0)]; // down, left, right, up
+            for (dr, dc) in moves {
+                let (nr, nc) = (r as i64 + dr, c as i64 + dc);
+                if nr < 0 || nc < 0 || nr >= rows as i64 || nc >= cols as i64 {
+                    continue;
+                }
+                let next = nr as usize * cols + nc as usize;
+                if maze.at(next) == Cell::Wall || path.contains(&next) {
+                    continue;
+                }
+                path.push(next);
+                if walk(maze, path, goal, depth - 1) {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
+        (1..maze.len()).find_map(|depth| {
+            let mut path = vec![start];
+            walk(maze, &mut path, goal, depth).then_some(path)
+        })
+    }
+
+    fn small_maze() -> impl proptest::strategy::Strategy<Value = Grid> {
+        use proptest::prelude::*;
+        (2usize..=5, 2usize..=5)
+            .prop_flat_map(|(rows, cols)| {
+                let n = rows * cols;
+                (Just(rows), Just(cols), proptest::collection::vec(prop::bool::weighted(0.3), n), 0..n, 0..n)
+            })
+            .prop_filter("distinct endpoints", |(_, _, _, s, g)| s != g)
+            .prop_map(|(rows, cols, walls, s, g)| {
+                let mut cells: Vec<Cell> = walls.iter().map(|&w| if w { Cell::Wall } else { Cell::Open }).collect();
+                cells[s] = Cell::Start;
+                cells[g] = Cell::Goal;
+                Grid::from_cells(rows, cols, cells).unwrap()
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn bfs_tie_break_equals_brute_force(maze in small_maze()) {
+            let bfs = shortest_path(&maze).unwrap().map(|s| s.cells);
+            proptest::prop_assert_eq!(bfs, brute_force(&maze), "{:?}", maze);
+        }
+
+        #[test]
+        fn labels_check_as_exact_and_transforms_keep_lengths(maze in small_maze()) {
+            if let Ok(answer) = label(&maze) {
+                let check = check_answer(&maze, &answer).unwrap();
+                proptest::prop_assert!(check.exact && check.valid && check.shortest);
+                for t in 0..8 {
+                    // Path lengths are invariant under the dihedral group, tie-breaks are not.
+                    let (m, a) = (super::super::dihedral_transform(&maze, t), super::super::dihedral_transform(&answer, t));
+                    let c = check_answer(&m, &a).unwrap();
+                    proptest::prop_assert!(c.valid && c.shortest, "transform {}", t);
+                }
+            }
+        }
+    }
 }
+
