@@ -2,6 +2,7 @@
 //! Tiny Recursive Model. The server, the command line and the browser app all use it.
 
 pub mod maze;
+pub mod model;
 pub mod dataset;
 #[cfg(feature = "native")]
 pub mod atomic;

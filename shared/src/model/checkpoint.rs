@@ -1,0 +1,430 @@
+//! Checkpoints in and out, with the reference's tensor names and shapes.
+//!
+//! Reads the reference's `step_N` files (`torch.save(model.state_dict())`, a zip of pickled
+//! metadata and raw storages) through burn-store's pickle reader, which interprets only the
+//! pickle opcodes for tensors and never runs code from the file. Reads and writes safetensors.
+//! Keys may carry `_orig_mod.` (torch.compile) and `module.` (DDP) prefixes; `model.inner.`
+//! (ACTLossHead → ACT wrapper → inner model) is the reference's own path to the network.
+//! bf16/f16/f64 tensors are converted to f32.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::prelude::*;
+
+use super::ModelError;
+use super::config::{PosEncoding, TrmConfig};
+use super::trm::{Init, Trm, WeightSource};
+
+/// One tensor held on the host in f32, with the dtype it was stored in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub values: Vec<f32>,
+    /// The dtype in the file (`F32`, `BF16`, ...), for messages.
+    pub stored_dtype: String,
+}
+
+/// A state dict by canonical name (the reference's names without `model.inner.` and wrappers).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDict {
+    /// Tensors by canonical name, e.g. `L_level.layers.0.mlp.down_proj.weight`.
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+/// One way a checkpoint fails to fit the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TensorProblem {
+    /// The model needs this tensor; the file lacks it.
+    Missing { name: String, expected: Vec<usize> },
+    /// The file has a tensor the model does not use.
+    Unexpected { name: String, found: Vec<usize> },
+    /// Present with the wrong shape.
+    Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
+}
+
+impl std::fmt::Display for TensorProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TensorProblem::Missing { name, expected } => {
+                write!(f, "missing tensor {name}: expected shape {expected:?}")
+            }
+            TensorProblem::Unexpected { name, found } => {
+                write!(f, "unexpected tensor {name} of shape {found:?} (not part of this model)")
+            }
+            TensorProblem::Shape { name, expected, found } => {
+                write!(f, "tensor {name}: expected shape {expected:?}, found {found:?}")
+            }
+        }
+    }
+}
+
+/// The prefix the reference's training script gives every key (ACTLossHead → ACT → inner).
+pub const REFERENCE_PREFIX: &str = "model.inner.";
+
+/// Strips `_orig_mod.`, `module.` (any order, any count), then `model.` and `inner.`.
+pub fn canonical_name(raw: &str) -> &str {
+    let mut name = raw;
+    loop {
+        if let Some(rest) = name.strip_prefix("_orig_mod.") {
+            name = rest;
+        } else if let Some(rest) = name.strip_prefix("module.") {
+            name = rest;
+        } else {
+            break;
+        }
+    }
+    let name = name.strip_prefix("model.").unwrap_or(name);
+    name.strip_prefix("inner.").unwrap_or(name)
+}
+
+/// Converts burn `TensorData` of any float/int dtype to f32, checking the byte count first
+/// (a corrupt file must give an error, not a panic inside a cast).
+fn tensor_data_to_f32(name: &str, data: TensorData) -> Result<HostTensor, ModelError> {
+    use burn::tensor::DType;
+    let shape = data.shape.to_vec();
+    let dtype = data.dtype;
+    let stored_dtype = format!("{dtype:?}");
+    let n: usize = shape.iter().product();
+    let bad_dtype = || ModelError::Dtype { name: name.to_string(), dtype: stored_dtype.clone() };
+    let width = match dtype {
+        DType::F64 | DType::I64 | DType::U64 => 8,
+        DType::F32 | DType::I32 | DType::U32 => 4,
+        DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
+        DType::I8 | DType::U8 => 1,
+        _ => return Err(bad_dtype()),
+    };
+    if data.bytes.len() != n * width {
+        return Err(ModelError::Format {
+            source_name: name.to_string(),
+            message: format!("tensor holds {} bytes, its shape {shape:?} needs {}", data.bytes.len(), n * width),
+        });
+    }
+    let values = match dtype {
+        DType::F32 => data.iter::<f32>().collect(),
+        _ => data.convert::<f32>().iter::<f32>().collect(),
+    };
+    Ok(HostTensor { shape, values, stored_dtype })
+}
+
+impl StateDict {
+    /// Adds a tensor under its canonical name; two raw keys with the same canonical name
+    /// (say `model.inner.x` and `_orig_mod.model.inner.x`) are ambiguous.
+    pub fn insert(&mut self, raw_name: &str, tensor: HostTensor) -> Result<(), ModelError> {
+        let name = canonical_name(raw_name).to_string();
+        if self.tensors.insert(name.clone(), tensor).is_some() {
+            return Err(ModelError::Format {
+                source_name: raw_name.to_string(),
+                message: format!("two tensors map to the same name {name}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.shape.as_slice())
+    }
+
+    /// Reads safetensors bytes (F32/BF16/F16/F64 and integer tensors, converted to f32).
+    pub fn from_safetensors_bytes(bytes: &[u8], source_name: &str) -> Result<StateDict, ModelError> {
+        use safetensors::{Dtype, SafeTensors};
+        let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Format {
+            source_name: source_name.to_string(),
+            message: format!("invalid safetensors: {e}"),
+        })?;
+        let mut sd = StateDict::default();
+        for (name, view) in st.tensors() {
+            let shape = view.shape().to_vec();
+            let raw = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+                Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+                Dtype::F64 => raw
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                    .collect(),
+                Dtype::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+                Dtype::I64 => raw
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                    .collect(),
+                other => return Err(ModelError::Dtype { name: name.clone(), dtype: format!("{other:?}") }),
+            };
+            // safetensors validates offsets against shapes; check anyway before trusting them.
+            if values.len() != shape.iter().product::<usize>() {
+                return Err(ModelError::Format {
+                    source_name: source_name.to_string(),
+                    message: format!("tensor {name}: {} values for shape {shape:?}", values.len()),
+                });
+            }
+            sd.insert(&name, HostTensor { shape, values, stored_dtype: format!("{:?}", view.dtype()) })?;
+        }
+        Ok(sd)
+    }
+
+    /// Reads a PyTorch `torch.save` file (zip, legacy or tar format).
+    #[cfg(feature = "native")]
+    pub fn from_pytorch_file(path: &std::path::Path) -> Result<StateDict, ModelError> {
+        let source_name = path.display().to_string();
+        let format_err = |message: String| ModelError::Format { source_name: source_name.clone(), message };
+        // burn-store's reader returns errors for what it recognises as malformed, but a
+        // truncated or hostile pickle might still reach an internal panic; contain it so that
+        // a bad file is always an error.
+        let read = std::panic::catch_unwind(|| {
+            let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| format!("invalid PyTorch file: {e}"))?;
+            let mut out = Vec::new();
+            for (name, snapshot) in reader.into_tensors() {
+                let data = snapshot.to_data().map_err(|e| format!("tensor {name}: {e:?}"))?;
+                out.push((name, data));
+            }
+            Ok::<_, String>(out)
+        });
+        let tensors = match read {
+            Ok(Ok(t)) => t,
+            Ok(Err(msg)) => return Err(format_err(msg)),
+            Err(_) => return Err(format_err("the PyTorch reader failed on malformed data".into())),
+        };
+        let mut sd = StateDict::default();
+        for (name, data) in tensors {
+            let t = tensor_data_to_f32(&name, data)?;
+            sd.insert(&name, t)?;
+        }
+        Ok(sd)
+    }
+
+    /// Reads a checkpoint file of either format, told apart by its first bytes.
+    #[cfg(feature = "native")]
+    pub fn read(path: &std::path::Path) -> Result<StateDict, ModelError> {
+        use std::io::Read;
+        let io_err = |e: std::io::Error| ModelError::Io { path: path.display().to_string(), message: e.to_string() };
+        let mut head = Vec::with_capacity(16);
+        std::fs::File::open(path).map_err(io_err)?.take(16).read_to_end(&mut head).map_err(io_err)?;
+        match sniff(&head) {
+            Format::PyTorch => StateDict::from_pytorch_file(path),
+            _ => {
+                let bytes = std::fs::read(path).map_err(io_err)?;
+                StateDict::from_bytes(&bytes, &path.display().to_string())
+            }
+        }
+    }
+
+    /// Reads checkpoint bytes. Safetensors only: burn-store reads PyTorch files from a path
+    /// (their zip needs seeking), so a PyTorch file in memory is an error saying so.
+    pub fn from_bytes(bytes: &[u8], source_name: &str) -> Result<StateDict, ModelError> {
+        let format_err = |message: &str| ModelError::Format { source_name: source_name.to_string(), message: message.into() };
+        match sniff(bytes) {
+            Format::Safetensors => StateDict::from_safetensors_bytes(bytes, source_name),
+            Format::PyTorch => Err(format_err("a PyTorch file: read it from a path (StateDict::read)")),
+            Format::Unknown => Err(format_err("neither a PyTorch (zip/pickle) nor a safetensors file")),
+        }
+    }
+
+    /// Serialises as safetensors. Keys get `prefix` (use [`REFERENCE_PREFIX`] for files the
+    /// reference loads; add `_orig_mod.` in front for its compiled models). Tensors named in
+    /// `bf16` are stored as bf16, the rest as f32.
+    pub fn to_safetensors_bytes(&self, prefix: &str, bf16: &[&str]) -> Result<Vec<u8>, ModelError> {
+        use safetensors::{Dtype, tensor::TensorView};
+        let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (name, t) in &self.tensors {
+            let (dtype, bytes) = if bf16.contains(&name.as_str()) {
+                (Dtype::BF16, t.values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect())
+            } else {
+                (Dtype::F32, t.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+            };
+            buffers.push((format!("{prefix}{name}"), dtype, t.shape.clone(), bytes));
+        }
+        let mut views = Vec::new();
+        for (name, dtype, shape, bytes) in &buffers {
+            let view = TensorView::new(*dtype, shape.clone(), bytes)
+                .map_err(|e| ModelError::Format { source_name: name.clone(), message: e.to_string() })?;
+            views.push((name.clone(), view));
+        }
+        safetensors::serialize(views, None)
+            .map_err(|e| ModelError::Format { source_name: "safetensors writer".into(), message: e.to_string() })
+    }
+
+    /// Fills the dataset-derived config fields from tensor shapes, checking any already set.
+    pub fn fill_config(&self, config: &mut TrmConfig) -> Result<(), ModelError> {
+        let prefix = config.prefix_len();
+        if let Some(s) = self.shape("embed_tokens.embedding_weight") {
+            TrmConfig::fill(&mut config.vocab_size, "vocab_size", s[0], "checkpoint tensor embed_tokens.embedding_weight")?;
+        }
+        if config.puzzle_emb_ndim > 0
+            && let Some(s) = self.shape("puzzle_emb.weights")
+        {
+            TrmConfig::fill(
+                &mut config.num_puzzle_identifiers,
+                "num_puzzle_identifiers",
+                s[0],
+                "checkpoint tensor puzzle_emb.weights",
+            )?;
+        }
+        // seq_len is in the shapes only when positions have their own weights.
+        let total = if config.pos_encodings == PosEncoding::Learned {
+            self.shape("embed_pos.embedding_weight").map(|s| (s[0], "embed_pos.embedding_weight"))
+        } else if config.mlp_t {
+            self.shape("L_level.layers.0.mlp_t.gate_up_proj.weight").and_then(|s| s.get(1).copied()).map(|l| (l, "L_level.layers.0.mlp_t.gate_up_proj.weight"))
+        } else {
+            None
+        };
+        if let Some((total, name)) = total
+            && total > prefix
+        {
+            TrmConfig::fill(&mut config.seq_len, "seq_len", total - prefix, &format!("checkpoint tensor {name} (minus {prefix} prefix slots)"))?;
+        }
+        Ok(())
+    }
+}
+
+/// File formats we read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `torch.save`: a zip (PyTorch ≥ 1.6) or a bare pickle (legacy).
+    PyTorch,
+    /// safetensors: an 8-byte little-endian header length, then a JSON header.
+    Safetensors,
+    /// Anything else.
+    Unknown,
+}
+
+/// Tells the format from the first bytes.
+pub fn sniff(bytes: &[u8]) -> Format {
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(&[0x80]) {
+        return Format::PyTorch;
+    }
+    if bytes.len() >= 9 {
+        // Only the header's start is checked: `read` sniffs the first 16 bytes of a file.
+        let n = u64::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]]);
+        if n > 1 && bytes[8] == b'{' {
+            return Format::Safetensors;
+        }
+    }
+    Format::Unknown
+}
+
+/// A [`WeightSource`] that hands out the tensors of a state dict, checking their shapes,
+/// and collects every problem instead of stopping at the first.
+struct StateDictSource<'a> {
+    sd: &'a StateDict,
+    used: BTreeSet<String>,
+    problems: Vec<TensorProblem>,
+}
+
+impl WeightSource for StateDictSource<'_> {
+    fn take(&mut self, name: &str, shape: &[usize], _init: Init) -> Result<Vec<f32>, ModelError> {
+        self.used.insert(name.to_string());
+        let n: usize = shape.iter().product();
+        match self.sd.tensors.get(name) {
+            None => self.problems.push(TensorProblem::Missing { name: name.into(), expected: shape.to_vec() }),
+            Some(t) if t.shape != shape => self.problems.push(TensorProblem::Shape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                found: t.shape.clone(),
+            }),
+            Some(t) => return Ok(t.values.clone()),
+        }
+        // Keep building so that all problems are found in one pass; the model is discarded.
+        Ok(vec![0.0; n])
+    }
+}
+
+impl<B: Backend> Trm<B> {
+    /// Builds the network from a state dict. Dataset fields missing from `config` are taken
+    /// from tensor shapes (`seq_len` must come from the config or the inputs when the model
+    /// uses RoPE or no position encoding). Every missing, unexpected or misshaped tensor is
+    /// reported, by name, with expected and found shapes.
+    pub fn from_state_dict(config: &TrmConfig, sd: &StateDict, device: &B::Device) -> Result<Trm<B>, ModelError> {
+        let mut config = config.clone();
+        sd.fill_config(&mut config)?;
+        let mut src = StateDictSource { sd, used: BTreeSet::new(), problems: Vec::new() };
+        let model = Trm::build(&config, &mut src, device)?;
+        let mut problems = src.problems;
+        for (name, t) in &sd.tensors {
+            if !src.used.contains(name) {
+                problems.push(TensorProblem::Unexpected { name: name.clone(), found: t.shape.clone() });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ModelError::Tensors(problems));
+        }
+        Ok(model)
+    }
+
+    /// Reads a checkpoint file (PyTorch or safetensors) into a model.
+    #[cfg(feature = "native")]
+    pub fn load(config: &TrmConfig, path: &std::path::Path, device: &B::Device) -> Result<Trm<B>, ModelError> {
+        let sd = StateDict::read(path)?;
+        Trm::from_state_dict(config, &sd, device)
+    }
+
+    /// The state dict of this model, in the reference's names and `[out, in]` layouts.
+    pub fn to_state_dict(&self) -> StateDict {
+        let mut sd = StateDict::default();
+        let mut put = |name: String, t: TensorData, transpose: bool| {
+            let shape = t.shape.to_vec();
+            let values: Vec<f32> = t.convert::<f32>().iter::<f32>().collect();
+            let (shape, values) = if transpose && shape.len() == 2 {
+                let (r, c) = (shape[0], shape[1]);
+                let mut out = vec![0.0; r * c];
+                for i in 0..r {
+                    for j in 0..c {
+                        out[j * r + i] = values[i * c + j];
+                    }
+                }
+                (vec![c, r], out)
+            } else {
+                (shape, values)
+            };
+            sd.tensors.insert(name, HostTensor { shape, values, stored_dtype: "F32".into() });
+        };
+        let linear = |name: &str, l: &super::trm::CastedLinear<B>, put: &mut dyn FnMut(String, TensorData, bool)| {
+            put(format!("{name}.weight"), l.weight.val().into_data(), true);
+            if let Some(b) = &l.bias {
+                put(format!("{name}.bias"), b.val().into_data(), false);
+            }
+        };
+        put("embed_tokens.embedding_weight".into(), self.embed_tokens.val().into_data(), false);
+        if let Some(p) = &self.embed_pos {
+            put("embed_pos.embedding_weight".into(), p.val().into_data(), false);
+        }
+        if let Some(p) = &self.puzzle_emb {
+            put("puzzle_emb.weights".into(), p.val().into_data(), false);
+        }
+        linear("lm_head", &self.lm_head, &mut put);
+        linear("q_head", &self.q_head, &mut put);
+        for (i, layer) in self.l_level.layers.iter().enumerate() {
+            let name = format!("L_level.layers.{i}");
+            if let Some(a) = &layer.self_attn {
+                linear(&format!("{name}.self_attn.qkv_proj"), &a.qkv_proj, &mut put);
+                linear(&format!("{name}.self_attn.o_proj"), &a.o_proj, &mut put);
+            }
+            if let Some(m) = &layer.mlp_t {
+                linear(&format!("{name}.mlp_t.gate_up_proj"), &m.gate_up_proj, &mut put);
+                linear(&format!("{name}.mlp_t.down_proj"), &m.down_proj, &mut put);
+            }
+            linear(&format!("{name}.mlp.gate_up_proj"), &layer.mlp.gate_up_proj, &mut put);
+            linear(&format!("{name}.mlp.down_proj"), &layer.mlp.down_proj, &mut put);
+        }
+        put("H_init".into(), self.h_init.val().into_data(), false);
+        put("L_init".into(), self.l_init.val().into_data(), false);
+        sd
+    }
+
+    /// Safetensors bytes with the reference's names (`model.inner.*`) and shapes. `H_init`
+    /// and `L_init` are bf16 when the config's `forward_dtype` is bfloat16, as the reference
+    /// keeps them.
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        let bf16: &[&str] = if self.config().forward_dtype == "bfloat16" { &["H_init", "L_init"] } else { &[] };
+        self.to_state_dict().to_safetensors_bytes(REFERENCE_PREFIX, bf16)
+    }
+
+    /// Writes [`Trm::to_safetensors_bytes`] to `path`.
+    #[cfg(feature = "native")]
+    pub fn save_safetensors(&self, path: &std::path::Path) -> Result<(), ModelError> {
+        let bytes = self.to_safetensors_bytes()?;
+        std::fs::write(path, bytes).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })
+    }
+}

@@ -1,0 +1,48 @@
+//! The Tiny Recursive Model in burn, generic over the backend (Flex on CPU and in the
+//! browser, wgpu, CUDA), numerically the reference PyTorch model.
+//!
+//! - [`config`]: the reference's config fields; reads its `all_config.yaml` and our TOML.
+//! - [`trm`]: the network and the recursion, in one file.
+//! - [`act`]: the ACT wrapper (carry, halting, exploration) and an inference loop.
+//! - [`checkpoint`]: reference checkpoints (`torch.save` files, safetensors) in and out.
+//! - [`predict`]: batched inference keeping the answer after every ACT step.
+
+pub mod act;
+pub mod checkpoint;
+pub mod config;
+pub mod init;
+pub mod predict;
+pub mod trm;
+
+pub use act::{ActCarry, ActMode, ActModel, ActStep, Inference, run_inference};
+pub use checkpoint::{HostTensor, StateDict, TensorProblem};
+pub use config::{PosEncoding, TrmConfig};
+pub use init::RandomInit;
+pub use predict::{PredictOptions, Predictions, predict};
+pub use trm::{InnerCarry, StepOutput, Trm};
+
+/// The CPU backend: burn's pure-Rust Flex, f32, multi-threaded matmuls on native targets.
+pub type Cpu = burn::backend::Flex;
+
+/// Everything that can go wrong building, loading, saving or running the model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    /// A config that cannot be read or that the model cannot be built from.
+    #[error("config: {0}")]
+    Config(String),
+    /// A file that cannot be read or written.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// A checkpoint that is not a valid file of its format (truncated, corrupt, unknown).
+    #[error("{source_name}: not a readable checkpoint: {message}")]
+    Format { source_name: String, message: String },
+    /// Tensors missing, unexpected or of the wrong shape, all of them listed.
+    #[error("checkpoint does not fit the model:\n  {}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  "))]
+    Tensors(Vec<TensorProblem>),
+    /// A tensor stored in a dtype we cannot turn into f32.
+    #[error("tensor {name}: unsupported dtype {dtype}")]
+    Dtype { name: String, dtype: String },
+    /// Inputs that do not fit the model (shape, token or puzzle id out of range).
+    #[error("inputs: {0}")]
+    Input(String),
+}

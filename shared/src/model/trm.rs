@@ -1,0 +1,453 @@
+//! The Tiny Recursive Model (Jolicoeur-Martineau 2025, arXiv 2510.04871), tensor for tensor
+//! as the reference `models/recursive_reasoning/trm.py` + `models/layers.py` compute it.
+//!
+//! Reading guide, in the paper's words: `x` is the embedded question, `y` (here `z_h`) the
+//! current answer, `z` (here `z_l`) the latent reasoning state. One network, `L_level`, does
+//! both updates. [`Trm::deep_recursion`] is the whole algorithm of one supervision (ACT) step:
+//!
+//! ```text
+//! repeat H_cycles times (the first H_cycles-1 without gradient):
+//!     repeat L_cycles times:  z ← net(z, y + x)      // think
+//!     y ← net(y, z)                                   // answer
+//! ```
+//!
+//! Shapes: `B` batch, `P` prefix slots (puzzle embedding), `S` maze cells, `L = P + S`,
+//! `D` hidden size, `H` heads of width `hd`, `V` vocabulary.
+//!
+//! Every computation is f32 (the reference's bf16 `forward_dtype` is a GPU speed choice;
+//! `H_init`/`L_init` stored in bf16 are cast up exactly when loaded).
+
+use burn::module::{Module, Param};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+use burn::tensor::module::{attention, embedding, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+
+use super::config::{PosEncoding, TrmConfig, swiglu_inner};
+use super::ModelError;
+
+/// The reference's `rms_norm`: no learned weight, normalise over the last axis.
+pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    let variance = x.clone().square().mean_dim(D - 1);
+    x * variance.add_scalar(eps).sqrt().recip()
+}
+
+/// `CastedLinear`: a bias-optional linear layer.
+#[derive(Module, Debug)]
+pub struct CastedLinear<B: Backend> {
+    /// `[in, out]`: burn's layout, the transpose of the checkpoint's `[out, in]`.
+    pub weight: Param<Tensor<B, 2>>,
+    /// `[out]`.
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> CastedLinear<B> {
+    /// `x @ Wᵀ + b` in the reference's terms.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+}
+
+/// `SwiGLU`: `down(silu(gate) * up)` with `gate, up = chunk(gate_up(x), 2)`.
+#[derive(Module, Debug)]
+pub struct SwiGlu<B: Backend> {
+    /// `[d, 2·inter]`; the first half of its outputs is the gate.
+    pub gate_up_proj: CastedLinear<B>,
+    /// `[inter, d]`.
+    pub down_proj: CastedLinear<B>,
+}
+
+impl<B: Backend> SwiGlu<B> {
+    /// Applies the MLP over the last axis.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate_up = self.gate_up_proj.forward(x);
+        let [gate, up]: [Tensor<B, 3>; 2] = match gate_up.chunk(2, 2).try_into() {
+            Ok(parts) => parts,
+            // chunk(2) of an even axis always gives two parts; the inner size is a multiple of 256.
+            Err(_) => unreachable!("SwiGLU inner size is even"),
+        };
+        self.down_proj.forward(silu(gate) * up)
+    }
+}
+
+/// Rotary position tables (`RotaryEmbedding`), half-split ("NeoX") layout, for all `L` positions.
+#[derive(Module, Debug)]
+pub struct Rope<B: Backend> {
+    /// `[L, hd]`, `cos(cat(freqs, freqs))`.
+    pub cos: Tensor<B, 2>,
+    /// `[L, hd]`, `sin(cat(freqs, freqs))`.
+    pub sin: Tensor<B, 2>,
+}
+
+impl<B: Backend> Rope<B> {
+    /// Tables for `len` positions of a `head_dim`-wide head, computed as the reference does (f32).
+    pub fn new(head_dim: usize, len: usize, theta: f64, device: &B::Device) -> Rope<B> {
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> =
+            (0..half).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
+        let mut cos = Vec::with_capacity(len * head_dim);
+        let mut sin = Vec::with_capacity(len * head_dim);
+        for t in 0..len {
+            // emb = cat(freqs, freqs): the same angles for both halves.
+            for _half in 0..2 {
+                for f in &inv_freq {
+                    let angle = t as f32 * f;
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                }
+            }
+        }
+        Rope {
+            cos: Tensor::from_data(TensorData::new(cos, [len, head_dim]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [len, head_dim]), device),
+        }
+    }
+
+    /// Rotates `x: [B, L, H, hd]`: `x·cos + rotate_half(x)·sin`, `rotate_half = cat(-x2, x1)`.
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [_, len, _, hd] = x.dims();
+        let cos = self.cos.clone().narrow(0, 0, len).reshape([1, len, 1, hd]);
+        let sin = self.sin.clone().narrow(0, 0, len).reshape([1, len, 1, hd]);
+        let x1 = x.clone().narrow(3, 0, hd / 2);
+        let x2 = x.clone().narrow(3, hd / 2, hd / 2);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * cos + rotated * sin
+    }
+}
+
+/// Non-causal multi-head self-attention with a fused `qkv_proj` and no biases.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// `[D, 3·H·hd]`; outputs are heads `0..H` = q, `H..2H` = k, `2H..3H` = v.
+    pub qkv_proj: CastedLinear<B>,
+    /// `[H·hd, D]`.
+    pub o_proj: CastedLinear<B>,
+    /// `H`.
+    pub num_heads: usize,
+    /// `hd`.
+    pub head_dim: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    /// `h: [B, L, D]` → `[B, L, D]`.
+    pub fn forward(&self, h: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
+        let [batch, len, _] = h.dims();
+        let (heads, hd) = (self.num_heads, self.head_dim);
+        let qkv = self.qkv_proj.forward(h).reshape([batch, len, 3 * heads, hd]);
+        let mut q = qkv.clone().narrow(2, 0, heads);
+        let mut k = qkv.clone().narrow(2, heads, heads);
+        let v = qkv.narrow(2, 2 * heads, heads);
+        if let Some(rope) = rope {
+            q = rope.apply(q);
+            k = rope.apply(k);
+        }
+        // [B, L, H, hd] -> [B, H, L, hd]; softmax(q kᵀ / sqrt(hd)) v, no mask.
+        let out = attention(
+            q.swap_dims(1, 2),
+            k.swap_dims(1, 2),
+            v.swap_dims(1, 2),
+            None,
+            None,
+            AttentionModuleOptions::default(),
+        );
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, len, heads * hd]))
+    }
+}
+
+/// One post-norm block: sequence mixing (attention or MLP-t), then the channel MLP.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// Token mixing by attention (absent in the MLP-t variant).
+    pub self_attn: Option<Attention<B>>,
+    /// Token mixing by an MLP across positions, of width `L` (the MLP-t variant).
+    pub mlp_t: Option<SwiGlu<B>>,
+    /// Channel MLP.
+    pub mlp: SwiGlu<B>,
+    /// RMSNorm epsilon.
+    pub norm_eps: f64,
+}
+
+impl<B: Backend> Block<B> {
+    /// `h = rms(h + mix(h)); h = rms(h + mlp(h))`.
+    pub fn forward(&self, h: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
+        let h = match (&self.mlp_t, &self.self_attn) {
+            (Some(mlp_t), _) => {
+                // Mix along the sequence: [B, L, D] -> [B, D, L]; the norm too runs over L here.
+                let t = h.swap_dims(1, 2);
+                let t = rms_norm(t.clone() + mlp_t.forward(t), self.norm_eps);
+                t.swap_dims(1, 2)
+            }
+            (None, Some(attn)) => rms_norm(h.clone() + attn.forward(h, rope), self.norm_eps),
+            (None, None) => h,
+        };
+        rms_norm(h.clone() + self.mlp.forward(h), self.norm_eps)
+    }
+}
+
+/// `L_level`, the one reasoning network: add the injection, then run the blocks.
+#[derive(Module, Debug)]
+pub struct ReasoningModule<B: Backend> {
+    /// `L_layers` blocks.
+    pub layers: Vec<Block<B>>,
+}
+
+impl<B: Backend> ReasoningModule<B> {
+    /// `net(hidden, injection)`.
+    pub fn forward(&self, hidden: Tensor<B, 3>, injection: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
+        let mut h = hidden + injection;
+        for layer in &self.layers {
+            h = layer.forward(h, rope);
+        }
+        h
+    }
+}
+
+/// The recurrent state between ACT steps: answer `z_h` (y) and latent `z_l` (z), `[B, L, D]`.
+#[derive(Debug, Clone)]
+pub struct InnerCarry<B: Backend> {
+    /// The answer state y.
+    pub z_h: Tensor<B, 3>,
+    /// The latent reasoning state z.
+    pub z_l: Tensor<B, 3>,
+}
+
+/// What one ACT step outputs.
+#[derive(Debug, Clone)]
+pub struct StepOutput<B: Backend> {
+    /// `[B, S, V]` token logits over the maze cells (prefix dropped).
+    pub logits: Tensor<B, 3>,
+    /// `[B]`: halt if > 0.
+    pub q_halt: Tensor<B, 1>,
+    /// `[B]`: the "continue" Q value (used only when `no_ACT_continue` is false).
+    pub q_continue: Tensor<B, 1>,
+}
+
+/// The TRM network (the reference's `TinyRecursiveReasoningModel_ACTV1_Inner`).
+///
+/// Field names are the reference's state-dict names, so that `checkpoint.rs` maps one to one.
+#[derive(Module, Debug)]
+pub struct Trm<B: Backend> {
+    /// `[V, D]` token embedding.
+    pub embed_tokens: Param<Tensor<B, 2>>,
+    /// `[L, D]` learned positions (`pos_encodings: learned` only).
+    pub embed_pos: Option<Param<Tensor<B, 2>>>,
+    /// `[num_puzzle_identifiers, puzzle_emb_ndim]` per-puzzle vectors (`puzzle_emb.weights`).
+    pub puzzle_emb: Option<Param<Tensor<B, 2>>>,
+    /// `[D, V]` output head over the maze cells.
+    pub lm_head: CastedLinear<B>,
+    /// `[D, 2]` + bias: (q_halt, q_continue) from position 0.
+    pub q_head: CastedLinear<B>,
+    /// RoPE tables (`pos_encodings: rope` only; not saved).
+    pub rotary_emb: Option<Rope<B>>,
+    /// The single reasoning network.
+    pub l_level: ReasoningModule<B>,
+    /// `[D]` initial answer state, broadcast to every position on reset.
+    pub h_init: Param<Tensor<B, 1>>,
+    /// `[D]` initial latent state.
+    pub l_init: Param<Tensor<B, 1>>,
+    /// The resolved configuration (all dataset fields known).
+    #[module(skip)]
+    pub config: TrmConfig,
+}
+
+/// How a freshly built parameter gets its values, in the reference's layout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// JAX-style truncated normal (±2σ) with this standard deviation.
+    TruncNormal(f64),
+    /// All zeros.
+    Zeros,
+    /// Every value this constant.
+    Constant(f32),
+}
+
+/// Supplies the values of each named tensor, in the reference's layout and names (without
+/// the `model.inner.` prefix). Random initialisation and checkpoint loading both implement it,
+/// so the list of tensors lives in one place: [`Trm::build`].
+pub trait WeightSource {
+    /// Values of `name`, which must have `shape`; `init` says how the reference initialises it.
+    fn take(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Vec<f32>, ModelError>;
+}
+
+impl<B: Backend> Trm<B> {
+    /// Builds the network for `config` (dataset fields resolved), taking every tensor from `src`.
+    pub fn build(config: &TrmConfig, src: &mut dyn WeightSource, device: &B::Device) -> Result<Trm<B>, ModelError> {
+        config.validate()?;
+        let d = config.hidden_size;
+        let vocab = config.require_vocab_size()?;
+        let seq = config.require_seq_len()?;
+        let prefix = config.prefix_len();
+        let total = prefix + seq;
+        let lecun = |fan_in: usize| Init::TruncNormal(1.0 / (fan_in as f64).sqrt());
+
+        let param2 = |src: &mut dyn WeightSource, name: &str, rows: usize, cols: usize, init: Init| {
+            let v = src.take(name, &[rows, cols], init)?;
+            Ok::<_, ModelError>(Param::from_tensor(Tensor::<B, 2>::from_data(TensorData::new(v, [rows, cols]), device)))
+        };
+        // Linear weights are [out, in] in the checkpoint, [in, out] in burn.
+        let linear_w = |src: &mut dyn WeightSource, name: &str, out: usize, inp: usize, w_init: Init, bias: Option<Init>| {
+            let w = src.take(&format!("{name}.weight"), &[out, inp], w_init)?;
+            let weight = Tensor::<B, 2>::from_data(TensorData::new(w, [out, inp]), device).transpose();
+            let bias = match bias {
+                Some(init) => {
+                    let b = src.take(&format!("{name}.bias"), &[out], init)?;
+                    Some(Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(b, [out]), device)))
+                }
+                None => None,
+            };
+            Ok::<_, ModelError>(CastedLinear { weight: Param::from_tensor(weight), bias })
+        };
+        let swiglu = |src: &mut dyn WeightSource, name: &str, width: usize| {
+            let inter = swiglu_inner(width, config.expansion);
+            Ok::<_, ModelError>(SwiGlu {
+                gate_up_proj: linear_w(src, &format!("{name}.gate_up_proj"), 2 * inter, width, lecun(width), None)?,
+                down_proj: linear_w(src, &format!("{name}.down_proj"), width, inter, lecun(inter), None)?,
+            })
+        };
+
+        // Same order as the reference registers them (it only matters for random init).
+        let embed_tokens = param2(src, "embed_tokens.embedding_weight", vocab, d, lecun(d))?;
+        let lm_head = linear_w(src, "lm_head", vocab, d, lecun(d), None)?;
+        // "Init Q to (almost) zero for faster learning during bootstrapping": W = 0, b = -5.
+        let q_head = linear_w(src, "q_head", 2, d, Init::Zeros, Some(Init::Constant(-5.0)))?;
+        let puzzle_emb = if config.puzzle_emb_ndim > 0 {
+            let n = config.require_num_puzzle_identifiers()?;
+            Some(param2(src, "puzzle_emb.weights", n, config.puzzle_emb_ndim, Init::Zeros)?)
+        } else {
+            None
+        };
+        let (rotary_emb, embed_pos) = match config.pos_encodings {
+            PosEncoding::Rope => (Some(Rope::new(config.head_dim(), total, config.rope_theta, device)), None),
+            PosEncoding::Learned => (None, Some(param2(src, "embed_pos.embedding_weight", total, d, lecun(d))?)),
+            PosEncoding::None => (None, None),
+        };
+        let mut layers = Vec::with_capacity(config.l_layers);
+        for i in 0..config.l_layers {
+            let name = format!("L_level.layers.{i}");
+            let (self_attn, mlp_t) = if config.mlp_t {
+                (None, Some(swiglu(src, &format!("{name}.mlp_t"), total)?))
+            } else {
+                let heads = config.num_heads;
+                let hd = config.head_dim();
+                let attn = Attention {
+                    qkv_proj: linear_w(src, &format!("{name}.self_attn.qkv_proj"), 3 * heads * hd, d, lecun(d), None)?,
+                    o_proj: linear_w(src, &format!("{name}.self_attn.o_proj"), d, heads * hd, lecun(heads * hd), None)?,
+                    num_heads: heads,
+                    head_dim: hd,
+                };
+                (Some(attn), None)
+            };
+            let mlp = swiglu(src, &format!("{name}.mlp"), d)?;
+            layers.push(Block { self_attn, mlp_t, mlp, norm_eps: config.rms_norm_eps });
+        }
+        let vector = |src: &mut dyn WeightSource, name: &str| {
+            let v = src.take(name, &[d], Init::TruncNormal(1.0))?;
+            Ok::<_, ModelError>(Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(v, [d]), device)))
+        };
+        let h_init = vector(src, "H_init")?;
+        let l_init = vector(src, "L_init")?;
+        Ok(Trm {
+            embed_tokens,
+            embed_pos,
+            puzzle_emb,
+            lm_head,
+            q_head,
+            rotary_emb,
+            l_level: ReasoningModule { layers },
+            h_init,
+            l_init,
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration this network was built with.
+    pub fn config(&self) -> &TrmConfig {
+        &self.config
+    }
+
+    /// `x`: the embedded question, `[B, L, D]` (prefix of puzzle slots, then the tokens), scaled by √D.
+    pub fn input_embeddings(&self, inputs: Tensor<B, 2, Int>, puzzle_identifiers: Tensor<B, 1, Int>) -> Tensor<B, 3> {
+        let cfg = self.config();
+        let d = cfg.hidden_size;
+        let [batch, _seq] = inputs.dims();
+        let mut x = embedding(self.embed_tokens.val(), inputs);
+        if let Some(table) = &self.puzzle_emb {
+            // One learned vector per puzzle, zero-padded to fill the prefix slots.
+            let prefix = cfg.prefix_len();
+            let vectors = table.val().select(0, puzzle_identifiers);
+            let pad = prefix * d - cfg.puzzle_emb_ndim;
+            let vectors = if pad > 0 {
+                Tensor::cat(vec![vectors, Tensor::zeros([batch, pad], &x.device())], 1)
+            } else {
+                vectors
+            };
+            x = Tensor::cat(vec![vectors.reshape([batch, prefix, d]), x], 1);
+        }
+        if let Some(pos) = &self.embed_pos {
+            // Scale by 1/sqrt(2) to keep the variance (the reference's constant, to the digit).
+            x = (x + pos.val().unsqueeze_dim(0)).mul_scalar(0.707106781);
+        }
+        x.mul_scalar((d as f64).sqrt())
+    }
+
+    /// A carry whose rows all hold `H_init` / `L_init` at every position.
+    pub fn initial_carry(&self, batch: usize) -> InnerCarry<B> {
+        let total = self.config().prefix_len() + self.config().seq_len.unwrap_or(0);
+        let d = self.config().hidden_size;
+        let broadcast = |v: &Param<Tensor<B, 1>>| v.val().reshape([1, 1, d]).expand([batch, total, d]);
+        InnerCarry { z_h: broadcast(&self.h_init), z_l: broadcast(&self.l_init) }
+    }
+
+    /// Resets the rows where `reset` is true to `H_init` / `L_init` (the reference's `reset_carry`).
+    pub fn reset_carry(&self, reset: Tensor<B, 1, Bool>, carry: InnerCarry<B>) -> InnerCarry<B> {
+        let [batch, total, d] = carry.z_h.dims();
+        let mask = reset.reshape([batch, 1, 1]).expand([batch, total, d]);
+        let broadcast = |v: &Param<Tensor<B, 1>>| v.val().reshape([1, 1, d]).expand([batch, total, d]);
+        InnerCarry {
+            z_h: carry.z_h.mask_where(mask.clone(), broadcast(&self.h_init)),
+            z_l: carry.z_l.mask_where(mask, broadcast(&self.l_init)),
+        }
+    }
+
+    /// One supervision step of recursive reasoning (the paper's `deep_recursion`).
+    ///
+    /// `H_cycles` rounds of: `L_cycles` latent updates `z ← net(z, y + x)`, then one answer
+    /// update `y ← net(y, z)`. Only the last round keeps its autodiff graph; the earlier ones
+    /// are cut off (the reference runs them under `torch.no_grad()`), as is the returned state.
+    pub fn deep_recursion(&self, carry: InnerCarry<B>, x: Tensor<B, 3>) -> InnerCarry<B> {
+        let cfg = self.config();
+        let rope = self.rotary_emb.as_ref();
+        let net = &self.l_level;
+        let InnerCarry { z_h: mut y, z_l: mut z } = carry;
+        for round in 0..cfg.h_cycles {
+            for _ in 0..cfg.l_cycles {
+                z = net.forward(z, y.clone() + x.clone(), rope);
+            }
+            y = net.forward(y, z.clone(), rope);
+            if round + 1 < cfg.h_cycles {
+                y = y.detach();
+                z = z.detach();
+            }
+        }
+        InnerCarry { z_h: y, z_l: z }
+    }
+
+    /// One ACT step of the network: embed, recurse, read out. Returns the next carry
+    /// (detached) and the outputs (with gradient through the last recursion round).
+    pub fn forward(
+        &self,
+        carry: InnerCarry<B>,
+        inputs: Tensor<B, 2, Int>,
+        puzzle_identifiers: Tensor<B, 1, Int>,
+    ) -> (InnerCarry<B>, StepOutput<B>) {
+        let [batch, seq] = inputs.dims();
+        let prefix = self.config().prefix_len();
+        let x = self.input_embeddings(inputs, puzzle_identifiers);
+        let InnerCarry { z_h, z_l } = self.deep_recursion(carry, x);
+        let logits = self.lm_head.forward(z_h.clone().narrow(1, prefix, seq));
+        let q = self.q_head.forward(z_h.clone().narrow(1, 0, 1).reshape([batch, self.config().hidden_size]));
+        let q_halt = q.clone().narrow(1, 0, 1).reshape([batch]);
+        let q_continue = q.narrow(1, 1, 1).reshape([batch]);
+        (InnerCarry { z_h: z_h.detach(), z_l: z_l.detach() }, StepOutput { logits, q_halt, q_continue })
+    }
+}
