@@ -152,11 +152,11 @@ mod tests {
         let b = predict(&model, &tokens, &ids, &opts(5), &Default::default(), |_| {}).unwrap();
         assert_eq!(calls, vec![2, 4, 5]);
         assert_eq!(a.answers, b.answers);
+        assert_eq!(a.final_answer(4).len(), 9);
         let la = a.logits.unwrap();
         let lb = b.logits.unwrap();
         for (x, y) in la.iter().flatten().zip(lb.iter().flatten()) {
             assert!((x - y).abs() < 1e-4);
         }
-        assert_eq!(a.final_answer(4).len(), 9);
     }
 }
