@@ -7,9 +7,17 @@
 //! puzzle to a group (`group_indices`); without augmentation every maze is its own puzzle
 //! and its own group, with `--aug` the 8 dihedral views of a maze form one group.
 
+mod augment;
+mod check;
+#[cfg(feature = "native")]
+mod csv;
 #[cfg(feature = "native")]
 mod files;
 
+pub use augment::{AUGMENT_CAVEAT, AUGMENT_VIEWS, augment_dihedral};
+pub use check::{ExampleAt, ExampleCheck, ExampleError, check_example, check_split};
+#[cfg(feature = "native")]
+pub use self::csv::{CSV_HEADER, CsvError, CsvImport, RowProblem, read_csv, read_csv_from, write_csv, write_csv_to};
 #[cfg(feature = "native")]
 pub use files::{read_dataset_dir, read_split, read_token_grids, write_dataset, write_split};
 
