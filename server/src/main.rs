@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod hub;
 
 /// Tiny Recursive Model for mazes: datasets, generation, model, training and serving.
 #[derive(Parser)]
@@ -18,6 +19,13 @@ struct Cli {
 enum Command {
     /// Generate new hard mazes in the reference dataset layout.
     Generate(commands::generate::GenerateArgs),
+    /// Build the benchmark in the reference npy layout from the CSV release (downloaded from
+    /// the Hugging Face hub, or --from a local copy) or from an npy copy.
+    PrepareDataset(commands::prepare_dataset::PrepareDatasetArgs),
+    /// Inspect datasets (statistics).
+    Dataset(commands::dataset::DatasetArgs),
+    /// Inspect single mazes (draw a maze and its path).
+    Maze(commands::maze::MazeArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +38,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => commands::generate::run(args),
+        Command::PrepareDataset(args) => commands::prepare_dataset::run(args),
+        Command::Dataset(args) => commands::dataset::run(args),
+        Command::Maze(args) => commands::maze::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

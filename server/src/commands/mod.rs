@@ -1,2 +1,5 @@
 //! One module per subcommand.
+pub mod dataset;
 pub mod generate;
+pub mod maze;
+pub mod prepare_dataset;
