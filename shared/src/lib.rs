@@ -4,5 +4,6 @@
 pub mod maze;
 pub mod model;
 pub mod dataset;
+pub mod generate;
 #[cfg(feature = "native")]
 pub mod atomic;
