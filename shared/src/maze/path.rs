@@ -279,6 +279,13 @@ mod tests {
         })
     }
 
+    #[test]
+    fn brute_force_sees_the_tie_break() {
+        let maze = grid(" S \n # \n G \n");
+        assert_eq!(brute_force(&maze), Some(vec![1, 0, 3, 6, 7]));
+        assert_eq!(shortest_path(&maze).unwrap().unwrap().cells, vec![1, 0, 3, 6, 7]);
+    }
+
     fn small_maze() -> impl proptest::strategy::Strategy<Value = Grid> {
         use proptest::prelude::*;
         (2usize..=5, 2usize..=5)
