@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backend;
 mod commands;
 mod hub;
 
@@ -26,6 +27,12 @@ enum Command {
     Dataset(commands::dataset::DatasetArgs),
     /// Inspect single mazes (draw a maze and its path).
     Maze(commands::maze::MazeArgs),
+    /// Run a TRM checkpoint on mazes and print (or dump) its answers.
+    Predict(commands::predict::PredictArgs),
+    /// Score a TRM checkpoint on a dataset split.
+    Eval(commands::eval::EvalArgs),
+    /// Time one ACT step of the maze models on a backend.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +48,9 @@ fn main() -> ExitCode {
         Command::PrepareDataset(args) => commands::prepare_dataset::run(args),
         Command::Dataset(args) => commands::dataset::run(args),
         Command::Maze(args) => commands::maze::run(args),
+        Command::Predict(args) => commands::predict::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

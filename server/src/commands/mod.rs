@@ -3,3 +3,6 @@ pub mod dataset;
 pub mod generate;
 pub mod maze;
 pub mod prepare_dataset;
+pub mod bench;
+pub mod eval;
+pub mod predict;

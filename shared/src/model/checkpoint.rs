@@ -81,6 +81,7 @@ pub fn canonical_name(raw: &str) -> &str {
 
 /// Converts burn `TensorData` of any float/int dtype to f32, checking the byte count first
 /// (a corrupt file must give an error, not a panic inside a cast).
+#[cfg(feature = "native")]
 fn tensor_data_to_f32(name: &str, data: TensorData) -> Result<HostTensor, ModelError> {
     use burn::tensor::DType;
     let shape = data.shape.to_vec();
