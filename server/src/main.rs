@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod backend;
 mod commands;
 mod hub;
+mod train;
 
 /// Tiny Recursive Model for mazes: datasets, generation, model, training and serving.
 #[derive(Parser)]

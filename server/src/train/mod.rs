@@ -1,0 +1,18 @@
+//! Training TRM as the reference `pretrain.py` does (spec section 4), natively on burn.
+//!
+//! - [`config`]: the TOML training config with the reference's names.
+//! - [`loss`]: stablemax cross-entropy (f64), the Q-halt loss and the step metrics.
+//! - [`optim`]: AdamATan2 (a burn `SimpleOptimizer`) and SignSGD for the puzzle embedding.
+//! - [`schedule`]: linear warmup, then cosine down to `lr_min_ratio`.
+//! - [`ema`]: the exponential moving average of the trainable weights.
+//! - [`params`]: stable names for a module's parameters (for saving optimizer and EMA state).
+
+pub mod config;
+pub mod ema;
+pub mod loss;
+pub mod optim;
+pub mod params;
+pub mod schedule;
+
+/// The CPU training backend: Flex under autodiff.
+pub type CpuTrain = burn::backend::Autodiff<burn::backend::Flex>;

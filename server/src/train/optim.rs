@@ -1,0 +1,210 @@
+//! The reference's two optimizers.
+//!
+//! - [`AdamAtan2`] for every trainable weight, as a burn [`SimpleOptimizer`] (so burn's
+//!   `OptimizerAdaptor` walks the module and keeps one state per parameter). Per element,
+//!   exactly as the spec writes the `adam-atan2` kernel:
+//!   ```text
+//!   p *= 1 − lr·wd
+//!   m = lerp(m, g, 1−β1);  v = lerp(v, g², 1−β2)
+//!   p −= lr/(1−β1^t) · atan2(m, √v / √(1−β2^t))
+//!   ```
+//!   No epsilon: `atan2` is bounded, so a zero `v` cannot blow the step up.
+//! - [`SignSgd`] for the puzzle embedding (`CastedSparseEmbeddingSignSGD_Distributed`):
+//!   only the rows of puzzles present in the batch change, `w = w·(1 − lr·wd) − lr·sign(g)`,
+//!   with `g` the gradient summed per puzzle id.
+
+use burn::optim::{LearningRate, SimpleOptimizer};
+use burn::prelude::*;
+use burn::record::Record;
+
+/// AdamATan2 hyper-parameters (the reference's `beta1`, `beta2`, `weight_decay`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamAtan2 {
+    /// First-moment rate β1.
+    pub beta1: f64,
+    /// Second-moment rate β2.
+    pub beta2: f64,
+    /// Decoupled weight decay (multiplied by the learning rate).
+    pub weight_decay: f64,
+}
+
+/// Per-parameter state: the step count and both moments.
+#[derive(Record, Clone, Debug)]
+pub struct AdamAtan2State<B: Backend, const D: usize> {
+    /// Steps taken, `t` of the bias corrections.
+    pub time: usize,
+    /// First moment `m`.
+    pub exp_avg: Tensor<B, D>,
+    /// Second moment `v`.
+    pub exp_avg_sq: Tensor<B, D>,
+}
+
+impl<B: Backend> SimpleOptimizer<B> for AdamAtan2 {
+    type State<const D: usize> = AdamAtan2State<B, D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+        let (time, m, v) = match state {
+            Some(s) => (s.time + 1, s.exp_avg, s.exp_avg_sq),
+            None => (1, grad.zeros_like(), grad.zeros_like()),
+        };
+        let (b1, b2) = (self.beta1, self.beta2);
+        // lerp(a, b, w) = a + w·(b − a), as torch computes it.
+        let m = m.clone() + (grad.clone() - m).mul_scalar(1.0 - b1);
+        let v = v.clone() + (grad.square() - v).mul_scalar(1.0 - b2);
+        let bias1 = 1.0 - b1.powi(time as i32);
+        let bias2_sqrt = (1.0 - b2.powi(time as i32)).sqrt();
+        let decayed = tensor.mul_scalar(1.0 - lr * self.weight_decay);
+        let direction = m.clone().atan2(v.clone().sqrt().div_scalar(bias2_sqrt));
+        let updated = decayed - direction.mul_scalar(lr / bias1);
+        (updated, Some(AdamAtan2State { time, exp_avg: m, exp_avg_sq: v }))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
+        AdamAtan2State {
+            time: state.time,
+            exp_avg: state.exp_avg.to_device(device),
+            exp_avg_sq: state.exp_avg_sq.to_device(device),
+        }
+    }
+}
+
+/// SignSGD for the puzzle embedding, with its own learning rate (given per step, from the
+/// shared schedule) and weight decay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SignSgd {
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+}
+
+impl SignSgd {
+    /// One step on the `[N, D]` table. `grad` is the table's gradient (already summed per
+    /// row, as a gather's backward gives it); `present` flags the `[N]` rows whose puzzle
+    /// was in the batch — the reference updates only those, decay included.
+    pub fn step<B: Backend>(
+        &self,
+        lr: f64,
+        weights: Tensor<B, 2>,
+        grad: Tensor<B, 2>,
+        present: Tensor<B, 1, Bool>,
+    ) -> Tensor<B, 2> {
+        let [n, d] = weights.dims();
+        let updated = weights.clone().mul_scalar(1.0 - lr * self.weight_decay) - grad.sign().mul_scalar(lr);
+        weights.mask_where(present.reshape([n, 1]).expand([n, d]), updated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::CpuTrain;
+    use burn::backend::Flex;
+    use burn::module::{Module, Param};
+    use burn::optim::{GradientsParams, Optimizer, adaptor::OptimizerAdaptor};
+
+    type B = Flex;
+
+    fn vals<const D: usize, BB: Backend>(t: Tensor<BB, D>) -> Vec<f64> {
+        t.into_data().convert::<f64>().iter::<f64>().collect()
+    }
+
+    /// The spec's formula on the host in f64, one scalar.
+    fn reference(p: &mut f64, m: &mut f64, v: &mut f64, g: f64, t: i32, lr: f64, o: &AdamAtan2) {
+        *p *= 1.0 - lr * o.weight_decay;
+        *m += (1.0 - o.beta1) * (g - *m);
+        *v += (1.0 - o.beta2) * (g * g - *v);
+        *p -= lr / (1.0 - o.beta1.powi(t)) * m.atan2(v.sqrt() / (1.0 - o.beta2.powi(t)).sqrt());
+    }
+
+    #[test]
+    fn adam_atan2_first_step_by_hand() {
+        // t = 1: m = 0.1 g, v = 0.05 g², √v/√(1−β2) = |g|; m is corrected outside atan2:
+        // p1 = p0 (1 − lr wd) − lr/0.1 · atan2(0.1 g, |g|) = ... − 10 lr · atan(0.1) · sign(g).
+        let opt = AdamAtan2 { beta1: 0.9, beta2: 0.95, weight_decay: 0.5 };
+        let p: Tensor<B, 1> = Tensor::from_floats([1.0, -2.0, 0.5], &Default::default());
+        let g: Tensor<B, 1> = Tensor::from_floats([3.0, -0.25, 0.0], &Default::default());
+        let lr = 0.1;
+        let (p1, state) = opt.step(lr, p, g, None);
+        let got = vals(p1);
+        let q = 10.0 * 0.1f64.atan();
+        // g = 0: atan2(0, 0) = 0, only the decay acts.
+        let want = [1.0 * 0.95 - 0.1 * q, -2.0 * 0.95 + 0.1 * q, 0.5 * 0.95];
+        for (a, b) in got.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+        assert_eq!(state.unwrap().time, 1);
+    }
+
+    #[test]
+    fn adam_atan2_matches_the_formula_over_several_steps() {
+        let opt = AdamAtan2 { beta1: 0.9, beta2: 0.95, weight_decay: 1.0 };
+        let grads = [[0.5, -1.0], [0.25, 2.0], [-0.75, 0.0], [1e-8, -3.0]];
+        let lrs = [1e-2, 5e-3, 2e-2, 1e-3];
+        let mut p: Tensor<B, 1> = Tensor::from_floats([0.3, -0.7], &Default::default());
+        let mut state = None;
+        let mut host = [(0.3f64, 0.0f64, 0.0f64), (-0.7, 0.0, 0.0)];
+        for (t, (g, lr)) in grads.iter().zip(lrs).enumerate() {
+            let gt: Tensor<B, 1> = Tensor::from_floats(*g, &Default::default());
+            let (np, ns) = opt.step(lr, p, gt, state);
+            p = np;
+            state = ns;
+            for (i, h) in host.iter_mut().enumerate() {
+                reference(&mut h.0, &mut h.1, &mut h.2, g[i], t as i32 + 1, lr, &opt);
+            }
+        }
+        let got = vals(p);
+        for (a, h) in got.iter().zip(host) {
+            assert!((a - h.0).abs() < 1e-6, "{got:?} vs {host:?}");
+        }
+        let s = state.unwrap();
+        assert_eq!(s.time, 4);
+        let m = vals(s.exp_avg);
+        assert!((m[0] - host[0].1).abs() < 1e-7 && (m[1] - host[1].1).abs() < 1e-7);
+    }
+
+    #[derive(Module, Debug)]
+    struct Tiny<B: Backend> {
+        w: Param<Tensor<B, 2>>,
+    }
+
+    #[test]
+    fn adaptor_drives_it_through_a_module() {
+        type A = CpuTrain;
+        let dev = Default::default();
+        let model = Tiny::<A> { w: Param::from_tensor(Tensor::from_floats([[1.0, 2.0], [3.0, 4.0]], &dev)) };
+        let mut optim: OptimizerAdaptor<AdamAtan2, Tiny<A>, A> =
+            OptimizerAdaptor::from(AdamAtan2 { beta1: 0.9, beta2: 0.95, weight_decay: 0.0 });
+        // loss = Σ w · c → grad = c.
+        let c = Tensor::<A, 2>::from_floats([[1.0, -1.0], [0.0, 2.0]], &dev);
+        let grads = (model.w.val() * c).sum().backward();
+        let grads = GradientsParams::from_grads(grads, &model);
+        let model = optim.step(0.01, model, grads);
+        let got = vals(model.w.val());
+        let q = 0.01 * 10.0 * 0.1f64.atan();
+        let want = [1.0 - q, 2.0 + q, 3.0, 4.0 - q];
+        for (a, b) in got.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn sign_sgd_updates_present_rows_only() {
+        let opt = SignSgd { weight_decay: 0.5 };
+        let dev = Default::default();
+        let w: Tensor<B, 2> = Tensor::from_floats([[1.0, -1.0], [2.0, 0.0], [4.0, 4.0]], &dev);
+        let g: Tensor<B, 2> = Tensor::from_floats([[0.3, -7.0], [0.0, 0.0], [1.0, 1.0]], &dev);
+        let present = Tensor::<B, 1, Int>::from_ints([1, 1, 0], &dev).equal_elem(1);
+        let got = vals(opt.step(0.1, w, g, present));
+        // Row 0: w·0.95 − 0.1·sign(g); row 1 present with zero gradient: decay only;
+        // row 2 absent: untouched.
+        let want = [0.95 - 0.1, -0.95 + 0.1, 1.9, 0.0, 4.0, 4.0];
+        for (a, b) in got.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{got:?}");
+        }
+    }
+}
