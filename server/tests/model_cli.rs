@@ -1,0 +1,236 @@
+//! The model commands end to end: `trm predict`, `trm eval`, `trm download-weights` (against a
+//! local HTTP server standing in for the Hugging Face hub). The model is the small reference
+//! checkpoint of `shared/tests/fixtures/trm` (36 cells = 6x6 mazes); see the README there.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread;
+
+use sha2::{Digest, Sha256};
+use trm_shared::dataset::{SplitData, write_split};
+use trm_shared::maze::{Grid, label};
+use trm_shared::model::StateDict;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/fixtures/trm").join(name)
+}
+
+fn trm(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trm"));
+    cmd.args(args);
+    for var in ["HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_HOME"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Six 6x6 mazes with their benchmark labels.
+fn small_split(dir: &Path) {
+    let mazes = [
+        "S     \n #### \n    # \n ## # \n  #   \n    #G\n",
+        "S  #  \n#  #  \n      \n ###  \n   #  \n   # G\n",
+        "G     \n##### \n      \n #####\n      \n    S \n",
+        "S#    \n #  # \n #  # \n    # \n ##   \n    G \n",
+        "      \n S    \n ###  \n   #  \n   #G \n      \n",
+        "S   # \n ##   \n  # # \n  #   \n    # \n #  G \n",
+    ];
+    let examples = mazes
+        .iter()
+        .map(|m| {
+            let g = Grid::parse_lines(m).unwrap();
+            (g.tokens(), label(&g).unwrap().tokens())
+        })
+        .collect();
+    fs::create_dir_all(dir).unwrap();
+    write_split(dir, &SplitData::from_examples(36, examples)).unwrap();
+}
+
+#[test]
+fn predict_dumps_the_reference_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The fixture's inputs as an int32 npy, its puzzle ids as another.
+    let bytes = fs::read(fixture("attn_outputs.safetensors")).unwrap();
+    let reference = StateDict::from_safetensors_bytes(&bytes, "ref").unwrap().tensors;
+    let tokens: Vec<i32> = reference["inputs"].values.iter().map(|v| *v as i32).collect();
+    let ids: Vec<i32> = reference["puzzle_identifiers"].values.iter().map(|v| *v as i32).collect();
+    let inputs = tmp.path().join("inputs.npy");
+    let id_file = tmp.path().join("ids.npy");
+    {
+        use ndarray_npy::WriteNpyExt;
+        ndarray::Array2::from_shape_vec((3, 36), tokens).unwrap().write_npy(fs::File::create(&inputs).unwrap()).unwrap();
+        ndarray::Array1::from_vec(ids).write_npy(fs::File::create(&id_file).unwrap()).unwrap();
+    }
+    let dump = tmp.path().join("dump");
+    let out = trm(
+        &[
+            "predict",
+            "--checkpoint",
+            fixture("attn_step_1").to_str().unwrap(),
+            "--config",
+            fixture("attn_all_config.yaml").to_str().unwrap(),
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--puzzle-identifiers",
+            id_file.to_str().unwrap(),
+            "--dump-dir",
+            dump.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("maze 2:") && text.contains("3 mazes:"), "{text}");
+    use ndarray_npy::ReadNpyExt;
+    let logits = ndarray::Array4::<f32>::read_npy(fs::File::open(dump.join("logits.npy")).unwrap()).unwrap();
+    let q = ndarray::Array2::<f32>::read_npy(fs::File::open(dump.join("q_halt.npy")).unwrap()).unwrap();
+    assert_eq!(logits.dim(), (4, 3, 36, 6));
+    assert_eq!(q.dim(), (4, 3));
+    let want = &reference["logits"].values;
+    let max = logits.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max < 1e-3, "max |Δlogit| over all steps {max}");
+}
+
+#[test]
+fn eval_prints_json_scores_per_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_split(&tmp.path().join("test"));
+    let out = trm(
+        &[
+            "eval",
+            "--checkpoint",
+            fixture("attn_step_1").to_str().unwrap(),
+            "--config",
+            fixture("attn_all_config.yaml").to_str().unwrap(),
+            "--data",
+            tmp.path().to_str().unwrap(),
+            "--batch-size",
+            "4",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["count"], 6);
+    for key in ["exact_accuracy", "token_accuracy", "valid_shortest_accuracy"] {
+        let x = v[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{key} = {x}");
+    }
+    // A random model copies little: token accuracy is well below 1, and it is computed.
+    assert!(v["token_accuracy"].as_f64().unwrap() < 0.9);
+    assert_eq!(v["per_step"].as_array().unwrap().len(), 4);
+    assert_eq!(v["steps"], 4);
+    assert!(v["mazes_per_second"].as_f64().unwrap() > 0.0);
+
+    // A checkpoint that does not fit the config is one clear error.
+    let bad = trm(
+        &[
+            "eval",
+            "--checkpoint",
+            fixture("mlpt_step_1").to_str().unwrap(),
+            "--config",
+            fixture("attn_all_config.yaml").to_str().unwrap(),
+            "--data",
+            tmp.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    let e = stderr(&bad);
+    assert!(e.contains("puzzle_emb.weights") || e.contains("missing tensor"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+/// A tiny hub: `resolve` redirects with the LFS etag (SHA-256); `/cdn/...` serves the bytes,
+/// flipped when `corrupt`.
+fn serve_hub(files: Vec<(String, Vec<u8>)>, corrupt: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(stream) = stream else { continue };
+            let _ = answer(stream, &files, corrupt);
+        }
+    });
+    endpoint
+}
+
+fn answer(mut stream: TcpStream, files: &[(String, Vec<u8>)], corrupt: bool) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+    for (name, body) in files {
+        if path == format!("/owner/trm-maze/resolve/main/{name}") {
+            let sha: String = Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect();
+            return write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: /cdn/{name}\r\nX-Repo-Commit: 0123abcd\r\nX-Linked-Etag: \"{sha}\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+        if path == format!("/cdn/{name}") {
+            let mut body = body.clone();
+            if corrupt {
+                body[100] ^= 1;
+            }
+            write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+            return stream.write_all(&body);
+        }
+    }
+    write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+#[test]
+fn download_weights_from_a_local_hub() {
+    let ckpt = fs::read(fixture("attn_step_1")).unwrap();
+    let cfg = fs::read(fixture("attn_all_config.yaml")).unwrap();
+    let sha: String = Sha256::digest(&ckpt).iter().map(|b| format!("{b:02x}")).collect();
+    let files = vec![("step_1".to_string(), ckpt.clone()), ("all_config.yaml".to_string(), cfg)];
+
+    let tmp = tempfile::tempdir().unwrap();
+    let endpoint = serve_hub(files.clone(), false);
+    let out_dir = tmp.path().join("w");
+    let home = tmp.path().join("hf");
+    let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HOME", home.to_str().unwrap())];
+    let args = ["download-weights", "--repo", "owner/trm-maze", "--file", "step_1", "--out", out_dir.to_str().unwrap()];
+    let out = trm(&[&args[..], &["--sha256", &sha]].concat(), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(out_dir.join("step_1")).unwrap(), ckpt);
+    assert!(out_dir.join("all_config.yaml").is_file());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&sha) && text.contains("15 tensors"), "{text}");
+
+    // A wrong expected checksum is refused.
+    let out = trm(&[&args[..], &["--sha256", &"0".repeat(64)]].concat(), &env);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("SHA-256"), "{}", stderr(&out));
+
+    // Bytes that do not match the hub's etag are refused, in a fresh cache.
+    let endpoint = serve_hub(files, true);
+    let home2 = tmp.path().join("hf2");
+    let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HOME", home2.to_str().unwrap())];
+    let out = trm(&args, &env);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("SHA-256"), "{}", stderr(&out));
+
+    // A file the repository does not have.
+    let out = trm(&["download-weights", "--repo", "owner/trm-maze", "--file", "nope", "--out", out_dir.to_str().unwrap()], &env);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
