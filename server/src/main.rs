@@ -34,6 +34,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Time one ACT step of the maze models on a backend.
     Bench(commands::bench::BenchArgs),
+    /// Download a published TRM checkpoint and its config from the Hugging Face hub.
+    DownloadWeights(commands::download_weights::DownloadWeightsArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::DownloadWeights(args) => commands::download_weights::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

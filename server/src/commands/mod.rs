@@ -4,5 +4,6 @@ pub mod generate;
 pub mod maze;
 pub mod prepare_dataset;
 pub mod bench;
+pub mod download_weights;
 pub mod eval;
 pub mod predict;
