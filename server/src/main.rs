@@ -32,6 +32,8 @@ enum Command {
     Predict(commands::predict::PredictArgs),
     /// Score a TRM checkpoint on a dataset split.
     Eval(commands::eval::EvalArgs),
+    /// Train a model per a TOML config (configs/), in a resumable run directory.
+    Train(commands::train::TrainArgs),
     /// Time one ACT step of the maze models on a backend.
     Bench(commands::bench::BenchArgs),
     /// Download a published TRM checkpoint and its config from the Hugging Face hub.
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Maze(args) => commands::maze::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Train(args) => commands::train::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::DownloadWeights(args) => commands::download_weights::run(args),
     };

@@ -7,3 +7,4 @@ pub mod bench;
 pub mod download_weights;
 pub mod eval;
 pub mod predict;
+pub mod train;

@@ -134,13 +134,8 @@ impl<B: Backend> Ema<B> {
     }
 
     /// How many parameters are averaged.
-    pub fn len(&self) -> usize {
+    pub fn tracked(&self) -> usize {
         self.shadow.len()
-    }
-
-    /// True when nothing is averaged.
-    pub fn is_empty(&self) -> bool {
-        self.shadow.is_empty()
     }
 }
 
@@ -180,7 +175,7 @@ mod tests {
         let m = model([[1.0, 2.0]], [5.0, 5.0]);
         let skip = HashSet::from([m.buffer.id]);
         let mut ema = Ema::new(&m, &skip, 0.9);
-        assert_eq!(ema.len(), 1);
+        assert_eq!(ema.tracked(), 1);
         let m = set(m, [[3.0, 0.0]], [7.0, 7.0]);
         ema.update(&m);
         // 0.1·3 + 0.9·1 = 1.2; 0.1·0 + 0.9·2 = 1.8.

@@ -6,13 +6,19 @@
 //! - [`schedule`]: linear warmup, then cosine down to `lr_min_ratio`.
 //! - [`ema`]: the exponential moving average of the trainable weights.
 //! - [`params`]: stable names for a module's parameters (for saving optimizer and EMA state).
+//! - [`data`]: the reference's data order (seeded group shuffles, one example per group).
+//! - [`checkpoint`]: the run directory and its atomic, resumable checkpoints.
+//! - [`trainer`]: the loop (carry across batches, optimizers, EMA, evaluation, logging).
 
+pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod ema;
 pub mod loss;
 pub mod optim;
 pub mod params;
 pub mod schedule;
+pub mod trainer;
 
 /// The CPU training backend: Flex under autodiff.
 pub type CpuTrain = burn::backend::Autodiff<burn::backend::Flex>;

@@ -1,0 +1,356 @@
+//! The training loop of `pretrain.py`: one ACT step, one backward and one optimizer step per
+//! batch, with the carry kept across batches (halted rows take the next batch's rows, the
+//! others keep their state — the reference's whole "deep supervision").
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::module::{AutodiffModule, ParamId};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use trm_shared::dataset::SplitData;
+use trm_shared::model::act::{ActBatch, make_batch};
+use trm_shared::model::{ActCarry, ActMode, ActModel, RandomInit, StateDict, Trm, TrmConfig, run_inference};
+
+use super::checkpoint::{TrainState, host, read_latest, write_checkpoint};
+use super::config::TrainConfig;
+use super::data::{DataPosition, host_batch, iteration_batches};
+use super::ema::Ema;
+use super::loss::{MetricMeans, MetricSums, act_loss};
+use super::optim::{AdamAtan2, SignSgd};
+use super::params::param_infos;
+use super::schedule::LrSchedule;
+
+/// What a run needs besides its config.
+pub struct RunSetup {
+    /// The run directory (created by the caller, holding `config.toml`).
+    pub dir: PathBuf,
+    /// Training split.
+    pub train: SplitData,
+    /// Held-out split for the periodic evaluation.
+    pub test: SplitData,
+    /// Continue from the run's latest checkpoint.
+    pub resume: bool,
+    /// Stop after this many optimizer steps in total (for tests and short trials).
+    pub max_steps: Option<u64>,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Optimizer steps taken in total.
+    pub steps: u64,
+    /// The last evaluation, if any.
+    pub last_eval: Option<MetricMeans>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Serialize)]
+struct LogLine<'a> {
+    kind: &'a str,
+    step: u64,
+    lr: f64,
+    #[serde(flatten)]
+    metrics: MetricMeans,
+    examples_per_s: f64,
+    elapsed_s: f64,
+}
+
+/// The model config for a split: dataset fields filled in.
+pub fn resolved_arch(cfg: &TrainConfig, train: &SplitData) -> anyhow::Result<TrmConfig> {
+    let mut arch = cfg.arch.clone();
+    TrmConfig::fill(&mut arch.seq_len, "seq_len", train.seq_len, "the training data")?;
+    TrmConfig::fill(&mut arch.vocab_size, "vocab_size", 6, "the maze vocabulary")?;
+    let ids = train.puzzle_identifiers.iter().copied().max().unwrap_or(0).max(0) as usize + 1;
+    if arch.num_puzzle_identifiers.is_none() {
+        arch.num_puzzle_identifiers = Some(ids);
+    }
+    arch.validate()?;
+    Ok(arch)
+}
+
+/// Parameters that are buffers in the reference (not trained by AdamATan2, not averaged).
+fn buffer_ids<B: Backend>(trm: &Trm<B>) -> HashSet<ParamId> {
+    let mut s = HashSet::from([trm.h_init.id, trm.l_init.id]);
+    if let Some(p) = &trm.puzzle_emb {
+        s.insert(p.id);
+    }
+    s
+}
+
+fn batch_on<B: Backend>(arch: &TrmConfig, split: &SplitData, rows: &[usize], device: &B::Device) -> anyhow::Result<ActBatch<B>> {
+    let h = host_batch(split, rows);
+    let mut b = make_batch::<B>(arch, &h.inputs, &h.puzzle_identifiers, device)?;
+    b.labels = Some(Tensor::from_data(TensorData::new(h.labels, [rows.len(), split.seq_len]), device));
+    Ok(b)
+}
+
+/// Evaluates `trm` on (a prefix of) `split` as the reference does: fresh carry, exactly
+/// `halt_max_steps` ACT steps, metrics of the last step.
+pub fn evaluate<B: Backend>(trm: &Trm<B>, split: &SplitData, batch: usize, limit: Option<usize>, device: &B::Device) -> anyhow::Result<MetricMeans> {
+    let n = limit.unwrap_or(split.len()).min(split.len());
+    let arch = trm.config();
+    let steps = arch.halt_max_steps;
+    let mut sums = MetricSums::default();
+    let rows: Vec<usize> = (0..n).collect();
+    for chunk in rows.chunks(batch.max(1)) {
+        let b = batch_on::<B>(arch, split, chunk, device)?;
+        let labels = b.labels.clone().context("eval batch without labels")?;
+        let mut last = None;
+        run_inference(trm, &b, steps, false, |i, out| {
+            if i + 1 == steps {
+                last = Some(out.clone());
+            }
+            Ok(())
+        })?;
+        let out = last.context("evaluation ran no ACT step")?;
+        let k = chunk.len();
+        let halted = Tensor::<B, 1, Int>::ones([k], device).equal_elem(1);
+        let st = Tensor::<B, 1, Int>::full([k], steps as i64, device);
+        sums.add(&act_loss(out.logits, out.q_halt, labels, halted, st).metrics());
+    }
+    Ok(sums.means(n as f64))
+}
+
+/// Optimizer moments by parameter path, for the checkpoint.
+fn optim_to_state_dict<B: AutodiffBackend>(
+    optim: &OptimizerAdaptor<AdamAtan2, Trm<B>, B>,
+    trm: &Trm<B>,
+) -> (StateDict, BTreeMap<String, usize>) {
+    let mut records = optim.to_record();
+    let mut sd = StateDict::default();
+    let mut times = BTreeMap::new();
+    for info in param_infos(trm) {
+        let Some(rec) = records.remove(&info.id) else { continue };
+        let (time, m, v): (usize, TensorData, TensorData) = match info.shape.len() {
+            1 => {
+                let s = rec.into_state::<1>();
+                (s.time, s.exp_avg.into_data(), s.exp_avg_sq.into_data())
+            }
+            _ => {
+                let s = rec.into_state::<2>();
+                (s.time, s.exp_avg.into_data(), s.exp_avg_sq.into_data())
+            }
+        };
+        let to = |d: TensorData| host(d.shape.to_vec(), d.convert::<f32>().iter::<f32>().collect());
+        sd.tensors.insert(format!("{}.exp_avg", info.path), to(m));
+        sd.tensors.insert(format!("{}.exp_avg_sq", info.path), to(v));
+        times.insert(info.path, time);
+    }
+    (sd, times)
+}
+
+fn optim_from_state_dict<B: AutodiffBackend>(
+    mut optim: OptimizerAdaptor<AdamAtan2, Trm<B>, B>,
+    trm: &Trm<B>,
+    sd: &StateDict,
+    times: &BTreeMap<String, usize>,
+    device: &B::Device,
+) -> anyhow::Result<OptimizerAdaptor<AdamAtan2, Trm<B>, B>> {
+    use burn::optim::record::AdaptorRecord;
+    let mut records = optim.to_record();
+    for info in param_infos(trm) {
+        let Some(&time) = times.get(&info.path) else { continue };
+        let get = |suffix: &str| -> anyhow::Result<TensorData> {
+            let t = sd.tensors.get(&format!("{}.{suffix}", info.path)).with_context(|| format!("optimizer state lacks {}.{suffix}", info.path))?;
+            if t.shape != info.shape {
+                bail!("optimizer state {}.{suffix} has shape {:?}, the model {:?}", info.path, t.shape, info.shape);
+            }
+            Ok(TensorData::new(t.values.clone(), t.shape.clone()))
+        };
+        let (m, v) = (get("exp_avg")?, get("exp_avg_sq")?);
+        let rec = match info.shape.len() {
+            1 => AdaptorRecord::from_state::<1>(super::optim::AdamAtan2State {
+                time,
+                exp_avg: Tensor::from_data(m, device),
+                exp_avg_sq: Tensor::from_data(v, device),
+            }),
+            _ => AdaptorRecord::from_state::<2>(super::optim::AdamAtan2State {
+                time,
+                exp_avg: Tensor::from_data(m, device),
+                exp_avg_sq: Tensor::from_data(v, device),
+            }),
+        };
+        records.insert(info.id, rec);
+    }
+    optim = optim.load_record(records);
+    Ok(optim)
+}
+
+/// Trains per `cfg` in `setup.dir`.
+pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::Device) -> anyhow::Result<RunSummary> {
+    let arch = resolved_arch(cfg, &setup.train)?;
+    let gbs = cfg.global_batch_size;
+    let groups = setup.train.total_groups();
+    if groups < gbs {
+        bail!("the training split has {groups} groups, fewer than global_batch_size {gbs}: no full batch");
+    }
+    let total_steps = cfg.total_steps(groups);
+    let schedule = LrSchedule { base: cfg.lr, warmup_steps: cfg.lr_warmup_steps, total_steps, min_ratio: cfg.lr_min_ratio };
+    let pe_schedule = LrSchedule { base: cfg.puzzle_emb_lr, ..schedule };
+    let adam = AdamAtan2 { beta1: cfg.beta1, beta2: cfg.beta2, weight_decay: cfg.weight_decay };
+    let sign = SignSgd { weight_decay: cfg.puzzle_emb_weight_decay };
+    let mut optim: OptimizerAdaptor<AdamAtan2, Trm<B>, B> = OptimizerAdaptor::from(adam);
+    if let Some(c) = cfg.grad_clip_norm {
+        optim = optim.with_grad_clipping(burn::optim::grad_clipping::GradientClippingConfig::Norm(c as f32).init());
+    }
+
+    // Model, EMA, counters: fresh or from the latest checkpoint.
+    let (mut trm, mut ema, mut step, mut pos, mut rng) = if setup.resume {
+        let ck = read_latest(&setup.dir)?;
+        let trm = Trm::<B>::from_state_dict(&arch, &ck.live, &device).context("checkpoint weights")?;
+        let ema = if cfg.ema {
+            let averaged = Trm::<B::InnerBackend>::from_state_dict(&arch, &ck.eval_model, &device).context("checkpoint EMA weights")?;
+            let live = trm.valid();
+            let skip_inner = buffer_ids(&live);
+            Some(Ema::resume(&live, &averaged, &skip_inner, cfg.ema_rate)?)
+        } else {
+            None
+        };
+        optim = optim_from_state_dict(optim, &trm, &ck.optim, &ck.state.optim_time, &device)?;
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed);
+        let word: u128 = ck.state.rng_word_pos.parse().context("RNG position in state.json")?;
+        rng.set_word_pos(word);
+        eprintln!("resuming {} at step {}", ck.dir.display(), ck.state.step);
+        (trm, ema, ck.state.step, ck.state.position, rng)
+    } else {
+        let trm = Trm::<B>::build(&arch, &mut RandomInit::new(cfg.seed), &device)?;
+        let live = trm.valid();
+        let ema = cfg.ema.then(|| Ema::new(&live, &buffer_ids(&live), cfg.ema_rate));
+        let rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed);
+        (trm, ema, 0, DataPosition::default(), rng)
+    };
+    if let Some(e) = &ema {
+        tracing::info!("EMA (rate {}) over {} parameter tensors", e.rate, e.tracked());
+    }
+    // H_init / L_init are buffers: never trained.
+    trm.h_init = trm.h_init.clone().set_require_grad(false);
+    trm.l_init = trm.l_init.clone().set_require_grad(false);
+    let pe_id = trm.puzzle_emb.as_ref().map(|p| p.id);
+    let n_ids = arch.require_num_puzzle_identifiers()?;
+
+    let end = setup.max_steps.map_or(total_steps, |m| m.min(total_steps));
+    let bar = if setup.progress { ProgressBar::new(end) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_position(step);
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(setup.dir.join("metrics.jsonl")).context("opening metrics.jsonl")?;
+    let started = Instant::now();
+    let mut window = MetricSums::default();
+    let mut window_rows = 0usize;
+    let mut window_start = Instant::now();
+    let log_every = 50u64.min(end.max(1));
+    let mut carry: Option<ActCarry<B>> = None;
+    let mut last_eval = None;
+    let eval_model = |trm: &Trm<B>, ema: &Option<Ema<B::InnerBackend>>| -> Trm<B::InnerBackend> {
+        let live = trm.valid();
+        match ema {
+            Some(e) => e.apply(live),
+            None => live,
+        }
+    };
+    let save = |trm: &Trm<B>, ema: &Option<Ema<B::InnerBackend>>, optim: &OptimizerAdaptor<AdamAtan2, Trm<B>, B>, step: u64, pos: DataPosition, rng: &ChaCha8Rng| -> anyhow::Result<()> {
+        let eval = eval_model(trm, ema);
+        let (osd, times) = optim_to_state_dict(optim, trm);
+        let state = TrainState { step, position: pos, rng_word_pos: rng.get_word_pos().to_string(), optim_time: times };
+        write_checkpoint(&setup.dir, &state, &eval.to_safetensors_bytes()?, &trm.to_state_dict(), &osd)?;
+        Ok(())
+    };
+
+    'outer: while step < end {
+        let batches = iteration_batches(&setup.train, cfg.seed, pos.iteration, cfg.eval_interval, gbs);
+        while (pos.batch as usize) < batches.len() {
+            if step >= end {
+                break 'outer;
+            }
+            let rows = &batches[pos.batch as usize];
+            let batch = batch_on::<B>(&arch, &setup.train, rows, &device)?;
+            step += 1;
+            pos.batch += 1;
+            let lr = schedule.lr(step);
+
+            let act = ActModel::new(trm);
+            let c = carry.take().unwrap_or_else(|| act.initial_carry(&batch));
+            let (new_carry, out) = act.step(c, &batch, ActMode::Train(&mut rng));
+            let labels = new_carry.current_data.labels.clone().context("training carry without labels")?;
+            let ids: Vec<i64> = new_carry.current_data.puzzle_identifiers.clone().into_data().convert::<i64>().iter::<i64>().collect();
+            let loss = act_loss(out.output.logits, out.output.q_halt, labels, new_carry.halted.clone(), new_carry.steps.clone());
+            let m = loss.metrics();
+            if !(m.lm_loss.is_finite() && m.q_halt_loss.is_finite()) {
+                bar.abandon();
+                bail!(
+                    "the loss became {} at step {step} (lm_loss {}, q_halt_loss {}); stopping. The last good checkpoint is kept: resume with --resume {} (perhaps with a lower lr)",
+                    if m.lm_loss.is_nan() || m.q_halt_loss.is_nan() { "NaN" } else { "infinite" },
+                    m.lm_loss, m.q_halt_loss, setup.dir.display()
+                );
+            }
+            let grads = loss.loss.div_scalar(gbs as f64).backward();
+            trm = act.trm;
+            let mut grads = GradientsParams::from_grads(grads, &trm);
+            let pe_grad = pe_id.and_then(|id| grads.remove::<B::InnerBackend, 2>(id));
+            trm = optim.step(lr, trm, grads);
+            if let (Some(g), Some(p)) = (pe_grad, trm.puzzle_emb.take()) {
+                let mut present = vec![false; n_ids];
+                for &i in &ids {
+                    if let Some(slot) = present.get_mut(i as usize) {
+                        *slot = true;
+                    }
+                }
+                let present = Tensor::<B::InnerBackend, 1, Int>::from_data(TensorData::new(present.iter().map(|&b| b as i32).collect::<Vec<_>>(), [n_ids]), &device).equal_elem(1);
+                let lr_pe = pe_schedule.lr(step);
+                trm.puzzle_emb = Some(p.map(|w| Tensor::from_inner(sign.step(lr_pe, w.inner(), g, present)).require_grad()));
+            }
+            if let Some(e) = ema.as_mut() {
+                e.update(&trm.valid());
+            }
+            carry = Some(new_carry);
+            window.add(&m);
+            window_rows += gbs;
+            bar.set_position(step);
+
+            if step % log_every == 0 || step == end {
+                let means = window.means(window_rows as f64);
+                let secs = window_start.elapsed().as_secs_f64();
+                let line = LogLine { kind: "train", step, lr, metrics: means, examples_per_s: window_rows as f64 / secs.max(1e-9), elapsed_s: started.elapsed().as_secs_f64() };
+                writeln!(log, "{}", serde_json::to_string(&line)?)?;
+                bar.set_message(format!("loss {:.4} exact {:.3} lr {:.2e} {:.0} ex/s", means.lm_loss + 0.5 * means.q_halt_loss, means.exact_accuracy, lr, line.examples_per_s));
+                window = MetricSums::default();
+                window_rows = 0;
+                window_start = Instant::now();
+            }
+            if cfg.checkpoint_every_steps > 0 && step % cfg.checkpoint_every_steps == 0 {
+                save(&trm, &ema, &optim, step, pos, &rng)?;
+            }
+        }
+        // End of an iteration (eval_interval epochs): evaluate and checkpoint, as the reference.
+        pos = DataPosition { iteration: pos.iteration + 1, batch: 0 };
+        let means = evaluate(&eval_model(&trm, &ema), &setup.test, gbs, cfg.data.eval_limit, &device)?;
+        let line = LogLine { kind: "eval", step, lr: schedule.lr(step), metrics: means, examples_per_s: 0.0, elapsed_s: started.elapsed().as_secs_f64() };
+        writeln!(log, "{}", serde_json::to_string(&line)?)?;
+        bar.println(format!("step {step}: eval exact {:.3}, token accuracy {:.3}", means.exact_accuracy, means.accuracy));
+        last_eval = Some(means);
+        save(&trm, &ema, &optim, step, pos, &rng)?;
+    }
+    // Stopped by max_steps mid-iteration: save where we are, so that --resume continues.
+    if read_latest(&setup.dir).map(|c| c.state.step).ok() != Some(step) {
+        save(&trm, &ema, &optim, step, pos, &rng)?;
+    }
+    bar.finish();
+    Ok(RunSummary { steps: step, last_eval })
+}
+
+/// Writes a new run directory's config.
+pub fn create_run_dir(dir: &Path, cfg: &TrainConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    trm_shared::atomic::write_file(&dir.join("config.toml"), cfg.to_toml_string()?.as_bytes())
+        .with_context(|| format!("writing {}/config.toml", dir.display()))
+}
