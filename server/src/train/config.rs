@@ -107,7 +107,8 @@ pub struct TrainConfig {
     /// Seed of data order, exploration and initialisation (0).
     #[serde(default)]
     pub seed: u64,
-    /// Clip the global gradient norm to this value (none, as the reference).
+    /// Clip each parameter's gradient norm to this value (burn's per-tensor `GradientClipping::Norm`,
+    /// not a global norm); none by default, as the reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_clip_norm: Option<f64>,
     /// Also checkpoint this often, in optimizer steps (besides every evaluation); 0 = only at evals.
