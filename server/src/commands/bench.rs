@@ -88,7 +88,8 @@ impl BackendJob for Job {
             if args.only.as_deref().is_some_and(|o| !o.split(',').any(|x| x.trim() == case.name)) {
                 continue;
             }
-            let model = Trm::<B>::build(&case.config, &mut RandomInit::new(0), &device)?;
+            let mut model = Trm::<B>::build(&case.config, &mut RandomInit::new(0), &device)?;
+            crate::backend::tune_for_backend(&mut model);
             let parameters: usize = model.to_state_dict().tensors.values().map(|t| t.values.len()).sum();
             let seq = case.config.require_seq_len()?;
             // A benchmark maze: walls on a fixed pattern, S and G in the corners.
