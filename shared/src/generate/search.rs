@@ -11,9 +11,9 @@ use rand_chacha::rand_core::RngCore;
 /// Distance of a cell a BFS did not reach.
 const INF: u32 = u32::MAX;
 
-/// How many full BFS distance maps a layout keeps as landmarks for the triangle bounds.
-/// Measured at 30x30: the bounds settle most pairs after two or three maps; more maps
-/// cost more BFS than they save.
+/// How many BFS distance maps a layout keeps, beyond each component's root map, for the
+/// triangle bounds. At 30x30 about one BFS per layout is needed in all, so this cap is
+/// rarely reached; it bounds the work on layouts where many pairs are close calls.
 const MAX_LANDMARKS: usize = 6;
 
 /// A uniform integer in `0..n` from 32-bit draws (Lemire's multiply-shift with rejection).
@@ -51,7 +51,7 @@ pub(crate) struct Found {
     pub goal: u32,
 }
 
-/// A BFS distance map over the padded grid, valid for one component.
+/// A BFS distance map of one component, from some cell of it.
 struct Landmark {
     component: u32,
     dist: Vec<u32>,
@@ -68,18 +68,27 @@ pub(crate) struct LayoutSearch {
     template: Vec<u32>,
     /// Partial Fisher-Yates shuffle of `template`: walls first, then the open cells.
     perm: Vec<u32>,
-    open: Vec<bool>,
-    /// Component id per padded cell (0 for walls and the border).
+    /// Component id per padded cell: `BLOCKED` on walls and the border, `UNSEEN` on open
+    /// cells whose component nobody has needed yet, ids from 1.
     component: Vec<u32>,
-    /// Cells per component, indexed by id.
+    /// Cells per component, indexed by id (index 0 unused).
     component_size: Vec<u32>,
-    stack: Vec<u32>,
+    /// Distance of each labelled cell from its component's root: the cell whose BFS
+    /// labelled the component. Components are disjoint, so one map serves them all.
+    root_dist: Vec<u32>,
+    /// BFS queue, one slot per padded cell.
     queue: Vec<u32>,
+    /// Further BFS maps, kept for the rest of the layout's pairs.
     landmarks: Vec<Landmark>,
     landmarks_used: usize,
     /// Distance map for BFS runs that do not become landmarks.
     scratch: Vec<u32>,
 }
+
+/// Component value of open cells not yet labelled.
+const UNSEEN: u32 = 0;
+/// Component value of walls and the border.
+const BLOCKED: u32 = u32::MAX;
 
 impl LayoutSearch {
     pub(crate) fn new(p: Params) -> LayoutSearch {
@@ -92,11 +101,11 @@ impl LayoutSearch {
             stride,
             perm: template.clone(),
             template,
-            open: vec![false; padded],
-            component: vec![0; padded],
+            component: vec![BLOCKED; padded],
             component_size: Vec::new(),
-            stack: Vec::new(),
-            queue: Vec::with_capacity(padded),
+            root_dist: vec![INF; padded],
+            // Each cell enters a BFS queue at most once.
+            queue: vec![0; padded],
             landmarks: Vec::new(),
             landmarks_used: 0,
             scratch: vec![INF; padded],
@@ -121,11 +130,12 @@ impl LayoutSearch {
             let j = i + below(rng, area - i);
             self.perm.swap(i as usize, j as usize);
         }
-        self.open.fill(false);
+        self.component.fill(BLOCKED);
         for &cell in &self.perm[walls as usize..] {
-            self.open[cell as usize] = true;
+            self.component[cell as usize] = UNSEEN;
         }
-        self.label_components(walls as usize);
+        self.component_size.clear();
+        self.component_size.push(0);
         self.landmarks_used = 0;
 
         let open_count = area - walls;
@@ -147,57 +157,71 @@ impl LayoutSearch {
         None
     }
 
-    /// Flood-fills the open cells into components (ids from 1).
-    fn label_components(&mut self, walls: usize) {
-        self.component.fill(0);
-        self.component_size.clear();
-        self.component_size.push(0);
+    /// Labels the component of `root` by BFS from it, filling `root_dist` there.
+    /// Components are labelled only when a start lands in them: most small ones never are.
+    fn label_from(&mut self, root: usize) -> u32 {
+        let id = self.component_size.len() as u32;
         let stride = self.stride;
-        for k in walls..self.perm.len() {
-            let seed = self.perm[k] as usize;
-            if self.component[seed] != 0 {
-                continue;
-            }
-            let id = self.component_size.len() as u32;
-            let mut size = 1;
-            self.component[seed] = id;
-            self.stack.clear();
-            self.stack.push(seed as u32);
-            while let Some(i) = self.stack.pop() {
-                let i = i as usize;
-                for n in [i + stride, i - 1, i + 1, i - stride] {
-                    if self.open[n] && self.component[n] == 0 {
-                        self.component[n] = id;
-                        size += 1;
-                        self.stack.push(n as u32);
-                    }
+        // Plain slices and a fixed-size queue keep the hot loop free of reloads and
+        // capacity checks.
+        let (component, dist, queue) = (&mut self.component[..], &mut self.root_dist[..], &mut self.queue[..]);
+        component[root] = id;
+        dist[root] = 0;
+        queue[0] = root as u32;
+        let (mut head, mut tail) = (0, 1);
+        while head < tail {
+            let i = queue[head] as usize;
+            head += 1;
+            let d = dist[i] + 1;
+            for n in [i + stride, i - 1, i + 1, i - stride] {
+                if component[n] == UNSEEN {
+                    component[n] = id;
+                    dist[n] = d;
+                    queue[tail] = n as u32;
+                    tail += 1;
                 }
             }
-            self.component_size.push(size);
         }
+        self.component_size.push(tail as u32);
+        id
     }
 
     /// Whether dist(s, g) >= min_moves. Exact: every shortcut below is a proof.
     fn far_enough(&mut self, s: usize, g: usize, last_attempt: bool) -> bool {
         let min = self.p.min_moves;
-        let c = self.component[s];
-        // Different components: no path at all. A component of at most `min` cells
-        // cannot hold a shortest path of `min` moves (it needs `min + 1` cells).
+        let mut c = self.component[s];
+        if c == UNSEEN {
+            if self.component[g] != UNSEEN {
+                // g's component is labelled in full and s is not in it.
+                return false;
+            }
+            c = self.label_from(s);
+        }
+        // Different components (an unlabelled g is outside s's labelled component): no
+        // path. A component of at most `min` cells cannot hold a shortest path of `min`
+        // moves (it needs `min + 1` cells).
         if c != self.component[g] || self.component_size[c as usize] <= min {
             return false;
         }
-        // Triangle inequality with each landmark L of this component:
+        // Triangle inequality with each map of this component, from some cell L:
         // |d(L,s) - d(L,g)| <= d(s,g) <= d(L,s) + d(L,g).
-        for mark in &self.landmarks[..self.landmarks_used] {
-            if mark.component != c {
-                continue;
-            }
-            let (a, b) = (mark.dist[s], mark.dist[g]);
+        let decide = |a: u32, b: u32| {
             if a + b < min {
-                return false;
+                Some(false)
+            } else if a.abs_diff(b) >= min {
+                Some(true)
+            } else {
+                None
             }
-            if a.abs_diff(b) >= min {
-                return true;
+        };
+        if let Some(answer) = decide(self.root_dist[s], self.root_dist[g]) {
+            return answer;
+        }
+        for mark in &self.landmarks[..self.landmarks_used] {
+            if mark.component == c
+                && let Some(answer) = decide(mark.dist[s], mark.dist[g])
+            {
+                return answer;
             }
         }
         // Undecided: BFS from s. While there is room, keep the whole map as a new
@@ -205,41 +229,41 @@ impl LayoutSearch {
         // can use it) stop as soon as g is reached.
         if self.landmarks_used < MAX_LANDMARKS && !last_attempt {
             if self.landmarks.len() == self.landmarks_used {
-                self.landmarks.push(Landmark { component: 0, dist: vec![INF; self.open.len()] });
+                self.landmarks.push(Landmark { component: 0, dist: vec![INF; self.component.len()] });
             }
             let mark = &mut self.landmarks[self.landmarks_used];
             mark.component = c;
-            bfs(&self.open, self.stride, &mut mark.dist, &mut self.queue, s, None);
+            bfs(&self.component, c, self.stride, &mut mark.dist, &mut self.queue, s, None);
             self.landmarks_used += 1;
             // s and g share a component, so g is reached; the INF guard is belt and braces.
             mark.dist[g] != INF && mark.dist[g] >= min
         } else {
-            let d = bfs(&self.open, self.stride, &mut self.scratch, &mut self.queue, s, Some(g));
+            let d = bfs(&self.component, c, self.stride, &mut self.scratch, &mut self.queue, s, Some(g));
             d != INF && d >= min
         }
     }
 }
 
-/// BFS over the padded grid from `s`, writing distances into `dist`. With `stop`, returns
-/// as soon as that cell is reached (its distance), leaving the map partial; otherwise
-/// fills the whole component and returns `INF`.
-fn bfs(open: &[bool], stride: usize, dist: &mut [u32], queue: &mut Vec<u32>, s: usize, stop: Option<usize>) -> u32 {
+/// BFS from `s` over the cells of component `c`, writing distances into `dist`. With
+/// `stop`, returns as soon as that cell is reached (its distance), leaving the map
+/// partial; otherwise fills the whole component and returns `INF`.
+fn bfs(component: &[u32], c: u32, stride: usize, dist: &mut [u32], queue: &mut [u32], s: usize, stop: Option<usize>) -> u32 {
     dist.fill(INF);
     dist[s] = 0;
-    queue.clear();
-    queue.push(s as u32);
-    let mut head = 0;
-    while head < queue.len() {
+    queue[0] = s as u32;
+    let (mut head, mut tail) = (0, 1);
+    while head < tail {
         let i = queue[head] as usize;
         head += 1;
         let d = dist[i] + 1;
         for n in [i + stride, i - 1, i + 1, i - stride] {
-            if open[n] && dist[n] == INF {
+            if dist[n] == INF && component[n] == c {
                 dist[n] = d;
                 if stop == Some(n) {
                     return d;
                 }
-                queue.push(n as u32);
+                queue[tail] = n as u32;
+                tail += 1;
             }
         }
     }

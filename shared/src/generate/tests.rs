@@ -142,7 +142,7 @@ fn every_maze_follows_the_recipe() {
 
 #[test]
 fn statistics_of_a_moderate_sample() {
-    // 14x14: 59..=98 walls, default minimum 51 moves... the sample is checked against
+    // 14x14: 59..=98 walls, default minimum 43 moves. The sample is checked against
     // properties of the recipe that a broken generator would miss.
     let cfg = GenerateConfig { rows: 14, cols: 14, seed: 3, ..GenerateConfig::default() };
     let r = cfg.resolve().unwrap();
@@ -170,8 +170,11 @@ fn statistics_of_a_moderate_sample() {
 #[test]
 fn defaults_and_config_file() {
     assert_eq!(default_min_moves(30, 30), BENCHMARK_MIN_MOVES);
+    let defaults: Vec<u32> = [2, 3, 5, 10, 14, 20, 40, 60].iter().map(|&n| default_min_moves(n, n)).collect();
+    assert_eq!(defaults, [1, 1, 5, 23, 43, 68, 150, 232]);
+    assert_eq!(default_min_moves(20, 40), 109);
     let r = GenerateConfig::default().resolve().unwrap();
-    assert_eq!((r.rows, r.cols, r.min_walls, r.max_walls, r.min_moves, r.pair_tries), (30, 30, 270, 450, 109, 100));
+    assert_eq!((r.rows, r.cols, r.min_walls, r.max_walls, r.min_moves, r.pair_tries), (30, 30, 270, 450, 109, 10));
     let parsed: GenerateConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(parsed, GenerateConfig::default());
     let parsed: GenerateConfig = serde_json::from_str(r#"{"rows": 5, "cols": 7, "min_moves": 9}"#).unwrap();
