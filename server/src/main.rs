@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+// The backend choice lives in the library (the server uses it too); `crate::backend` still names it.
+use trm_server::backend;
 
-mod backend;
 mod commands;
 mod hub;
 mod train;
@@ -38,6 +39,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Download a published TRM checkpoint and its config from the Hugging Face hub.
     DownloadWeights(commands::download_weights::DownloadWeightsArgs),
+    /// Serve the HTTP API (predict, generate, datasets) and the web app.
+    Serve(commands::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::DownloadWeights(args) => commands::download_weights::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

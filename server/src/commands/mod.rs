@@ -7,4 +7,5 @@ pub mod bench;
 pub mod download_weights;
 pub mod eval;
 pub mod predict;
+pub mod serve;
 pub mod train;

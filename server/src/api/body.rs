@@ -1,0 +1,24 @@
+//! Reading JSON request bodies with error answers that say what is wrong.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// Turns a failure to read the body (too large, broken connection) into an error answer.
+pub fn body_error(rejection: BytesRejection) -> ApiError {
+    // axum names the problem itself ("length limit exceeded" for an oversized body, 413).
+    ApiError::new(rejection.status(), format!("cannot read the request body: {}", rejection.body_text()))
+}
+
+/// Parses a JSON body; `expected` describes the wanted shape for the message.
+/// `None` for an empty (or all-whitespace) body.
+pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes, expected: &str) -> Result<Option<T>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected {expected}")))
+}

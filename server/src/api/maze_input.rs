@@ -1,0 +1,91 @@
+//! Turning the mazes of a predict request into grids the model can take, with messages that
+//! name the maze and the problem.
+
+use trm_shared::api::MazeInput;
+use trm_shared::maze::{Cell, Grid, MazeError, square_side};
+
+use super::error::ApiError;
+
+/// Parses maze `index` of a request and checks that it is a puzzle of the model's `shape`.
+pub fn parse_maze(index: usize, input: &MazeInput, shape: (usize, usize)) -> Result<Grid, ApiError> {
+    let (rows, cols) = shape;
+    let takes = format!("the model takes {rows}x{cols} mazes ({} cells)", rows * cols);
+    let maze_error = |e: MazeError| {
+        let hint = match e {
+            MazeError::Empty | MazeError::WrongLength { .. } | MazeError::NotSquare { .. } | MazeError::RaggedRow { .. } => {
+                format!("; {takes}")
+            }
+            _ => String::new(),
+        };
+        ApiError::unprocessable(format!("maze {index}: {e}{hint}"))
+    };
+    let grid = match input {
+        MazeInput::Text(text) => Grid::parse_any(text).map_err(maze_error)?,
+        MazeInput::Rows(lines) => {
+            if let Some(r) = lines.iter().position(|l| l.contains(['\n', '\r'])) {
+                return Err(ApiError::unprocessable(format!("maze {index}: row {r} contains a line break")));
+            }
+            Grid::parse_lines(&lines.join("\n")).map_err(maze_error)?
+        }
+        MazeInput::Tokens(tokens) => {
+            let side = square_side(tokens.len()).map_err(maze_error)?;
+            let mut bytes = Vec::with_capacity(tokens.len());
+            for (k, &t) in tokens.iter().enumerate() {
+                let cell = u8::try_from(t).ok().and_then(Cell::from_token).ok_or_else(|| {
+                    ApiError::unprocessable(format!(
+                        "maze {index}: token {t} at row {} col {} is not a maze cell (1 '#', 2 ' ', 3 'S', 4 'G')",
+                        k / side,
+                        k % side
+                    ))
+                })?;
+                bytes.push(cell.token());
+            }
+            Grid::from_tokens(side, side, &bytes).map_err(maze_error)?
+        }
+    };
+    if (grid.rows(), grid.cols()) != shape {
+        return Err(ApiError::unprocessable(format!("maze {index} is {}x{}; {takes}", grid.rows(), grid.cols())));
+    }
+    grid.validate_puzzle().map_err(maze_error)?;
+    Ok(grid)
+}
+
+/// Tokens as the benchmark's row-major string; a token that is no cell (padding) shows as `?`.
+pub fn tokens_to_row_major(tokens: &[u8]) -> String {
+    tokens.iter().map(|&t| Cell::from_token(t).map_or('?', Cell::to_char)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHAPE: (usize, usize) = (3, 3);
+
+    fn message(input: MazeInput) -> String {
+        parse_maze(2, &input, SHAPE).unwrap_err().message
+    }
+
+    #[test]
+    fn accepts_the_three_forms() {
+        let text = parse_maze(0, &MazeInput::Text("S  ## G  ".into()), SHAPE).unwrap();
+        let rows = parse_maze(0, &MazeInput::Rows(vec!["S  ".into(), "## ".into(), "G  ".into()]), SHAPE).unwrap();
+        let tokens = parse_maze(0, &MazeInput::Tokens(vec![3, 2, 2, 1, 1, 2, 4, 2, 2]), SHAPE).unwrap();
+        assert_eq!(text, rows);
+        assert_eq!(text, tokens);
+        assert_eq!(tokens_to_row_major(&[1, 2, 3, 4, 5, 0]), "# SGo?");
+    }
+
+    #[test]
+    fn names_the_maze_and_the_problem() {
+        assert!(message(MazeInput::Text("S  G".into())).contains("maze 2 is 2x2; the model takes 3x3"));
+        assert!(message(MazeInput::Text("S   G".into())).contains("square number of cells"));
+        assert!(message(MazeInput::Text("S  x# G  ".into())).contains("unknown character 'x' at row 1 col 0"));
+        assert!(message(MazeInput::Text("   ## G  ".into())).contains("no start"));
+        assert!(message(MazeInput::Text("S  ## GG ".into())).contains("2 goals"));
+        assert!(message(MazeInput::Text("So ## G  ".into())).contains("path cell"));
+        assert!(message(MazeInput::Tokens(vec![3, 2, 2, 1, 1, 2, 4, 2, 300])).contains("token 300 at row 2 col 2"));
+        assert!(message(MazeInput::Tokens(vec![3, 0, 2, 1, 1, 2, 4, 2, 2])).contains("token 0 at row 0 col 1"));
+        assert!(message(MazeInput::Rows(vec!["S  ".into(), "##".into(), "G  ".into()])).contains("row 1 has 2 cells"));
+        assert!(message(MazeInput::Rows(vec!["S \n ".into()])).contains("line break"));
+    }
+}

@@ -1,0 +1,128 @@
+//! `POST /api/predict`: the model's answers for one or many mazes, scored against BFS.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use trm_shared::api::{PredictRequest, PredictResponse, PredictResult, StepAnswer, Timing};
+use trm_shared::maze::{Cell, Grid, check_answer, label};
+
+use super::body::{body_error, parse_json};
+use super::error::ApiError;
+use super::maze_input::{parse_maze, tokens_to_row_major};
+use super::state::AppState;
+
+const EXPECTED: &str = r#"{"mazes": [...], "steps"?: N, "return_steps"?: bool}, each maze a row-major string, a list of row strings or a list of token ids"#;
+
+/// Runs the loaded model on the request's mazes (through the dynamic batcher).
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let started = Instant::now();
+    let bytes = body.map_err(body_error)?;
+    let request: PredictRequest = parse_json(&bytes, EXPECTED)?
+        .ok_or_else(|| ApiError::bad_request(format!("empty request body; expected {EXPECTED}")))?;
+    let model = state.model.as_ref().ok_or_else(|| ApiError::unavailable(state.no_model_message()))?;
+    let limits = &state.limits;
+    let n = request.mazes.len();
+    if n == 0 {
+        return Err(ApiError::unprocessable("no mazes: `mazes` must list at least one maze"));
+    }
+    if n > limits.max_mazes_per_request {
+        return Err(ApiError::unprocessable(format!(
+            "{n} mazes in one request; at most {} are allowed (send several requests)",
+            limits.max_mazes_per_request
+        )));
+    }
+    let steps = request.steps.unwrap_or(model.info.halt_max_steps);
+    if steps == 0 || steps > limits.max_steps {
+        return Err(ApiError::unprocessable(format!("steps must be 1..={}, got {steps}", limits.max_steps)));
+    }
+    let shape = (model.info.rows, model.info.cols);
+    let mut mazes = Vec::with_capacity(n);
+    let mut labels = Vec::with_capacity(n);
+    for (i, input) in request.mazes.iter().enumerate() {
+        let maze = parse_maze(i, input, shape)?;
+        // An unsolvable maze has no answer to score against.
+        labels.push(label(&maze).map_err(|e| ApiError::unprocessable(format!("maze {i}: {e}")))?);
+        mazes.push(maze);
+    }
+    let tokens: Vec<u8> = mazes.iter().flat_map(|m| m.tokens()).collect();
+    let output = model.batcher.submit(tokens, n, steps).await?;
+
+    let seq = shape.0 * shape.1;
+    let last = steps - 1;
+    let results = (0..n)
+        .map(|i| {
+            let rows = i * seq..(i + 1) * seq;
+            let mut result = score(&mazes[i], &labels[i], &output.answers[last][rows.clone()]);
+            result.q_halt = output.q_halt[last][i];
+            if request.return_steps {
+                let per_step = (0..steps)
+                    .map(|s| StepAnswer {
+                        step: s + 1,
+                        grid: tokens_to_row_major(&output.answers[s][rows.clone()]),
+                        q_halt: output.q_halt[s][i],
+                    })
+                    .collect();
+                result.steps = Some(per_step);
+            }
+            result
+        })
+        .collect();
+    Ok(Json(PredictResponse {
+        results,
+        model: model.info.name.clone(),
+        steps,
+        timing: Timing {
+            queue_ms: output.queued.as_secs_f64() * 1e3,
+            compute_ms: output.compute.as_secs_f64() * 1e3,
+            total_ms: started.elapsed().as_secs_f64() * 1e3,
+        },
+        batch: output.batch,
+    }))
+}
+
+/// Scores one answer: the checker's verdict when the answer is a grid, else a wrong answer.
+fn score(maze: &Grid, label: &Grid, answer: &[u8]) -> PredictResult {
+    let optimal_moves = label.cells().iter().filter(|&&c| c == Cell::Path).count() + 1;
+    let label_tokens = label.tokens();
+    let wrong_cells = answer.iter().zip(&label_tokens).filter(|(a, l)| a != l).count();
+    let check = Grid::from_tokens(maze.rows(), maze.cols(), answer).ok().and_then(|g| check_answer(maze, &g).ok());
+    PredictResult {
+        grid: tokens_to_row_major(answer),
+        rows: maze.rows(),
+        cols: maze.cols(),
+        valid: check.as_ref().is_some_and(|c| c.valid),
+        shortest: check.as_ref().is_some_and(|c| c.shortest),
+        exact: wrong_cells == 0,
+        path_moves: check.as_ref().and_then(|c| c.path_moves),
+        optimal_moves,
+        wrong_cells,
+        q_halt: 0.0,
+        steps: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_the_label_as_exact_and_padding_as_wrong() {
+        let maze = Grid::parse_lines("S  \n## \nG  \n").unwrap();
+        let lab = label(&maze).unwrap();
+        let right = score(&maze, &lab, &lab.tokens());
+        assert!(right.exact && right.valid && right.shortest);
+        assert_eq!((right.path_moves, right.optimal_moves, right.wrong_cells), (Some(6), 6, 0));
+        let mut padded = lab.tokens();
+        padded[4] = 0;
+        let wrong = score(&maze, &lab, &padded);
+        assert!(!wrong.exact && !wrong.valid && !wrong.shortest);
+        assert_eq!((wrong.wrong_cells, wrong.grid.chars().nth(4)), (1, Some('?')));
+    }
+}
