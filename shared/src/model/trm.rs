@@ -90,10 +90,10 @@ impl<B: Backend> SwiGlu<B> {
 /// Rotary position tables (`RotaryEmbedding`), half-split ("NeoX") layout, for all `L` positions.
 #[derive(Module, Debug)]
 pub struct Rope<B: Backend> {
-    /// `[L, hd]`, `cos(cat(freqs, freqs))`.
-    pub cos: Tensor<B, 2>,
-    /// `[L, hd]`, `sin(cat(freqs, freqs))`.
-    pub sin: Tensor<B, 2>,
+    /// `[1, L, 1, hd]`, `cos(cat(freqs, freqs))`; `[B, L, H, hd]` once [`Rope::tiled`].
+    pub cos: Tensor<B, 4>,
+    /// `[1, L, 1, hd]`, `sin(cat(freqs, freqs))`; `[B, L, H, hd]` once [`Rope::tiled`].
+    pub sin: Tensor<B, 4>,
 }
 
 impl<B: Backend> Rope<B> {
@@ -115,16 +115,26 @@ impl<B: Backend> Rope<B> {
             }
         }
         Rope {
-            cos: Tensor::from_data(TensorData::new(cos, [len, head_dim]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [len, head_dim]), device),
+            cos: Tensor::from_data(TensorData::new(cos, [1, len, 1, head_dim]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [1, len, 1, head_dim]), device),
         }
+    }
+
+    /// The same tables repeated to `[batch, L, heads, hd]`, so that [`Rope::apply`] multiplies
+    /// same-shape tensors: on Flex a broadcast multiply is ~15x slower than a plain one, and
+    /// one ACT step applies RoPE 2·L_layers·(H_cycles·(L_cycles+1)) times.
+    pub fn tiled(&self, batch: usize, heads: usize) -> Rope<B> {
+        Rope { cos: self.cos.clone().repeat(&[batch, 1, heads, 1]), sin: self.sin.clone().repeat(&[batch, 1, heads, 1]) }
     }
 
     /// Rotates `x: [B, L, H, hd]`: `x·cos + rotate_half(x)·sin`, `rotate_half = cat(-x2, x1)`.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [_, len, _, hd] = x.dims();
-        let cos = self.cos.clone().narrow(0, 0, len).reshape([1, len, 1, hd]);
-        let sin = self.sin.clone().narrow(0, 0, len).reshape([1, len, 1, hd]);
+        let (cos, sin) = if self.cos.dims() == x.dims() {
+            (self.cos.clone(), self.sin.clone())
+        } else {
+            (self.cos.clone().narrow(1, 0, len), self.sin.clone().narrow(1, 0, len))
+        };
         let x1 = x.clone().narrow(3, 0, hd / 2);
         let x2 = x.clone().narrow(3, hd / 2, hd / 2);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
@@ -474,7 +484,9 @@ impl<B: Backend> Trm<B> {
     /// are cut off (the reference runs them under `torch.no_grad()`), as is the returned state.
     pub fn deep_recursion(&self, carry: InnerCarry<B>, x: Tensor<B, 3>) -> InnerCarry<B> {
         let cfg = self.config();
-        let rope = self.rotary_emb.as_ref();
+        let [batch, _, _] = x.dims();
+        let rope = self.rotary_emb.as_ref().map(|r| r.tiled(batch, cfg.num_heads));
+        let rope = rope.as_ref();
         let net = &self.l_level;
         let InnerCarry { z_h: mut y, z_l: mut z } = carry;
         for round in 0..cfg.h_cycles {
