@@ -41,6 +41,8 @@ enum Command {
     DownloadWeights(commands::download_weights::DownloadWeightsArgs),
     /// Serve the HTTP API (predict, generate, datasets) and the web app.
     Serve(commands::serve::ServeArgs),
+    /// Send concurrent predict requests to a running server: throughput, latency, batch sizes.
+    Loadtest(commands::loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::DownloadWeights(args) => commands::download_weights::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Loadtest(args) => commands::loadtest::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -318,3 +318,23 @@ fn without_a_built_app_the_root_says_how_to_build_it() {
     assert_eq!(status, 404);
     assert!(body.contains("trunk build"), "{body}");
 }
+
+#[test]
+fn the_load_generator_reports_batches_and_no_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.model = Some(tiny_model(dir.path()));
+    cfg.batch = BatchConfig { max_batch: 8, wait: Duration::from_millis(200), queue_capacity: 64 };
+    let server = Server::start(cfg);
+    let bodies: Vec<String> = benchmark_mazes(12).iter().map(|m| json!({ "mazes": [m] }).to_string()).collect();
+    let report = trm_server::loadtest::run_load(&server.base, &bodies, 12).unwrap();
+    assert_eq!((report.requests, report.ok, report.error_count), (12, 12, 0), "{:?}", report.errors);
+    assert!(report.batches >= 2 && report.batches < 12, "{report:?}");
+    assert!(report.mean_batch_mazes > 1.0 && report.mean_batch_mazes <= 8.0);
+    assert!(report.p50 <= report.p99);
+
+    // Against a server without a model the run cannot start.
+    let bare = Server::start(config(dir.path()));
+    let err = trm_server::loadtest::run_load(&bare.base, &bodies, 2).unwrap_err();
+    assert!(err.to_string().contains("no model loaded"), "{err}");
+}

@@ -8,4 +8,5 @@ pub mod download_weights;
 pub mod eval;
 pub mod predict;
 pub mod serve;
+pub mod loadtest;
 pub mod train;
