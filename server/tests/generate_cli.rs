@@ -73,7 +73,7 @@ fn same_seed_same_bytes_on_any_thread_count() {
     let run = |name: &str, seed: &str, threads: &str| {
         let out = tmp.path().join(name);
         let args =
-            ["generate", "--size", "7x9", "--train", "25", "--test", "10", "--seed", seed, "--threads", threads, "--out"];
+            ["generate", "--size", "8", "--train", "25", "--test", "10", "--seed", seed, "--threads", threads, "--out"];
         let r = trm(&[&args[..], &[out.to_str().unwrap()]].concat());
         assert!(r.status.success(), "{}", text(&r.stderr));
         read_all(&out)
@@ -88,7 +88,8 @@ fn bad_arguments_fail_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
+        (&["--size", "6x8"], "not square"),
         (&["--size", "0"], "size"),
         (&["--size", "4x"], "size"),
         (&["--size", "1"], "at least 1x2"),

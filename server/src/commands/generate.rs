@@ -13,7 +13,9 @@ use trm_shared::generate::{GenerateConfig, GeneratedMaze, MazeStats, Progress, g
 /// Arguments of `trm generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// Maze size: `N` for N x N, or `RxC` for R rows and C columns.
+    /// Maze side: `N` for N x N (also written `NxN`). The reference layout stores square
+    /// mazes only (readers take the side as sqrt(seq_len)), so rows must equal columns here;
+    /// rectangular mazes come from the library and the server's `/api/generate`.
     #[arg(long, default_value = "30", value_parser = parse_size)]
     pub size: (usize, usize),
     /// Number of training mazes (written to OUT/train).
@@ -64,6 +66,11 @@ fn parse_size(text: &str) -> Result<(usize, usize), String> {
     };
     if rows == 0 || cols == 0 {
         return Err(format!("size must be at least 1 in each direction, got {text:?}"));
+    }
+    if rows != cols {
+        return Err(format!(
+            "{text:?} is not square: the reference dataset layout stores square mazes only (the side is sqrt(seq_len))"
+        ));
     }
     Ok((rows, cols))
 }
@@ -188,8 +195,9 @@ mod tests {
     #[test]
     fn parses_sizes() {
         assert_eq!(parse_size("30"), Ok((30, 30)));
-        assert_eq!(parse_size("12x20"), Ok((12, 20)));
-        assert_eq!(parse_size("12X20"), Ok((12, 20)));
+        assert_eq!(parse_size("12x12"), Ok((12, 12)));
+        assert_eq!(parse_size("12X12"), Ok((12, 12)));
+        assert!(parse_size("12x20").unwrap_err().contains("not square"));
         for bad in ["0", "0x5", "5x0", "x5", "abc", "-3", "5x", ""] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
         }
