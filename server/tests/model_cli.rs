@@ -3,16 +3,17 @@
 //! checkpoint of `shared/tests/fixtures/trm` (36 cells = 6x6 mazes); see the README there.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::thread;
 
-use sha2::{Digest, Sha256};
+use support::{serve_hub, sha256_hex};
 use trm_shared::dataset::{SplitData, write_split};
 use trm_shared::maze::{Grid, label};
 use trm_shared::model::StateDict;
+
+mod support;
+
+const MODEL_RESOLVE: &str = "/owner/trm-maze/resolve/main";
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/fixtures/trm").join(name)
@@ -151,60 +152,15 @@ fn eval_prints_json_scores_per_step() {
     assert!(!e.contains("panicked"), "{e}");
 }
 
-/// A tiny hub: `resolve` redirects with the LFS etag (SHA-256); `/cdn/...` serves the bytes,
-/// flipped when `corrupt`.
-fn serve_hub(files: Vec<(String, Vec<u8>)>, corrupt: bool) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        for stream in listener.incoming().take(50) {
-            let Ok(stream) = stream else { continue };
-            let _ = answer(stream, &files, corrupt);
-        }
-    });
-    endpoint
-}
-
-fn answer(mut stream: TcpStream, files: &[(String, Vec<u8>)], corrupt: bool) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
-    for (name, body) in files {
-        if path == format!("/owner/trm-maze/resolve/main/{name}") {
-            let sha: String = Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect();
-            return write!(
-                stream,
-                "HTTP/1.1 302 Found\r\nLocation: /cdn/{name}\r\nX-Repo-Commit: 0123abcd\r\nX-Linked-Etag: \"{sha}\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-        if path == format!("/cdn/{name}") {
-            let mut body = body.clone();
-            if corrupt {
-                body[100] ^= 1;
-            }
-            write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
-            return stream.write_all(&body);
-        }
-    }
-    write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-}
-
 #[test]
 fn download_weights_from_a_local_hub() {
     let ckpt = fs::read(fixture("attn_step_1")).unwrap();
     let cfg = fs::read(fixture("attn_all_config.yaml")).unwrap();
-    let sha: String = Sha256::digest(&ckpt).iter().map(|b| format!("{b:02x}")).collect();
+    let sha = sha256_hex(&ckpt);
     let files = vec![("step_1".to_string(), ckpt.clone()), ("all_config.yaml".to_string(), cfg)];
 
     let tmp = tempfile::tempdir().unwrap();
-    let endpoint = serve_hub(files.clone(), false);
+    let endpoint = serve_hub(MODEL_RESOLVE, files.clone(), false).endpoint;
     let out_dir = tmp.path().join("w");
     let home = tmp.path().join("hf");
     let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HOME", home.to_str().unwrap())];
@@ -222,7 +178,7 @@ fn download_weights_from_a_local_hub() {
     assert!(stderr(&out).contains("SHA-256"), "{}", stderr(&out));
 
     // Bytes that do not match the hub's etag are refused, in a fresh cache.
-    let endpoint = serve_hub(files, true);
+    let endpoint = serve_hub(MODEL_RESOLVE, files, true).endpoint;
     let home2 = tmp.path().join("hf2");
     let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HOME", home2.to_str().unwrap())];
     let out = trm(&args, &env);

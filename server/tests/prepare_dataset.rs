@@ -1,20 +1,18 @@
 //! `trm prepare-dataset`: from npy, from CSV, from a (local) hub, with --aug, and bad input.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
+use std::sync::atomic::Ordering;
 
-use sha2::{Digest, Sha256};
+use support::{HUB_COMMIT, serve_hub, sha256_hex};
 use trm_shared::dataset::{SplitData, read_split, write_csv, write_dataset};
 use trm_shared::maze::dihedral_transform;
 
+mod support;
+
 const REPO_PATH: &str = "/datasets/sapientinc/maze-30x30-hard-1k/resolve/main";
-const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn benchmark() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/maze-30x30-hard-1k")).to_path_buf()
@@ -119,60 +117,6 @@ fn from_csv_gives_the_benchmark_arrays() {
     assert_equals_benchmark(&out);
 }
 
-/// A tiny hub: `resolve` answers with a redirect carrying the commit and the LFS etag (the
-/// SHA-256), as huggingface.co does for LFS files; the redirect target serves the bytes.
-/// `corrupt` serves different bytes than the etag promises. Returns the endpoint and a
-/// request counter.
-fn serve_hub(files: Vec<(String, Vec<u8>)>, corrupt: bool) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counter = requests.clone();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let _ = answer(stream, &files, corrupt);
-        }
-    });
-    (endpoint, requests)
-}
-
-fn answer(mut stream: TcpStream, files: &[(String, Vec<u8>)], corrupt: bool) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
-    for (name, body) in files {
-        if path == format!("{REPO_PATH}/{name}") {
-            let sha = hex(&Sha256::digest(body));
-            return write!(
-                stream,
-                "HTTP/1.1 302 Found\r\nLocation: /cdn/{name}\r\nX-Repo-Commit: {COMMIT}\r\nX-Linked-Etag: \"{sha}\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-        if path == format!("/cdn/{name}") {
-            let mut body = body.clone();
-            if corrupt {
-                body[200] ^= 1;
-            }
-            write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
-            return stream.write_all(&body);
-        }
-    }
-    write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn release_files() -> Vec<(String, Vec<u8>)> {
     let tmp = tempfile::tempdir().unwrap();
     export_csv(tmp.path());
@@ -183,7 +127,7 @@ fn release_files() -> Vec<(String, Vec<u8>)> {
 fn downloads_through_hf_endpoint_into_the_hub_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let files = release_files();
-    let (endpoint, requests) = serve_hub(files.clone(), false);
+    let support::LocalHub { endpoint, requests } = serve_hub(REPO_PATH, files.clone(), false);
     let out = tmp.path().join("out");
     let res = trm(&["prepare-dataset", "--out", out.to_str().unwrap()], tmp.path(), Some(&endpoint));
     assert!(res.status.success(), "{}", stderr(&res));
@@ -192,11 +136,11 @@ fn downloads_through_hf_endpoint_into_the_hub_cache() {
 
     // The standard cache layout under HF_HOME/hub, as huggingface_hub writes it.
     let repo = tmp.path().join("hub/datasets--sapientinc--maze-30x30-hard-1k");
-    assert_eq!(fs::read_to_string(repo.join("refs/main")).unwrap(), COMMIT);
+    assert_eq!(fs::read_to_string(repo.join("refs/main")).unwrap(), HUB_COMMIT);
     for (name, body) in &files {
-        let cached = repo.join("snapshots").join(COMMIT).join(name);
+        let cached = repo.join("snapshots").join(HUB_COMMIT).join(name);
         assert_eq!(&fs::read(&cached).unwrap(), body);
-        assert!(repo.join("blobs").join(hex(&Sha256::digest(body))).is_file());
+        assert!(repo.join("blobs").join(sha256_hex(body)).is_file());
     }
 
     // A second run finds the cache and does not go online, even with the hub gone.
@@ -233,18 +177,18 @@ fn hub_errors_are_named_and_leave_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     // Only test.csv exists on this hub.
-    let (endpoint, _) = serve_hub(vec![("test.csv".into(), b"x".to_vec())], false);
+    let endpoint = serve_hub(REPO_PATH, vec![("test.csv".into(), b"x".to_vec())], false).endpoint;
     let res = trm(&["prepare-dataset", "--out", out.to_str().unwrap()], tmp.path(), Some(&endpoint));
     assert_error(&res, &["downloading train.csv", "not found (HTTP 404)"]);
     assert_nothing_left(&out);
 
     // Bytes that do not match the etag's SHA-256 are refused and not cached.
-    let (endpoint, _) = serve_hub(release_files(), true);
+    let endpoint = serve_hub(REPO_PATH, release_files(), true).endpoint;
     let res = trm(&["prepare-dataset", "--out", out.to_str().unwrap()], tmp.path(), Some(&endpoint));
     assert_error(&res, &["downloading train.csv", "SHA-256"]);
     assert_nothing_left(&out);
     let snapshots = tmp.path().join("hub/datasets--sapientinc--maze-30x30-hard-1k/snapshots");
-    assert!(!snapshots.join(COMMIT).join("train.csv").exists());
+    assert!(!snapshots.join(HUB_COMMIT).join("train.csv").exists());
 }
 
 #[test]
