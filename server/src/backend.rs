@@ -13,7 +13,7 @@ use burn::prelude::Backend;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use trm_shared::maze::Grid;
-use trm_shared::model::{StateDict, Trm, TrmConfig};
+use trm_shared::model::{PredictOptions, Predictions, StateDict, Trm, TrmConfig, predict};
 
 /// Backends a command can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -248,6 +248,22 @@ pub fn maze_bar(len: u64, what: &str) -> ProgressBar {
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
+}
+
+/// Runs the model over every input behind a progress bar labelled `what`; returns the
+/// predictions and the seconds they took.
+pub fn predict_with_bar<B: Backend>(
+    model: &Trm<B>,
+    inputs: &Inputs,
+    opts: &PredictOptions,
+    device: &B::Device,
+    what: &str,
+) -> anyhow::Result<(Predictions, f64)> {
+    let bar = maze_bar(inputs.len() as u64, what);
+    let started = std::time::Instant::now();
+    let preds = predict(model, &inputs.tokens, &inputs.puzzle_identifiers, opts, device, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    Ok((preds, started.elapsed().as_secs_f64()))
 }
 
 #[cfg(test)]

@@ -3,16 +3,15 @@
 //! score, the accuracy after each ACT step and halting statistics.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::bail;
 use burn::prelude::Backend;
 use clap::Args;
 use serde::Serialize;
 use trm_shared::maze::check_answer;
-use trm_shared::model::{PredictOptions, predict};
+use trm_shared::model::PredictOptions;
 
-use crate::backend::{BackendJob, BackendKind, Inputs, load_model, maze_bar, read_inputs, with_backend};
+use crate::backend::{BackendJob, BackendKind, Inputs, load_model, predict_with_bar, read_inputs, with_backend};
 
 /// Arguments of `trm eval`.
 #[derive(Args, Debug)]
@@ -142,13 +141,7 @@ impl BackendJob for Job {
         if !args.json {
             tracing::info!("evaluating {n} mazes of {data}, {steps} ACT steps, on {backend_name}");
         }
-        let bar = maze_bar(n as u64, "eval");
-        let started = Instant::now();
-        let preds = predict(&model, &inputs.tokens, &inputs.puzzle_identifiers, &opts, &device, |done| {
-            bar.set_position(done as u64)
-        })?;
-        bar.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
+        let (preds, seconds) = predict_with_bar(&model, &inputs, &opts, &device, "eval")?;
         let report = score(&inputs, &preds.answers, &preds.q_halt, seconds, backend_name, &args, data)?;
         if args.json {
             println!("{}", serde_json::to_string(&report)?);

@@ -2,15 +2,14 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::prelude::Backend;
 use clap::Args;
 use trm_shared::maze::check_answer;
-use trm_shared::model::{PredictOptions, predict};
+use trm_shared::model::PredictOptions;
 
-use crate::backend::{BackendJob, BackendKind, Inputs, load_model, maze_bar, read_inputs, read_puzzle_identifiers, with_backend};
+use crate::backend::{BackendJob, BackendKind, Inputs, load_model, predict_with_bar, read_inputs, read_puzzle_identifiers, with_backend};
 
 /// Arguments of `trm predict`.
 #[derive(Args, Debug)]
@@ -88,13 +87,7 @@ impl BackendJob for Job {
         };
         let n = inputs.len();
         tracing::info!("predicting {n} mazes, {steps} ACT steps each, on {backend_name}");
-        let bar = maze_bar(n as u64, "predict");
-        let started = Instant::now();
-        let preds = predict(&model, &inputs.tokens, &inputs.puzzle_identifiers, &opts, &device, |done| {
-            bar.set_position(done as u64)
-        })?;
-        bar.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
+        let (preds, seconds) = predict_with_bar(&model, &inputs, &opts, &device, "predict")?;
         tracing::info!("{n} mazes in {seconds:.2} s ({:.2} mazes/s)", n as f64 / seconds);
 
         let mut text = String::new();
