@@ -1,15 +1,13 @@
 //! `trm maze show`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use trm_shared::dataset::read_split;
 use trm_shared::maze::{Grid, label};
+mod support;
 
-fn benchmark() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/maze-30x30-hard-1k")).to_path_buf()
-}
+use support::{assert_error, benchmark, stdout};
 
 fn trm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trm"))
@@ -18,18 +16,6 @@ fn trm(args: &[&str]) -> Output {
         .env_remove("NO_COLOR")
         .output()
         .expect("run trm")
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "trm failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn assert_error(out: &Output, part: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure");
-    assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "one line: {err:?}");
-    assert!(err.contains(part), "{part:?} missing from {err:?}");
 }
 
 /// The grid drawn inside the plain-text frame.

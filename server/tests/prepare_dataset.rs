@@ -2,21 +2,17 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
 
-use support::{HUB_COMMIT, serve_hub, sha256_hex};
+use support::{HUB_COMMIT, benchmark, serve_hub, sha256_hex};
 use trm_shared::dataset::{SplitData, read_split, write_csv, write_dataset};
 use trm_shared::maze::dihedral_transform;
 
 mod support;
 
 const REPO_PATH: &str = "/datasets/sapientinc/maze-30x30-hard-1k/resolve/main";
-
-fn benchmark() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/maze-30x30-hard-1k")).to_path_buf()
-}
 
 /// Runs `trm` with a private hub cache and no inherited hub settings.
 fn trm(args: &[&str], hf_home: &Path, endpoint: Option<&str>) -> Output {

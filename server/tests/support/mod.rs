@@ -1,5 +1,8 @@
 //! Test helpers shared by the CLI integration tests.
 
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -9,7 +12,6 @@ use std::thread;
 use sha2::{Digest, Sha256};
 
 /// The commit the local hub reports for every file.
-#[allow(dead_code)]
 pub const HUB_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A local stand-in for the Hugging Face hub, reached through `HF_ENDPOINT`.
@@ -17,8 +19,7 @@ pub struct LocalHub {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     /// Connections served so far.
-    #[allow(dead_code)]
-    pub requests: Arc<AtomicUsize>,
+        pub requests: Arc<AtomicUsize>,
 }
 
 /// Serves `files` under `resolve_path` (e.g. `/datasets/OWNER/NAME/resolve/main`): `resolve`
@@ -76,4 +77,23 @@ fn answer(mut stream: TcpStream, resolve_path: &str, files: &[(String, Vec<u8>)]
 /// Lower-case hex SHA-256, as the hub's LFS etags carry it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The real benchmark, shipped read-only beside the repository.
+pub fn benchmark() -> std::path::PathBuf {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/maze-30x30-hard-1k")).to_path_buf()
+}
+
+/// The stdout of a run that must have succeeded.
+pub fn stdout(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "trm failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a failed run that printed one `error: ` line containing `part`.
+pub fn assert_error(out: &std::process::Output, part: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure");
+    assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "one line: {err:?}");
+    assert!(err.contains(part), "{part:?} missing from {err:?}");
 }
