@@ -96,7 +96,7 @@ impl MetricSums {
     }
 
     /// Metrics per halted row (accuracies, steps) and losses per row of `rows` (the
-    /// global batch size, as the reference divides them), over `batches` steps.
+    /// global batch size, as the reference divides them).
     pub fn means(&self, rows: f64) -> MetricMeans {
         let per = |v: f64| if self.count > 0.0 { v / self.count } else { f64::NAN };
         let per_row = |v: f64| if rows > 0.0 { v / rows } else { f64::NAN };
