@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-// The backend choice lives in the library (the server uses it too); `crate::backend` still names it.
-use trm_server::backend;
+// The backend choice and training live in the library (the server uses them too);
+// `crate::backend` and `crate::train` still name them.
+use trm_server::{backend, train};
 
 mod commands;
 mod hub;
-mod train;
 
 /// Tiny Recursive Model for mazes: datasets, generation, model, training and serving.
 #[derive(Parser)]

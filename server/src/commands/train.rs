@@ -1,15 +1,14 @@
 //! `trm train`: train a model per a TOML config, in a run directory, resumable.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use trm_shared::dataset::{SplitData, read_split, write_dataset};
-use trm_shared::generate::{GenerateConfig, generate_splits};
 
 use crate::backend::BackendKind;
 use crate::train::config::TrainConfig;
-use crate::train::trainer::{RunSetup, create_run_dir, train};
+use crate::train::run::{load_run_data, train_on};
+use crate::train::trainer::{RunSetup, create_run_dir};
 
 /// Arguments of `trm train`.
 #[derive(Args, Debug)]
@@ -31,33 +30,6 @@ pub struct TrainArgs {
     pub max_steps: Option<u64>,
 }
 
-/// The mazes of a run: read from the config's dataset, or generated once into `RUN/data`
-/// (seeded by the config) so that a resumed run reads the very same mazes.
-fn load_data(cfg: &TrainConfig, run: &Path) -> anyhow::Result<(SplitData, SplitData)> {
-    let dir = match (&cfg.data.dir, cfg.data.size) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(size)) => {
-            let dir = run.join("data");
-            if !dir.join("train").exists() {
-                let gen_cfg = GenerateConfig { rows: size, cols: size, min_moves: cfg.data.min_moves, seed: cfg.seed, ..GenerateConfig::default() };
-                eprintln!("generating {} + {} mazes of {size}x{size}", cfg.data.train_count, cfg.data.test_count);
-                let splits = generate_splits(&gen_cfg, &[cfg.data.train_count, cfg.data.test_count], &mut |_| {})
-                    .context("generating the mazes")?;
-                let to_split = |m: &Vec<trm_shared::generate::GeneratedMaze>| {
-                    SplitData::from_examples(size * size, m.iter().map(|m| (m.puzzle.tokens(), m.label.tokens())).collect())
-                };
-                let (train, test) = (to_split(&splits[0]), to_split(&splits[1]));
-                write_dataset(&dir, &[("train", &train), ("test", &test)]).context("writing the generated mazes")?;
-            }
-            dir
-        }
-        (None, None) => bail!("[data] needs `dir` or `size`"),
-    };
-    let train = read_split(&dir.join("train")).with_context(|| format!("reading {}/train", dir.display()))?;
-    let test = read_split(&dir.join("test")).with_context(|| format!("reading {}/test", dir.display()))?;
-    Ok((train, test))
-}
-
 /// Runs `trm train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (cfg, dir, resume) = match (&args.resume, &args.config) {
@@ -76,12 +48,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         (None, None) => bail!("give --config FILE or --resume RUN_DIR"),
     };
     eprintln!("run directory: {}", dir.display());
-    let (train_split, test_split) = load_data(&cfg, &dir)?;
-    let setup = RunSetup { dir: dir.clone(), train: train_split, test: test_split, resume, max_steps: args.max_steps, progress: true };
-    let summary = match args.backend {
-        BackendKind::Cpu => train::<crate::train::CpuTrain>(&cfg, setup, Default::default())?,
-        other => bail!("training on {other:?} is not built in yet; use --backend cpu"),
-    };
+    let (train_split, test_split) = load_run_data(&cfg, &dir)?;
+    let setup = RunSetup { dir: dir.clone(), train: train_split, test: test_split, resume, max_steps: args.max_steps, progress: true, hooks: Default::default() };
+    let summary = train_on(args.backend, &cfg, setup)?;
     match summary.last_eval {
         Some(e) => eprintln!("done: {} steps; last eval exact accuracy {:.3} (token {:.3})", summary.steps, e.exact_accuracy, e.accuracy),
         None => eprintln!("done: {} steps (no evaluation reached); checkpoint in {}", summary.steps, dir.display()),

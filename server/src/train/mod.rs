@@ -8,15 +8,19 @@
 //! - [`params`]: stable names for a module's parameters (for saving optimizer and EMA state).
 //! - [`data`]: the reference's data order (seeded group shuffles, one example per group).
 //! - [`checkpoint`]: the run directory and its atomic, resumable checkpoints.
+//! - [`hooks`]: stopping a run and following its progress from outside (the server's jobs).
+//! - [`run`]: a run's mazes (read or generated) and its backend.
 //! - [`trainer`]: the loop (carry across batches, optimizers, EMA, evaluation, logging).
 
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod ema;
+pub mod hooks;
 pub mod loss;
 pub mod optim;
 pub mod params;
+pub mod run;
 pub mod schedule;
 pub mod trainer;
 

@@ -24,6 +24,7 @@ use super::checkpoint::{TrainState, host, read_latest, write_checkpoint};
 use super::config::TrainConfig;
 use super::data::{DataPosition, host_batch, iteration_batches};
 use super::ema::Ema;
+use super::hooks::TrainHooks;
 use super::loss::{MetricMeans, MetricSums, act_loss};
 use super::optim::{AdamAtan2, SignSgd};
 use super::params::param_infos;
@@ -43,6 +44,17 @@ pub struct RunSetup {
     pub max_steps: Option<u64>,
     /// Draw a progress bar.
     pub progress: bool,
+    /// Stop flag and progress/metrics listeners (the server's jobs).
+    pub hooks: TrainHooks,
+}
+
+impl RunSetup {
+    /// A fresh run in `dir` with the defaults: no resume, no step limit, no progress bar, one
+    /// worker, no hooks. (Callers set the rest with struct update syntax, so a new field needs
+    /// a default here only.)
+    pub fn new(dir: PathBuf, train: SplitData, test: SplitData) -> RunSetup {
+        RunSetup { dir, train, test, resume: false, max_steps: None, progress: false, hooks: TrainHooks::default() }
+    }
 }
 
 /// How a run ended.
@@ -269,7 +281,8 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     'outer: while step < end {
         let batches = iteration_batches(&setup.train, cfg.seed, pos.iteration, cfg.eval_interval, gbs);
         while (pos.batch as usize) < batches.len() {
-            if step >= end {
+            // A stop request ends the run like max_steps: the checkpoint after the loop is written.
+            if step >= end || setup.hooks.stop_requested() {
                 break 'outer;
             }
             let rows = &batches[pos.batch as usize];
@@ -316,12 +329,14 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
             window.add(&m);
             window_rows += gbs;
             bar.set_position(step);
+            setup.hooks.progress(step, end);
 
             if step % log_every == 0 || step == end {
                 let means = window.means(window_rows as f64);
                 let secs = window_start.elapsed().as_secs_f64();
                 let line = LogLine { kind: "train", step, lr, metrics: means, examples_per_s: window_rows as f64 / secs.max(1e-9), elapsed_s: started.elapsed().as_secs_f64() };
                 writeln!(log, "{}", serde_json::to_string(&line)?)?;
+                setup.hooks.metrics(&line);
                 bar.set_message(format!("loss {:.4} exact {:.3} lr {:.2e} {:.0} ex/s", means.lm_loss + 0.5 * means.q_halt_loss, means.exact_accuracy, lr, line.examples_per_s));
                 window = MetricSums::default();
                 window_rows = 0;
@@ -336,6 +351,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
         let means = evaluate(&eval_model(&trm, &ema), &setup.test, gbs, cfg.data.eval_limit, &device)?;
         let line = LogLine { kind: "eval", step, lr: schedule.lr(step), metrics: means, examples_per_s: 0.0, elapsed_s: started.elapsed().as_secs_f64() };
         writeln!(log, "{}", serde_json::to_string(&line)?)?;
+        setup.hooks.metrics(&line);
         bar.println(format!("step {step}: eval exact {:.3}, token accuracy {:.3}", means.exact_accuracy, means.accuracy));
         last_eval = Some(means);
         save(&trm, &ema, &optim, step, pos, &rng)?;
