@@ -5,5 +5,6 @@
 pub mod api;
 pub mod backend;
 pub mod eval;
+pub mod jobs;
 pub mod loadtest;
 pub mod train;

@@ -6,8 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod jobs;
+
 /// The body of every error answer: `{"error": "<what is wrong, and how to fix it>"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// A message naming the problem (which maze, which cell, which sizes are accepted ...).
     pub error: String,
@@ -15,6 +18,7 @@ pub struct ErrorBody {
 
 /// `GET /api/health`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// `"ok"` while the server answers.
     pub status: String,
@@ -32,6 +36,7 @@ pub struct Health {
 
 /// A model the server can run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelInfo {
     /// Short name (the checkpoint's file stem, or `default`).
     pub name: String,
@@ -57,8 +62,10 @@ pub struct ModelInfo {
 
 /// `GET /api/models`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelList {
-    /// Models the server can run (at most one for now: the one it was started with).
+    /// Models the server can run: the one it was started with and those registered by
+    /// `POST /api/models`.
     pub models: Vec<ModelInfo>,
     /// Name of the model `POST /api/predict` uses.
     pub default: Option<String>,
@@ -66,6 +73,7 @@ pub struct ModelList {
 
 /// Counters of the dynamic batcher: how requests were grouped into forward passes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatcherStats {
     /// Most mazes per forward batch.
     pub max_batch: usize,
@@ -87,6 +95,7 @@ pub struct BatcherStats {
 
 /// One maze of a [`PredictRequest`], in any of the accepted forms.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum MazeInput {
     /// The benchmark's row-major string (square), or rows separated by newlines.
@@ -99,6 +108,7 @@ pub enum MazeInput {
 
 /// `POST /api/predict`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
     /// The mazes, each of the size the model takes; answered in the same order.
@@ -113,6 +123,7 @@ pub struct PredictRequest {
 
 /// The answer to a [`PredictRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PredictResponse {
     /// One result per maze, in the order of the request.
     pub results: Vec<PredictResult>,
@@ -128,6 +139,7 @@ pub struct PredictResponse {
 
 /// The model's answer for one maze, scored against the BFS shortest path.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PredictResult {
     /// The predicted grid, row-major. A cell the model filled with a token that is no maze
     /// cell (padding) is written `?`; such an answer is never valid.
@@ -157,6 +169,7 @@ pub struct PredictResult {
 
 /// The answer after one ACT step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepAnswer {
     /// The step, from 1.
     pub step: usize,
@@ -168,6 +181,7 @@ pub struct StepAnswer {
 
 /// Time spent on a request, in milliseconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timing {
     /// Waiting for the batcher (the wait window and any batch running before).
     pub queue_ms: f64,
@@ -179,6 +193,7 @@ pub struct Timing {
 
 /// The forward batch a request was answered in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchInfo {
     /// Mazes in the batch, from all its requests.
     pub mazes: usize,
@@ -188,6 +203,7 @@ pub struct BatchInfo {
 
 /// `POST /api/generate`; every field is optional and an empty body is allowed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct GenerateRequest {
     /// Side of a square maze (default: the loaded model's size, else 30).
@@ -204,6 +220,7 @@ pub struct GenerateRequest {
 
 /// A generated maze.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GenerateResponse {
     /// The puzzle, row-major.
     pub maze: String,
@@ -223,6 +240,7 @@ pub struct GenerateResponse {
 
 /// `GET /api/datasets`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetList {
     /// Datasets found under the server's data directories.
     pub datasets: Vec<DatasetInfo>,
@@ -230,6 +248,7 @@ pub struct DatasetList {
 
 /// A dataset directory in the reference layout.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetInfo {
     /// The directory name, used in `/api/datasets/{name}/{split}`.
     pub name: String,
@@ -239,6 +258,7 @@ pub struct DatasetInfo {
 
 /// One split of a dataset.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SplitInfo {
     /// `train`, `test`, ...
     pub name: String,
@@ -252,6 +272,7 @@ pub struct SplitInfo {
 
 /// Query of `GET /api/datasets/{name}/{split}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct PageQuery {
     /// First example (default 0).
@@ -262,6 +283,7 @@ pub struct PageQuery {
 
 /// A page of a dataset split.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetPage {
     /// Dataset name.
     pub dataset: String,
@@ -283,6 +305,7 @@ pub struct DatasetPage {
 
 /// One example of a dataset split.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetItem {
     /// Index in the split.
     pub index: usize,

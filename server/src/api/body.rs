@@ -12,6 +12,12 @@ pub fn body_error(rejection: BytesRejection) -> ApiError {
     ApiError::new(rejection.status(), format!("cannot read the request body: {}", rejection.body_text()))
 }
 
+/// Reads and parses a JSON body that must be present; `expected` describes the wanted shape.
+pub fn require_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, expected: &str) -> Result<T, ApiError> {
+    let bytes = body.map_err(body_error)?;
+    parse_json(&bytes, expected)?.ok_or_else(|| ApiError::bad_request(format!("empty request body; expected {expected}")))
+}
+
 /// Parses a JSON body; `expected` describes the wanted shape for the message.
 /// `None` for an empty (or all-whitespace) body.
 pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes, expected: &str) -> Result<Option<T>, ApiError> {

@@ -22,6 +22,7 @@ const PATH_TOKEN: u8 = 5;
 
 /// Every dataset and its splits with their sizes. Splits that cannot be read are left out
 /// (and logged), so that one broken directory does not hide the others.
+#[utoipa::path(get, path = "/api/datasets", tag = "datasets", responses((status = 200, body = DatasetList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<DatasetList>, ApiError> {
     let catalog = state.catalog.clone();
     let datasets = blocking(move || Ok(list_blocking(&catalog))).await?;
@@ -50,6 +51,11 @@ fn list_blocking(catalog: &Catalog) -> Vec<DatasetInfo> {
 }
 
 /// A page of examples of one split.
+#[utoipa::path(get, path = "/api/datasets/{name}/{split}", tag = "datasets",
+    params(("name" = String, Path, description = "dataset"), ("split" = String, Path, description = "split"),
+        ("offset" = Option<usize>, Query, description = "first example (default 0)"),
+        ("limit" = Option<usize>, Query, description = "examples (default 20, at most 100)")),
+    responses((status = 200, body = DatasetPage), (status = 400, body = trm_shared::api::ErrorBody), (status = 404, body = trm_shared::api::ErrorBody), (status = 422, body = trm_shared::api::ErrorBody)))]
 pub async fn page(
     State(state): State<Arc<AppState>>,
     Path((name, split)): Path<(String, String)>,

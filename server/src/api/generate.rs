@@ -21,7 +21,9 @@ const STALL_LIMIT: u64 = 200_000;
 
 const EXPECTED: &str = r#"an empty body or {"size"?: N, "rows"?: R, "cols"?: C, "min_moves"?: M, "seed"?: S}"#;
 
-/// Generates one maze; with an empty body, of the loaded model's size (else 30x30).
+/// Generates one maze; with an empty body, of the default model's size (else 30x30).
+#[utoipa::path(post, path = "/api/generate", tag = "mazes", request_body(content = GenerateRequest, description = "optional: an empty body is allowed"),
+    responses((status = 200, body = GenerateResponse), (status = 400, body = trm_shared::api::ErrorBody), (status = 422, body = trm_shared::api::ErrorBody), (status = 503, body = trm_shared::api::ErrorBody)))]
 pub async fn generate(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -29,7 +31,7 @@ pub async fn generate(
     let bytes = body.map_err(body_error)?;
     let request: GenerateRequest = parse_json(&bytes, EXPECTED)?.unwrap_or_default();
     let (default_rows, default_cols) =
-        state.model.as_ref().map_or((DEFAULT_SIZE, DEFAULT_SIZE), |m| (m.info.rows, m.info.cols));
+        state.models.default_model().map_or((DEFAULT_SIZE, DEFAULT_SIZE), |m| (m.info.rows, m.info.cols));
     let rows = request.rows.or(request.size).unwrap_or(default_rows);
     let cols = request.cols.or(request.size).unwrap_or(default_cols);
     let max = state.limits.max_generate_side;

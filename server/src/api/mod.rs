@@ -1,11 +1,12 @@
 //! The HTTP server of `trm serve`: the API over the model and the datasets, and the web app.
 //!
-//! - [`router`]: routes and safety layers (body limit, timeout).
-//! - [`state`]: what handlers share, and the request [`Limits`].
-//! - [`batcher`] and [`engine`]: dynamic batching on a thread that owns the model.
-//! - one file per endpoint group: [`health`], [`predict`], [`generate`], [`datasets`]
-//!   (over the [`catalog`]), [`static_files`].
+//! - [`router`]: routes and safety layers (body limit, timeout); [`openapi`]: the document.
+//! - [`state`]: what handlers share, and the request [`Limits`]; [`auth`]: the bearer token.
+//! - [`batcher`] and [`engine`]: dynamic batching on a thread that owns a model.
+//! - one file per endpoint group: [`health`], [`models`], [`predict`], [`generate`],
+//!   [`datasets`] (over the [`catalog`]), [`jobs`] (over [`crate::jobs`]), [`static_files`].
 
+pub mod auth;
 pub mod batcher;
 pub mod body;
 pub mod catalog;
@@ -14,7 +15,10 @@ pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod health;
+pub mod jobs;
 pub mod maze_input;
+pub mod models;
+pub mod openapi;
 pub mod predict;
 pub mod router;
 pub mod state;
@@ -32,7 +36,8 @@ pub use engine::{EngineError, ModelSource};
 pub use state::Limits;
 
 use crate::backend::BackendKind;
-use state::{AppState, LoadedModel};
+use crate::jobs::{JobError, JobManager};
+use state::AppState;
 
 /// Everything `trm serve` needs.
 #[derive(Clone, Debug)]
@@ -51,6 +56,12 @@ pub struct ServeConfig {
     pub batch: BatchConfig,
     /// Request caps.
     pub limits: Limits,
+    /// The bearer token of the endpoints that start work.
+    pub token: String,
+    /// Where the job database and the training runs live.
+    pub state_dir: PathBuf,
+    /// Directories whose checkpoints `POST /api/models` and eval jobs may name.
+    pub model_roots: Vec<PathBuf>,
 }
 
 /// Why the server could not run.
@@ -65,34 +76,82 @@ pub enum ServeError {
     /// The loading task failed.
     #[error("loading the model: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The job database could not be opened.
+    #[error("opening the job records in the state directory: {0}")]
+    Jobs(#[from] JobError),
 }
 
-/// Loads the model, then serves on `listener` until `shutdown` completes; requests in flight
-/// then finish before this returns.
+/// Loads the models and opens the job records, then serves on `listener` until `shutdown`
+/// completes. Then running jobs are stopped (a training run writes a checkpoint) and marked
+/// interrupted, and requests in flight finish, before this returns.
 pub async fn serve(
     config: ServeConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let backend_kind = config.backend;
-    let (model, backend) = match config.model.clone() {
-        Some(source) => {
-            let batch = config.batch.clone();
-            let engine = tokio::task::spawn_blocking(move || engine::start(source, backend_kind, batch)).await??;
-            (Some(LoadedModel { info: engine.info, batcher: engine.batcher }), engine.backend)
-        }
-        None => (None, format!("{backend_kind:?}").to_lowercase()),
-    };
+    let registry = models::ModelRegistry::default();
+    let mut backend = format!("{backend_kind:?}").to_lowercase();
+    if let Some(source) = config.model.clone() {
+        let batch = config.batch.clone();
+        let loading = source.clone();
+        let engine = tokio::task::spawn_blocking(move || engine::start(loading, backend_kind, batch)).await??;
+        backend = engine.backend;
+        registry
+            .insert(state::LoadedModel { info: engine.info, source, batcher: engine.batcher })
+            .map_err(|e| ServeError::Io(std::io::Error::other(e.message)))?;
+    }
+    let (state_dir, kind) = (config.state_dir.clone(), backend_kind);
+    let jobs = tokio::task::spawn_blocking(move || JobManager::open(&state_dir, kind)).await??;
+    let model_roots: Vec<PathBuf> = config.model_roots.iter().filter_map(|r| r.canonicalize().ok()).collect();
     let state = Arc::new(AppState {
         backend,
-        model,
+        backend_kind,
+        batch: config.batch.clone(),
+        models: registry,
+        model_roots,
+        jobs: jobs.clone(),
+        token: config.token.clone(),
         no_model_reason: config.no_model_reason.clone(),
         catalog: Arc::new(catalog::Catalog::new(config.data_dirs.clone())),
         limits: config.limits.clone(),
         generate_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_generate.max(1))),
     });
+    reload_registered_models(&state).await;
     let app = router::router(state, &config.dist);
+    let stopping_jobs = jobs.clone();
+    // Jobs are told first: their event streams end with the final status, so that the
+    // connections following them can close and the graceful shutdown completes.
+    let shutdown = async move {
+        shutdown.await;
+        stopping_jobs.begin_shutdown();
+    };
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-    // The router and its state are gone now; the model thread ends once its queue closes.
+    jobs.begin_shutdown();
+    tokio::task::spawn_blocking(move || jobs.join_all()).await?;
+    // The router and its state are gone now; model threads end once their queues close.
     Ok(())
+}
+
+/// Serves again the models registered before a restart; those that no longer load, or lie
+/// outside the model roots now, are skipped with a warning.
+async fn reload_registered_models(state: &AppState) {
+    let stored = match state.jobs.models() {
+        Ok(stored) => stored,
+        Err(e) => return tracing::warn!("registered models not reloaded: {e}"),
+    };
+    for m in stored {
+        let paths = models::resolve_under_roots(&m.checkpoint, &state.model_roots, "checkpoint")
+            .and_then(|c| Ok((c, models::resolve_under_roots(&m.config, &state.model_roots, "config")?)));
+        let loaded = match paths {
+            Ok((checkpoint, config)) => {
+                models::load_and_insert(state, ModelSource { name: m.name.clone(), checkpoint, config }).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(()) => tracing::info!("serving registered model {}", m.name),
+            Err(e) => tracing::warn!("registered model {} not served: {}", m.name, e.message),
+        }
+    }
 }

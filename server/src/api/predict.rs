@@ -5,28 +5,45 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use trm_shared::api::{PredictRequest, PredictResponse, PredictResult, StepAnswer, Timing};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use trm_shared::api::{ErrorBody, PredictRequest, PredictResponse, PredictResult, StepAnswer, Timing};
 use trm_shared::maze::{Cell, Grid, check_answer, label};
 
-use super::body::{body_error, parse_json};
+use super::body::require_json;
 use super::error::ApiError;
 use super::maze_input::{parse_maze, tokens_to_row_major};
 use super::state::AppState;
 
 const EXPECTED: &str = r#"{"mazes": [...], "steps"?: N, "return_steps"?: bool}, each maze a row-major string, a list of row strings or a list of token ids"#;
 
-/// Runs the loaded model on the request's mazes (through the dynamic batcher).
+/// Query of `POST /api/predict`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictQuery {
+    /// A model of `GET /api/models` (default: the default model).
+    pub model: Option<String>,
+}
+
+/// Runs a model (the default, or `?model=NAME`) on the request's mazes, through its dynamic batcher.
+#[utoipa::path(post, path = "/api/predict", tag = "mazes", request_body = PredictRequest,
+    params(("model" = Option<String>, Query, description = "a model of GET /api/models (default: the default model)")),
+    responses((status = 200, body = PredictResponse), (status = 400, body = ErrorBody), (status = 404, description = "unknown model", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, description = "a bad maze, named", body = ErrorBody),
+        (status = 503, description = "no model, or the queue is full", body = ErrorBody)))]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
+    query: Result<Query<PredictQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PredictResponse>, ApiError> {
     let started = Instant::now();
-    let bytes = body.map_err(body_error)?;
-    let request: PredictRequest = parse_json(&bytes, EXPECTED)?
-        .ok_or_else(|| ApiError::bad_request(format!("empty request body; expected {EXPECTED}")))?;
-    let model = state.model.as_ref().ok_or_else(|| ApiError::unavailable(state.no_model_message()))?;
+    let request: PredictRequest = require_json(body, EXPECTED)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("{}; expected ?model=NAME", e.body_text())))?;
+    let model = match &query.model {
+        Some(name) => state.models.get(name)?,
+        None => state.models.default_model().ok_or_else(|| ApiError::unavailable(state.no_model_message()))?,
+    };
     let limits = &state.limits;
     let n = request.mazes.len();
     if n == 0 {

@@ -1,13 +1,18 @@
-//! What every handler shares: the loaded model, the dataset catalog and the limits.
+//! What every handler shares: the models, the dataset catalog, the jobs, the token and the limits.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use trm_shared::api::ModelInfo;
 
-use super::batcher::BatcherHandle;
+use super::batcher::{BatchConfig, BatcherHandle};
 use super::catalog::Catalog;
+use super::engine::ModelSource;
+use super::models::ModelRegistry;
+use crate::backend::BackendKind;
+use crate::jobs::JobManager;
 
 /// Caps that keep one client from exhausting the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +51,8 @@ impl Default for Limits {
 pub struct LoadedModel {
     /// What it is.
     pub info: ModelInfo,
+    /// Where it was loaded from (eval jobs read the same files).
+    pub source: ModelSource,
     /// The queue to its worker thread.
     pub batcher: BatcherHandle,
 }
@@ -54,8 +61,18 @@ pub struct LoadedModel {
 pub struct AppState {
     /// The backend, in words.
     pub backend: String,
-    /// The model, when one was loaded.
-    pub model: Option<LoadedModel>,
+    /// The backend models and jobs run on.
+    pub backend_kind: BackendKind,
+    /// Batching of every model's worker.
+    pub batch: BatchConfig,
+    /// The models: the one the server started with, then the registered ones.
+    pub models: ModelRegistry,
+    /// Where `POST /api/models` and eval jobs may read checkpoints (canonical paths).
+    pub model_roots: Vec<PathBuf>,
+    /// Evaluations and training runs.
+    pub jobs: Arc<JobManager>,
+    /// The bearer token of the endpoints that start work.
+    pub token: String,
     /// Why there is no model, for the 503 message.
     pub no_model_reason: String,
     /// Datasets to browse.

@@ -47,6 +47,17 @@ pub struct ServeArgs {
     /// Seconds before a request is answered 408.
     #[arg(long, default_value_t = 120)]
     pub request_timeout_secs: u64,
+    /// Bearer token of the endpoints that start work (train, eval, model registration,
+    /// cancel). Default: a random one, printed at start.
+    #[arg(long, env = "TRM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Where job records (SQLite) and training runs are kept.
+    #[arg(long, default_value = "data/state")]
+    pub state_dir: PathBuf,
+    /// Directory whose checkpoints `POST /api/models` and eval jobs may name (repeatable).
+    /// Default: public/models and the state directory's runs/.
+    #[arg(long = "model-root")]
+    pub model_roots: Vec<PathBuf>,
 }
 
 /// Runs `trm serve` until Ctrl-C or SIGTERM.
@@ -57,7 +68,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         args.data.clone()
     };
+    let (token, generated) = match args.token.clone().filter(|t| !t.trim().is_empty()) {
+        Some(token) => (token.trim().to_string(), false),
+        None => (api::auth::generate_token().context("generating the API token")?, true),
+    };
+    let model_roots = if args.model_roots.is_empty() {
+        vec![PathBuf::from("public/models"), args.state_dir.join("runs")]
+    } else {
+        args.model_roots.clone()
+    };
     let config = ServeConfig {
+        token,
+        state_dir: args.state_dir.clone(),
+        model_roots,
         model,
         no_model_reason,
         backend: args.backend,
@@ -88,7 +111,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if !config.dist.is_dir() {
             tracing::warn!("{} not found: the web app is not served (build it with `trunk build --release`)", config.dist.display());
         }
-        tracing::info!("listening on http://{addr} (API under /api)");
+        if generated {
+            // Printed, not logged: the operator needs it whatever the log filter.
+            eprintln!("API token (Authorization: Bearer ...) for train, eval, model registration and cancel: {}", config.token);
+        }
+        tracing::info!("jobs and runs in {}", config.state_dir.display());
+        tracing::info!("listening on http://{addr} (API under /api, docs at /docs)");
         api::serve(config, listener, shutdown_signal()).await.context("serving")?;
         tracing::info!("stopped");
         Ok(())
@@ -112,8 +140,9 @@ fn model_source(args: &ServeArgs) -> anyhow::Result<(Option<ModelSource>, String
         return Ok((Some(ModelSource { name: "default".into(), checkpoint, config }), String::new()));
     }
     let reason = format!(
-        "{} has no model.safetensors and config.toml; start `trm serve --model FILE --config FILE`",
-        dir.display()
+        "{} (relative to {}) has no model.safetensors and config.toml; start `trm serve --model FILE --config FILE`, or register one with POST /api/models",
+        dir.display(),
+        std::env::current_dir().map_or_else(|_| "the working directory".into(), |d| d.display().to_string())
     );
     Ok((None, reason))
 }

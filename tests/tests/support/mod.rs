@@ -1,5 +1,7 @@
 //! Helpers for the HTTP tests: a real `trm serve` on an ephemeral port, a tiny random model,
 //! and a client that never turns 4xx into errors.
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -67,6 +69,47 @@ impl Server {
         read(response)
     }
 
+    /// Any request with an optional bearer token and body, answering (status, headers, body).
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, ureq::http::HeaderMap, String) {
+        let mut request = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.header("content-type", "application/json");
+        let response = match body {
+            Some(body) => agent().run(request.body(body.to_string()).unwrap()),
+            None => agent().run(request.body(()).unwrap()),
+        }
+        .unwrap();
+        let headers = response.headers().clone();
+        let (status, body) = read(response);
+        (status, headers, body)
+    }
+
+    /// POST with the test token, answering (status, body).
+    pub fn post_authorized(&self, path: &str, body: &str) -> (u16, String) {
+        let (status, _, body) = self.call("POST", path, Some(TOKEN), Some(body));
+        (status, body)
+    }
+
+    /// Reads a server-sent event stream to its end: `(event name, data)` in order.
+    pub fn events(&self, path: &str) -> Vec<(String, serde_json::Value)> {
+        use std::io::BufRead;
+        let mut response = agent().get(format!("{}{path}", self.base)).call().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let reader = std::io::BufReader::new(response.body_mut().as_reader());
+        let (mut events, mut name) = (Vec::new(), String::new());
+        for line in reader.lines() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("event: ").or_else(|| line.strip_prefix("event:")) {
+                name = n.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+                events.push((std::mem::take(&mut name), serde_json::from_str(data.trim()).unwrap()));
+            }
+        }
+        events
+    }
+
     /// POST a JSON body (as text, so that malformed bodies can be sent), answering (status, body).
     pub fn post(&self, path: &str, body: &str) -> (u16, String) {
         let response = agent()
@@ -119,9 +162,16 @@ fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, String) {
     (status, body)
 }
 
-/// A server config for tests: no model, the shared datasets, no web app.
+/// The bearer token of test servers.
+pub const TOKEN: &str = "test-token";
+
+/// A server config for tests: no model, the shared datasets, no web app, job records in
+/// `dir/state`, model files under `dir`, token [`TOKEN`].
 pub fn config(dir: &Path) -> ServeConfig {
     ServeConfig {
+        token: TOKEN.into(),
+        state_dir: dir.join("state"),
+        model_roots: vec![dir.to_path_buf()],
         model: None,
         no_model_reason: "none given in this test".into(),
         backend: BackendKind::Cpu,
@@ -134,6 +184,12 @@ pub fn config(dir: &Path) -> ServeConfig {
 
 /// Writes a small randomly initialised 30x30 model (safetensors + TOML config) into `dir`.
 pub fn tiny_model(dir: &Path) -> ModelSource {
+    tiny_model_named(dir, "tiny", 30)
+}
+
+/// Writes a small randomly initialised model for `side`x`side` mazes as `dir/NAME.safetensors`
+/// and `dir/NAME.toml`.
+pub fn tiny_model_named(dir: &Path, name: &str, side: usize) -> ModelSource {
     let cfg = TrmConfig {
         hidden_size: 16,
         num_heads: 2,
@@ -144,15 +200,15 @@ pub fn tiny_model(dir: &Path) -> ModelSource {
         puzzle_emb_ndim: 16,
         puzzle_emb_len: 1,
         forward_dtype: "float32".into(),
-        seq_len: Some(900),
+        seq_len: Some(side * side),
         vocab_size: Some(6),
         num_puzzle_identifiers: Some(1),
         ..TrmConfig::default()
     };
     let model = Trm::<Cpu>::build(&cfg, &mut RandomInit::new(7), &Default::default()).unwrap();
-    let checkpoint = dir.join("tiny.safetensors");
-    let config = dir.join("tiny.toml");
+    let checkpoint = dir.join(format!("{name}.safetensors"));
+    let config = dir.join(format!("{name}.toml"));
     model.save_safetensors(&checkpoint).unwrap();
     std::fs::write(&config, cfg.to_toml_string().unwrap()).unwrap();
-    ModelSource { name: "tiny".into(), checkpoint, config }
+    ModelSource { name: name.into(), checkpoint, config }
 }

@@ -1,0 +1,211 @@
+//! The served models: the one `trm serve` started with and those registered by
+//! `POST /api/models` (checkpoints already on the server, under the configured model roots).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use trm_shared::api::jobs::RegisterModelRequest;
+use trm_shared::api::{ModelInfo, ModelList};
+
+use super::auth::RequireToken;
+use super::body::require_json;
+use super::engine::{self, ModelSource};
+use super::error::ApiError;
+use super::state::{AppState, LoadedModel};
+use crate::jobs::store::StoredModel;
+
+/// Most models served at once (each holds its weights and a worker thread).
+pub const MAX_MODELS: usize = 8;
+const EXPECTED: &str = r#"{"name": "...", "checkpoint": "<path under a model root>", "config": "<path under a model root>"}"#;
+
+/// The models, in registration order; the first is the default.
+#[derive(Default)]
+pub struct ModelRegistry {
+    models: RwLock<Vec<Arc<LoadedModel>>>,
+}
+
+impl ModelRegistry {
+    /// The default model (the first), if any.
+    pub fn default_model(&self) -> Option<Arc<LoadedModel>> {
+        self.read().first().cloned()
+    }
+
+    /// The model named `name`, or a 404 naming those there are.
+    pub fn get(&self, name: &str) -> Result<Arc<LoadedModel>, ApiError> {
+        let models = self.read();
+        models.iter().find(|m| m.info.name == name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = models.iter().map(|m| m.info.name.as_str()).collect();
+            ApiError::not_found(format!(
+                "no model {name:?}; there are: {}",
+                if names.is_empty() { "none".into() } else { names.join(", ") }
+            ))
+        })
+    }
+
+    /// Every model's info.
+    pub fn infos(&self) -> Vec<ModelInfo> {
+        self.read().iter().map(|m| m.info.clone()).collect()
+    }
+
+    /// Adds a model, unless its name is taken or the registry is full.
+    pub fn insert(&self, model: LoadedModel) -> Result<(), ApiError> {
+        let mut models = self.models.write().unwrap_or_else(PoisonError::into_inner);
+        check_free(&models, &model.info.name)?;
+        models.push(Arc::new(model));
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<LoadedModel>>> {
+        self.models.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn check_free(models: &[Arc<LoadedModel>], name: &str) -> Result<(), ApiError> {
+    if models.iter().any(|m| m.info.name == name) {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("a model named {name:?} is already served")));
+    }
+    if models.len() >= MAX_MODELS {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("{MAX_MODELS} models are served already, the most this server holds")));
+    }
+    Ok(())
+}
+
+/// `GET /api/models`: the models the server can run.
+#[utoipa::path(get, path = "/api/models", tag = "models", responses((status = 200, body = ModelList)))]
+pub async fn list(State(state): State<Arc<AppState>>) -> Json<ModelList> {
+    Json(ModelList { models: state.models.infos(), default: state.models.default_model().map(|m| m.info.name.clone()) })
+}
+
+/// `POST /api/models`: loads a checkpoint that is already on the server and serves it under
+/// `name` (predict selects it with `?model=NAME`). Paths must lie under a model root.
+#[utoipa::path(post, path = "/api/models", tag = "models", request_body = RegisterModelRequest,
+    security(("bearer" = [])),
+    responses((status = 201, body = ModelInfo), (status = 401, body = trm_shared::api::ErrorBody),
+        (status = 403, description = "a path outside the model roots", body = trm_shared::api::ErrorBody),
+        (status = 409, description = "the name is taken", body = trm_shared::api::ErrorBody),
+        (status = 422, description = "bad name or a checkpoint that does not load", body = trm_shared::api::ErrorBody)))]
+pub async fn register(
+    _auth: RequireToken,
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ModelInfo>), ApiError> {
+    let request: RegisterModelRequest = require_json(body, EXPECTED)?;
+    check_name(&request.name)?;
+    check_free(&state.models.read(), &request.name)?;
+    let source = ModelSource {
+        name: request.name.clone(),
+        checkpoint: resolve_under_roots(&request.checkpoint, &state.model_roots, "checkpoint")?,
+        config: resolve_under_roots(&request.config, &state.model_roots, "config")?,
+    };
+    let info = load_and_insert(&state, source.clone()).await?;
+    let stored = StoredModel {
+        name: source.name,
+        checkpoint: source.checkpoint.display().to_string(),
+        config: source.config.display().to_string(),
+    };
+    // Served now either way; a failure here only means it is not reloaded after a restart.
+    if let Err(e) = state.jobs.put_model(&stored) {
+        tracing::warn!("model {} is served but not recorded: {e}", stored.name);
+    }
+    tracing::info!("registered model {} ({})", info.name, info.checkpoint);
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Loads `source` on its own worker thread and adds it to the registry.
+pub async fn load_and_insert(state: &AppState, source: ModelSource) -> Result<ModelInfo, ApiError> {
+    let (backend, batch) = (state.backend_kind, state.batch.clone());
+    let loading = source.clone();
+    let engine = tokio::task::spawn_blocking(move || engine::start(loading, backend, batch))
+        .await
+        .map_err(|e| ApiError::internal(format!("loading the model: {e}")))?
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let info = engine.info.clone();
+    state.models.insert(LoadedModel { info: engine.info, source, batcher: engine.batcher })?;
+    Ok(info)
+}
+
+/// Names go into URLs and logs: keep them plain.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(format!(
+            "model name {name:?} is not allowed: 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'"
+        )))
+    }
+}
+
+/// The canonical form of `path` (relative paths are taken relative to each root in turn),
+/// if it names an existing file under one of `roots` (canonical already). Symbolic links and
+/// `..` are resolved before the check, so neither can leave the roots.
+pub fn resolve_under_roots(path: &str, roots: &[PathBuf], what: &str) -> Result<PathBuf, ApiError> {
+    if roots.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this server has no model roots, so no files can be named (start it with --model-root DIR)",
+        ));
+    }
+    let given = Path::new(path);
+    let candidates: Vec<PathBuf> =
+        if given.is_absolute() { vec![given.to_path_buf()] } else { roots.iter().map(|r| r.join(given)).collect() };
+    let Some(canonical) = candidates.iter().find_map(|c| c.canonicalize().ok()) else {
+        return Err(ApiError::unprocessable(format!("{what} {path:?} does not exist under the model roots")));
+    };
+    if !roots.iter().any(|root| canonical.starts_with(root)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{what} {path:?} is outside the model roots ({})", display_roots(roots)),
+        ));
+    }
+    if !canonical.is_file() {
+        return Err(ApiError::unprocessable(format!("{what} {path:?} is not a file")));
+    }
+    Ok(canonical)
+}
+
+fn display_roots(roots: &[PathBuf]) -> String {
+    roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_only_under_the_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("models");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::write(root.join("a/m.safetensors"), b"x").unwrap();
+        std::fs::write(dir.path().join("secret"), b"x").unwrap();
+        let roots = vec![root.canonicalize().unwrap()];
+        let inside = resolve_under_roots("a/m.safetensors", &roots, "checkpoint").unwrap();
+        assert_eq!(inside, roots[0].join("a/m.safetensors"));
+        let absolute = root.join("a/m.safetensors").display().to_string();
+        assert_eq!(resolve_under_roots(&absolute, &roots, "checkpoint").unwrap(), inside);
+        assert_eq!(resolve_under_roots("../secret", &roots, "checkpoint").unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(resolve_under_roots("a/../../secret", &roots, "x").unwrap_err().status, StatusCode::FORBIDDEN);
+        let outside = dir.path().join("secret").display().to_string();
+        assert_eq!(resolve_under_roots(&outside, &roots, "x").unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(resolve_under_roots("a", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(resolve_under_roots("nope", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(resolve_under_roots("a/m.safetensors", &[], "x").unwrap_err().status, StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn model_names_are_plain() {
+        assert!(check_name("tiny-1.v2_x").is_ok());
+        for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
