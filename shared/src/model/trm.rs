@@ -90,10 +90,13 @@ impl<B: Backend> SwiGlu<B> {
 /// Rotary position tables (`RotaryEmbedding`), half-split ("NeoX") layout, for all `L` positions.
 #[derive(Module, Debug)]
 pub struct Rope<B: Backend> {
-    /// `[1, L, 1, hd]`, `cos(cat(freqs, freqs))`; `[B, L, H, hd]` once [`Rope::tiled`].
+    /// `[1, L, 1, hd]`, `cos(cat(freqs, freqs))`; `[B, L, 3H, hd]` once [`Rope::tiled_qkv`].
     pub cos: Tensor<B, 4>,
-    /// `[1, L, 1, hd]`, `sin(cat(freqs, freqs))`; `[B, L, H, hd]` once [`Rope::tiled`].
+    /// `[1, L, 1, hd]`, `sin(cat(freqs, freqs))`; `[B, L, 3H, hd]` once [`Rope::tiled_qkv`].
     pub sin: Tensor<B, 4>,
+    /// `[hd, hd]`: `x @ rotation = rotate_half(x) = cat(-x2, x1)`, a signed permutation, so
+    /// the product is exact in f32.
+    pub rotation: Tensor<B, 2>,
 }
 
 impl<B: Backend> Rope<B> {
@@ -114,30 +117,48 @@ impl<B: Backend> Rope<B> {
                 }
             }
         }
+        let mut rotation = vec![0.0f32; head_dim * head_dim];
+        for j in 0..half {
+            rotation[(j + half) * head_dim + j] = -1.0; // out[j] = -x[j + half]
+            rotation[j * head_dim + j + half] = 1.0; // out[j + half] = x[j]
+        }
         Rope {
             cos: Tensor::from_data(TensorData::new(cos, [1, len, 1, head_dim]), device),
             sin: Tensor::from_data(TensorData::new(sin, [1, len, 1, head_dim]), device),
+            rotation: Tensor::from_data(TensorData::new(rotation, [head_dim, head_dim]), device),
         }
     }
 
-    /// The same tables repeated to `[batch, L, heads, hd]`, so that [`Rope::apply`] multiplies
-    /// same-shape tensors: on Flex a broadcast multiply is ~15x slower than a plain one, and
-    /// one ACT step applies RoPE 2·L_layers·(H_cycles·(L_cycles+1)) times.
-    pub fn tiled(&self, batch: usize, heads: usize) -> Rope<B> {
-        Rope { cos: self.cos.clone().repeat(&[batch, 1, heads, 1]), sin: self.sin.clone().repeat(&[batch, 1, heads, 1]) }
+    /// Tables laid out like the fused `qkv` projection, `[batch, L, 3·heads, hd]`: the angles
+    /// for the q and k heads, and the identity (cos 1, sin 0) for the v heads. RoPE then runs
+    /// on the whole contiguous projection with same-shape element-wise ops: on Flex, ops on
+    /// the strided q/k views or broadcast tables were measured ~15x slower (a quarter of a
+    /// training step), and the identity on v is exact.
+    pub fn tiled_qkv(&self, batch: usize, heads: usize) -> Rope<B> {
+        let [_, len, _, hd] = self.cos.dims();
+        let device = self.cos.device();
+        let tile = |t: &Tensor<B, 4>, v_value: f32| {
+            let qk = t.clone().repeat(&[batch, 1, 2 * heads, 1]);
+            let v = Tensor::full([batch, len, heads, hd], v_value, &device);
+            Tensor::cat(vec![qk, v], 2)
+        };
+        Rope { cos: tile(&self.cos, 1.0), sin: tile(&self.sin, 0.0), rotation: self.rotation.clone() }
     }
 
-    /// Rotates `x: [B, L, H, hd]`: `x·cos + rotate_half(x)·sin`, `rotate_half = cat(-x2, x1)`.
-    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [_, len, _, hd] = x.dims();
-        let (cos, sin) = if self.cos.dims() == x.dims() {
+    /// Rotates the q and k heads of a fused projection `qkv: [B, L, 3H, hd]`:
+    /// `x·cos + rotate_half(x)·sin`, the v heads untouched.
+    pub fn apply(&self, qkv: Tensor<B, 4>) -> Tensor<B, 4> {
+        let dims = qkv.dims();
+        let [b, len, n, hd] = dims;
+        let x = qkv;
+        let (cos, sin) = if self.cos.dims() == dims {
             (self.cos.clone(), self.sin.clone())
         } else {
-            (self.cos.clone().narrow(1, 0, len), self.sin.clone().narrow(1, 0, len))
+            // Untiled tables (a direct caller): tile them for this batch now.
+            let t = Rope { cos: self.cos.clone().narrow(1, 0, len), sin: self.sin.clone().narrow(1, 0, len), rotation: self.rotation.clone() }.tiled_qkv(b, n / 3);
+            (t.cos, t.sin)
         };
-        let x1 = x.clone().narrow(3, 0, hd / 2);
-        let x2 = x.clone().narrow(3, hd / 2, hd / 2);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let rotated = x.clone().reshape([b * len * n, hd]).matmul(self.rotation.clone()).reshape(dims);
         x * cos + rotated * sin
     }
 }
@@ -165,14 +186,14 @@ impl<B: Backend> Attention<B> {
     pub fn forward(&self, h: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
         let [batch, len, _] = h.dims();
         let (heads, hd) = (self.num_heads, self.head_dim);
-        let qkv = self.qkv_proj.forward(h).reshape([batch, len, 3 * heads, hd]);
-        let mut q = qkv.clone().narrow(2, 0, heads);
-        let mut k = qkv.clone().narrow(2, heads, heads);
-        let v = qkv.narrow(2, 2 * heads, heads);
+        let mut qkv = self.qkv_proj.forward(h).reshape([batch, len, 3 * heads, hd]);
         if let Some(rope) = rope {
-            q = rope.apply(q);
-            k = rope.apply(k);
+            // The tables leave the v heads unchanged (see `Rope::tiled_qkv`).
+            qkv = rope.apply(qkv);
         }
+        let q = qkv.clone().narrow(2, 0, heads);
+        let k = qkv.clone().narrow(2, heads, heads);
+        let v = qkv.narrow(2, 2 * heads, heads);
         // [B, L, H, hd] -> [B, H, L, hd]; softmax(q kᵀ / sqrt(hd)) v, no mask.
         let out = self.attend(q.swap_dims(1, 2), k.swap_dims(1, 2), v.swap_dims(1, 2));
         self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, len, heads * hd]))
@@ -485,7 +506,7 @@ impl<B: Backend> Trm<B> {
     pub fn deep_recursion(&self, carry: InnerCarry<B>, x: Tensor<B, 3>) -> InnerCarry<B> {
         let cfg = self.config();
         let [batch, _, _] = x.dims();
-        let rope = self.rotary_emb.as_ref().map(|r| r.tiled(batch, cfg.num_heads));
+        let rope = self.rotary_emb.as_ref().map(|r| r.tiled_qkv(batch, cfg.num_heads));
         let rope = rope.as_ref();
         let net = &self.l_level;
         let InnerCarry { z_h: mut y, z_l: mut z } = carry;
