@@ -15,3 +15,38 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     rustup target add wasm32-unknown-unknown
 fi
+
+# The web app and its end-to-end tests: Trunk, wasm-bindgen-cli of exactly the version in
+# Cargo.lock (Trunk runs offline and never downloads them), Node with playwright-core, and
+# Debian's Chromium. Set TRM_SETUP_WEB=0 to skip (the main job needs none of it).
+if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
+    trunk_version=0.21.14
+    if ! trunk --version 2>/dev/null | grep -qx "trunk $trunk_version"; then
+        cargo install trunk --version "$trunk_version" --locked
+    fi
+    wbg_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)"
+    if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $wbg_version"; then
+        # Not --locked: its lock pins a webpki-roots release the registry no longer serves.
+        cargo install wasm-bindgen-cli --version "$wbg_version"
+    fi
+    missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
+            echo "error: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
+            exit 1
+        fi
+        sudo_cmd=""
+        [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+        $sudo_cmd apt-get update
+        DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+    # npm ci only when the lock is newer than the last install.
+    stamp=tests/e2e/node_modules/.installed
+    if [ ! -f "$stamp" ] || [ tests/e2e/package-lock.json -nt "$stamp" ]; then
+        (cd tests/e2e && npm ci --no-audit --no-fund) && touch "$stamp"
+    fi
+fi

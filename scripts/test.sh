@@ -9,9 +9,22 @@ cargo check --locked -p trm-shared --no-default-features --target wasm32-unknown
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
+# Every crate of every target, so that Trunk (offline) finds the app's wasm-only ones too.
+cargo fetch --locked
 cargo test --locked --workspace 2>&1 | tee "$log"
 
+# The web app: built as `trm serve` serves it, then driven in headless Chromium.
+e2e_status=0
+if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
+    cargo build --locked -p trm-server --bin trm
+    trunk build --release
+    echo "wasm: $(du -h dist/*.wasm | cut -f1) (dist/)"
+    bash tests/e2e/run.sh 2>&1 | tee -a "$log" || e2e_status=$?
+fi
+
 # One closing line over all test binaries (cargo prints one per binary, the last often
-# being an empty doc-test run).
+# being an empty doc-test run) and the end-to-end tests (node's TAP summary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
+     /^# pass / { p += $3 } /^# (fail|cancelled) / { f += $3 } /^# (skipped|todo) / { s += $3 }
      END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$e2e_status"

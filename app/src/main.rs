@@ -1,13 +1,13 @@
-//! The trm web app: a Leptos client-side app, built with Trunk.
+//! Entry point of the web app (Trunk builds it for wasm32).
 
-use leptos::prelude::*;
-
+#[cfg(target_family = "wasm")]
 fn main() {
-    leptos::mount::mount_to_body(App);
+    trm_app::start();
 }
 
-/// Placeholder page until the app issue lands.
-#[component]
-fn App() -> impl IntoView {
-    view! { <h1>"trm"</h1> }
+/// On the host there is no page: say how to get one.
+#[cfg(not(target_family = "wasm"))]
+fn main() {
+    eprintln!("trm-app runs in a browser: build it with `trunk build --release` and open it through `trm serve`");
+    std::process::exit(2);
 }

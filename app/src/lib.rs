@@ -1,0 +1,36 @@
+//! The trm web app: a Leptos client-side app, built with Trunk, that edits mazes and solves
+//! them with the TRM model from `trm_shared`, in the browser (WebGPU or CPU) or on the server.
+//!
+//! The logic modules (editing, formats, verdicts, model files) are plain Rust, tested on the
+//! host with `cargo test -p trm-app`; the page itself (`ui`, `engine`, `web`) is wasm-only.
+
+pub mod analysis;
+pub mod editor;
+pub mod formats;
+pub mod model_files;
+pub mod torch_file;
+
+#[cfg(target_family = "wasm")]
+mod engine;
+#[cfg(target_family = "wasm")]
+mod ui;
+#[cfg(target_family = "wasm")]
+mod web;
+
+/// Mounts the app on the page's body; panics are reported in the console and on the page.
+#[cfg(target_family = "wasm")]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = format!("the app crashed: {info}");
+        web_sys::console::error_1(&message.clone().into());
+        if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+            let _ = body.insert_adjacent_html("afterbegin", &format!("<p class=\"crash\">{}</p>", escape(&message)));
+        }
+    }));
+    leptos::mount::mount_to_body(ui::App);
+}
+
+#[cfg(target_family = "wasm")]
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

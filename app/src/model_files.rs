@@ -1,0 +1,163 @@
+//! Models the app can run: the committed default (`models/default/`) or files the user
+//! opens, checked exactly as the command line checks them (same readers, same errors).
+
+use trm_shared::maze::DEFAULT_SIZE;
+use trm_shared::model::checkpoint::{Format, sniff};
+use trm_shared::model::{Cpu, StateDict, Trm, TrmConfig};
+
+/// A model ready to be built on any backend: its resolved config and its weights.
+#[derive(Clone, Debug)]
+pub struct ModelSpec {
+    /// Shown in the page: where the model came from.
+    pub name: String,
+    /// The config with every dataset field filled.
+    pub config: TrmConfig,
+    /// The weights, by the reference's names.
+    pub state: StateDict,
+    /// Maze side the model takes.
+    pub side: usize,
+}
+
+impl ModelSpec {
+    /// One line for the page.
+    pub fn describe(&self) -> String {
+        let c = &self.config;
+        format!(
+            "{}: {s}x{s} mazes, hidden {}, {} layers, H{}xL{}, {} ACT steps",
+            self.name,
+            c.hidden_size,
+            c.l_layers,
+            c.h_cycles,
+            c.l_cycles,
+            c.halt_max_steps,
+            s = self.side
+        )
+    }
+}
+
+/// Whether a file name is a config (ours is TOML, the reference's `all_config.yaml`).
+pub fn is_config_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".toml", ".yaml", ".yml"].iter().any(|ext| lower.ends_with(ext))
+}
+
+/// Parses a config by its extension, as `TrmConfig::from_file` does, naming the file in errors.
+pub fn parse_config(name: &str, text: &str) -> Result<TrmConfig, String> {
+    let lower = name.to_ascii_lowercase();
+    let result = if lower.ends_with(".toml") {
+        TrmConfig::from_toml_str(text)
+    } else {
+        TrmConfig::from_yaml_str(text)
+    };
+    result.map_err(|e| format!("{name}: {e}"))
+}
+
+/// The maze side a training config was made for (`[data] size` in our TOML), if it says.
+pub fn data_size(config_name: &str, text: &str) -> Option<usize> {
+    if !config_name.to_ascii_lowercase().ends_with(".toml") {
+        return None;
+    }
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let size = doc.get("data")?.get("size")?.as_integer()?;
+    usize::try_from(size).ok().filter(|&s| s > 0)
+}
+
+/// Reads checkpoint bytes of either format, told apart as the command line tells them.
+pub fn read_checkpoint(name: &str, bytes: &[u8]) -> Result<StateDict, String> {
+    match sniff(bytes) {
+        Format::PyTorch => crate::torch_file::read_state_dict(name, bytes).map_err(|e| e.to_string()),
+        _ => StateDict::from_bytes(bytes, name).map_err(|e| e.to_string()),
+    }
+}
+
+/// Builds a model spec from a config file and a checkpoint file (name and contents each),
+/// checking that the weights fit the config by building the network once on the CPU.
+pub fn load(config: (&str, &str), checkpoint: (&str, &[u8]), name: &str) -> Result<ModelSpec, String> {
+    let (config_name, config_text) = config;
+    let mut cfg = parse_config(config_name, config_text)?;
+    let state = read_checkpoint(checkpoint.0, checkpoint.1)?;
+    state.fill_config(&mut cfg).map_err(|e| e.to_string())?;
+    if cfg.seq_len.is_none() {
+        // RoPE models do not record their length: the training config's size, else the
+        // benchmark's 30x30, as `trm serve` does.
+        let side = data_size(config_name, config_text).unwrap_or(DEFAULT_SIZE);
+        cfg.seq_len = Some(side * side);
+    }
+    let seq_len = cfg.require_seq_len().map_err(|e| e.to_string())?;
+    let side = trm_shared::maze::square_side(seq_len)
+        .map_err(|_| format!("seq_len {seq_len} is not a square maze; the app needs square mazes"))?;
+    // The same check as the command line: every missing, extra or misshaped tensor, by name.
+    let model = Trm::<Cpu>::from_state_dict(&cfg, &state, &Default::default()).map_err(|e| e.to_string())?;
+    let config = model.config().clone();
+    Ok(ModelSpec { name: name.to_string(), config, state, side })
+}
+
+/// Sorts the files a user opened into (config, checkpoint), or says what is missing.
+pub fn pick_files<'a, T>(files: &'a [(String, T)]) -> Result<(&'a (String, T), &'a (String, T)), String> {
+    let configs: Vec<_> = files.iter().filter(|(n, _)| is_config_name(n)).collect();
+    let checkpoints: Vec<_> = files.iter().filter(|(n, _)| !is_config_name(n)).collect();
+    match (configs.as_slice(), checkpoints.as_slice()) {
+        ([config], [checkpoint]) => Ok((config, checkpoint)),
+        _ => Err(format!(
+            "open two files together: one checkpoint (model.safetensors or a reference step_N) and its config \
+             (config.toml or all_config.yaml); got {} config file(s) and {} other file(s)",
+            configs.len(),
+            checkpoints.len()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trm_shared::model::RandomInit;
+
+    const CONFIG: &str = "[arch]\nhidden_size = 16\nnum_heads = 2\nexpansion = 2\nL_layers = 1\nH_cycles = 1\n\
+        L_cycles = 1\nhalt_max_steps = 2\npos_encodings = \"rope\"\npuzzle_emb_ndim = 16\npuzzle_emb_len = 1\n\
+        forward_dtype = \"float32\"\n\n[data]\nsize = 5\n";
+
+    fn weights() -> Vec<u8> {
+        let mut cfg = TrmConfig::from_toml_str(CONFIG).unwrap();
+        cfg.seq_len = Some(25);
+        cfg.vocab_size = Some(6);
+        cfg.num_puzzle_identifiers = Some(1);
+        let model = Trm::<Cpu>::build(&cfg, &mut RandomInit::new(1), &Default::default()).unwrap();
+        model.to_safetensors_bytes().unwrap()
+    }
+
+    #[test]
+    fn loads_our_safetensors_at_the_configs_data_size() {
+        let bytes = weights();
+        let spec = load(("config.toml", CONFIG), ("model.safetensors", &bytes), "test").unwrap();
+        assert_eq!(spec.side, 5);
+        assert_eq!(spec.config.seq_len, Some(25));
+        assert!(spec.describe().starts_with("test: 5x5 mazes, hidden 16"), "{}", spec.describe());
+    }
+
+    #[test]
+    fn bad_files_give_the_command_lines_errors() {
+        let bytes = weights();
+        let e = load(("config.toml", "[arch]\nhidden_size = 'x'"), ("m.safetensors", &bytes), "t").unwrap_err();
+        assert!(e.starts_with("config.toml: config: invalid arch config"), "{e}");
+        let e = load(("config.toml", CONFIG), ("m.safetensors", b"garbage!garbage!"), "t").unwrap_err();
+        assert!(e.contains("m.safetensors: not a readable checkpoint"), "{e}");
+        let e = load(("config.toml", &CONFIG.replace("hidden_size = 16", "hidden_size = 32")), ("m.safetensors", &bytes), "t")
+            .unwrap_err();
+        assert!(e.contains("checkpoint does not fit the model") && e.contains("embed_tokens.embedding_weight"), "{e}");
+        let e = load(("config.toml", CONFIG), ("m.safetensors", &bytes[..bytes.len() / 2]), "t").unwrap_err();
+        assert!(e.contains("not a readable checkpoint"), "{e}");
+        let e = load(("all_config.yaml", "arch:\n  hidden_size: 512\n"), ("step_5", b"PK\x03\x04rest"), "t").unwrap_err();
+        assert!(e.starts_with("step_5: not a readable checkpoint: zip:"), "{e}");
+    }
+
+    #[test]
+    fn picks_one_config_and_one_checkpoint() {
+        let files = vec![("step_10".to_string(), 1), ("all_config.yaml".to_string(), 2)];
+        let (c, k) = pick_files(&files).unwrap();
+        assert_eq!((c.1, k.1), (2, 1));
+        let e = pick_files(&files[..1]).unwrap_err();
+        assert!(e.contains("got 0 config file(s) and 1 other file(s)"), "{e}");
+        assert_eq!(data_size("config.toml", CONFIG), Some(5));
+        assert_eq!(data_size("all_config.yaml", CONFIG), None);
+    }
+}

@@ -1,0 +1,59 @@
+//! The page: the board beside the panels, keyboard shortcuts, and start-up (default model,
+//! datasets, service worker).
+
+mod board;
+mod palette;
+mod panels;
+mod state;
+
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+use board::Board;
+use panels::{MazePanel, ModelPanel, ResultPanel, SolvePanel};
+use state::State;
+
+use crate::formats::shortcut;
+
+/// Whether a key press belongs to a text field (typing there must not trigger shortcuts).
+fn typing_in_field(ev: &web_sys::KeyboardEvent) -> bool {
+    let Some(el) = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return false };
+    let tag = el.tag_name().to_ascii_lowercase();
+    tag == "textarea" || tag == "select" || (tag == "input" && el.get_attribute("type").as_deref() != Some("range"))
+}
+
+/// The whole app.
+#[component]
+pub fn App() -> impl IntoView {
+    let state = State::new();
+    state.load_default_model();
+    state.fetch_datasets();
+    crate::web::register_service_worker();
+
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+        if typing_in_field(&ev) || ev.alt_key() {
+            return;
+        }
+        if let Some(action) = shortcut(&ev.key(), ev.ctrl_key() || ev.meta_key(), ev.shift_key()) {
+            ev.prevent_default();
+            state.act(action);
+        }
+    });
+    on_cleanup(move || keys.remove());
+
+    view! {
+        <header>
+            <h1>"trm"<span>" · Tiny Recursive Model on mazes"</span></h1>
+        </header>
+        <main>
+            <div class="board"><Board state=state /></div>
+            <aside>
+                <p id="note" class:error=move || state.note.with(|n| n.error)>{move || state.note.with(|n| n.text.clone())}</p>
+                <SolvePanel state=state />
+                <ResultPanel state=state />
+                <MazePanel state=state />
+                <ModelPanel state=state />
+            </aside>
+        </main>
+    }
+}

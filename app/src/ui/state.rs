@@ -1,0 +1,271 @@
+//! The page's state (signals) and the actions the buttons and keys trigger.
+
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use trm_shared::api::{DatasetInfo, DatasetPage};
+use trm_shared::generate::{GenerateConfig, generate_splits};
+use trm_shared::maze::{DEFAULT_SIZE, Grid};
+
+use crate::analysis::StepAnswer;
+use crate::editor::{Editor, Tool, blank};
+use crate::engine::{self, Choice, Engine, Outcome, SharedEngine};
+use crate::formats::Action;
+use crate::model_files::{self, ModelSpec};
+use crate::web;
+
+/// Where a solve stands.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RunStatus {
+    /// Nothing run yet.
+    #[default]
+    Idle,
+    /// Running on this backend.
+    Running(Choice),
+    /// Finished.
+    Done(Outcome),
+    /// Failed or cancelled, with the reason.
+    Failed(String),
+}
+
+/// The latest solve: the maze it ran on and the answer after each ACT step so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Run {
+    /// The maze as it was when the solve started.
+    pub maze: Option<Grid>,
+    /// Answers, one per ACT step, in order.
+    pub steps: Vec<StepAnswer>,
+    /// Index of the step shown.
+    pub shown: usize,
+    /// Progress.
+    pub status: RunStatus,
+}
+
+/// A note for the user: an error or a confirmation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Note {
+    /// An error (shown in the error colour) or not.
+    pub error: bool,
+    /// The text.
+    pub text: String,
+}
+
+/// Every signal of the page, cheap to copy into handlers.
+#[derive(Clone, Copy)]
+pub struct State {
+    pub editor: RwSignal<Editor>,
+    pub tool: RwSignal<Tool>,
+    pub show_path: RwSignal<bool>,
+    pub choice: RwSignal<Choice>,
+    pub steps: RwSignal<usize>,
+    pub run: RwSignal<Run>,
+    pub model_line: RwSignal<String>,
+    pub model_side: RwSignal<Option<usize>>,
+    pub note: RwSignal<Note>,
+    pub busy: RwSignal<bool>,
+    pub datasets: RwSignal<Vec<DatasetInfo>>,
+    pub dataset: RwSignal<String>,
+    pub dataset_index: RwSignal<usize>,
+    pub text: RwSignal<String>,
+    pub engine: StoredValue<SharedEngine, LocalStorage>,
+}
+
+impl State {
+    /// Fresh state: a blank benchmark-sized maze until the default model says its size.
+    pub fn new() -> State {
+        State {
+            editor: RwSignal::new(Editor::new(blank(DEFAULT_SIZE, DEFAULT_SIZE).unwrap_or_else(|_| Grid::open(2, 2)))),
+            tool: RwSignal::new(Tool::Wall),
+            show_path: RwSignal::new(false),
+            choice: RwSignal::new(Choice::WebGpu),
+            steps: RwSignal::new(16),
+            run: RwSignal::new(Run::default()),
+            model_line: RwSignal::new("loading the default model…".into()),
+            model_side: RwSignal::new(None),
+            note: RwSignal::new(Note::default()),
+            busy: RwSignal::new(false),
+            datasets: RwSignal::new(Vec::new()),
+            dataset: RwSignal::new(String::new()),
+            dataset_index: RwSignal::new(0),
+            text: RwSignal::new(String::new()),
+            engine: StoredValue::new_local(Rc::new(std::cell::RefCell::new(Engine::default()))),
+        }
+    }
+
+    /// Shows a confirmation.
+    pub fn say(&self, text: impl Into<String>) {
+        self.note.set(Note { error: false, text: text.into() });
+    }
+
+    /// Shows an error.
+    pub fn fail(&self, text: impl Into<String>) {
+        self.note.set(Note { error: true, text: text.into() });
+    }
+
+    /// Runs a key or button action.
+    pub fn act(&self, action: Action) {
+        match action {
+            Action::Tool(t) => self.tool.set(t),
+            Action::Undo => self.editor.update(|e| {
+                e.undo();
+            }),
+            Action::Redo => self.editor.update(|e| {
+                e.redo();
+            }),
+            Action::Clear => self.editor.update(Editor::clear),
+            Action::Generate => self.generate(),
+            Action::Solve => self.solve(),
+            Action::Cancel => self.cancel(),
+            Action::StepBack => self.run.update(|r| r.shown = r.shown.saturating_sub(1)),
+            Action::StepForward => self.run.update(|r| r.shown = (r.shown + 1).min(r.steps.len().saturating_sub(1))),
+            Action::TogglePath => self.show_path.update(|s| *s = !*s),
+        }
+    }
+
+    /// Replaces the maze (undoable) and says why.
+    pub fn load_maze(&self, grid: Grid, what: String) {
+        self.editor.update(|e| e.replace(grid));
+        self.say(what);
+    }
+
+    /// Solves the maze in the editor with the chosen backend.
+    pub fn solve(&self) {
+        if self.busy.get_untracked() {
+            return;
+        }
+        let maze = self.editor.with_untracked(|e| e.grid().clone());
+        if let Err(e) = maze.validate_puzzle() {
+            self.fail(format!("cannot solve: {e}"));
+            return;
+        }
+        let (choice, steps, run, busy) = (self.choice.get_untracked(), self.steps.get_untracked(), self.run, self.busy);
+        run.set(Run { maze: Some(maze.clone()), steps: Vec::new(), shown: 0, status: RunStatus::Running(choice) });
+        busy.set(true);
+        self.note.set(Note::default());
+        let engine = self.engine.get_value();
+        spawn_local(async move {
+            let on_step = |s: StepAnswer| {
+                run.update(|r| {
+                    r.steps.push(s);
+                    r.shown = r.steps.len() - 1;
+                })
+            };
+            let result = engine::solve(&engine, choice, &maze, steps, on_step).await;
+            run.update(|r| {
+                r.status = match result {
+                    Ok(o) => RunStatus::Done(o),
+                    Err(e) => RunStatus::Failed(e),
+                }
+            });
+            busy.set(false);
+        });
+    }
+
+    /// Stops the solve in progress after its current step.
+    pub fn cancel(&self) {
+        if self.busy.get_untracked() {
+            self.engine.with_value(|e| e.borrow().cancel.set(true));
+        }
+    }
+
+    /// A new hard maze from the generator, in this page (the size of the editor).
+    pub fn generate(&self) {
+        let state = *self;
+        let (rows, cols) = self.editor.with_untracked(|e| (e.grid().rows(), e.grid().cols()));
+        let seed = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+        self.say(format!("generating a {rows}x{cols} maze (seed {seed})…"));
+        spawn_local(async move {
+            // Let the note paint before the generator takes the thread.
+            web::sleep_ms(0).await;
+            let config = GenerateConfig { rows, cols, seed, ..GenerateConfig::default() };
+            let start = web::now_ms();
+            match generate_splits(&config, &[1], &mut |_| {}) {
+                Ok(mut splits) => match splits.pop().and_then(|mut s| s.pop()) {
+                    Some(m) => {
+                        let ms = web::now_ms() - start;
+                        state.load_maze(m.puzzle, format!("generated in {ms:.0} ms: {} moves, seed {seed}", m.moves));
+                    }
+                    None => state.fail("the generator returned no maze"),
+                },
+                Err(e) => state.fail(format!("generate: {e}")),
+            }
+        });
+    }
+
+    /// Loads maze `dataset_index` of the chosen `dataset/split` from the server.
+    pub fn load_dataset_maze(&self) {
+        let state = *self;
+        let which = self.dataset.get_untracked();
+        let index = self.dataset_index.get_untracked();
+        if which.is_empty() {
+            self.fail("no dataset chosen (the server lists its datasets under /api/datasets)");
+            return;
+        }
+        spawn_local(async move {
+            let url = format!("api/datasets/{which}?offset={index}&limit=1");
+            let page = web::get_json::<DatasetPage>(&url).await;
+            let result = page.and_then(|p| {
+                let item = p.items.first().ok_or_else(|| format!("{which} has {} mazes; index {index} is past the end", p.total))?;
+                let grid = Grid::parse_row_major(&item.input, p.rows, p.cols).map_err(|e| e.to_string())?;
+                Ok((grid, item.moves))
+            });
+            match result {
+                Ok((grid, moves)) => state.load_maze(grid, format!("loaded {which} #{index} ({moves} moves)")),
+                Err(e) => state.fail(e),
+            }
+        });
+    }
+
+    /// Asks the server for its datasets (quietly empty when there is no server).
+    pub fn fetch_datasets(&self) {
+        let state = *self;
+        spawn_local(async move {
+            if let Ok(list) = web::get_json::<trm_shared::api::DatasetList>("api/datasets").await {
+                if let Some(first) = list.datasets.iter().find_map(|d| d.splits.first().map(|s| format!("{}/{}", d.name, s.name))) {
+                    state.dataset.set(first);
+                }
+                state.datasets.set(list.datasets);
+            }
+        });
+    }
+
+    /// Makes `spec` the model in use: local backends rebuild, the editor takes its size.
+    pub fn use_model(&self, spec: ModelSpec) {
+        let side = spec.side;
+        self.model_line.set(spec.describe());
+        self.model_side.set(Some(side));
+        self.steps.set(spec.config.halt_max_steps.max(1));
+        self.engine.with_value(|e| e.borrow_mut().set_spec(Rc::new(spec)));
+        let same = self.editor.with_untracked(|e| (e.grid().rows(), e.grid().cols()) == (side, side));
+        if !same && let Err(e) = self.editor.try_update(|e| e.resize(side, side)).unwrap_or(Ok(())) {
+            self.fail(e);
+        }
+    }
+
+    /// Loads the committed default model (`models/default/`); the editor opens at its size.
+    pub fn load_default_model(&self) {
+        let state = *self;
+        spawn_local(async move {
+            let result = async {
+                let config = web::get_text("models/default/config.toml").await?;
+                if let Some(side) = model_files::data_size("config.toml", &config) {
+                    // Open at the model's size at once, before the weights arrive.
+                    if let Ok(grid) = blank(side, side) {
+                        state.editor.set(Editor::new(grid));
+                    }
+                }
+                let bytes = web::get_bytes("models/default/model.safetensors").await?;
+                model_files::load(("config.toml", &config), ("model.safetensors", &bytes), "default")
+            }
+            .await;
+            match result {
+                Ok(spec) => state.use_model(spec),
+                Err(e) => {
+                    state.model_line.set("no model".into());
+                    state.fail(format!("default model: {e}"));
+                }
+            }
+        });
+    }
+}

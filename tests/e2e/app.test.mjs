@@ -1,0 +1,260 @@
+// End-to-end tests of the web app: `trm serve` on an ephemeral port, the app in headless
+// Chromium (WebGPU through SwiftShader on the CPU), answers compared with `trm predict`.
+// Run through run.sh, which prepares the model, the dataset and the dist/ copy named below.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run tests/e2e/run.sh`);
+  return value;
+};
+const TRM = env('TRM_BIN');
+const MODEL = env('E2E_MODEL');
+const DATA = env('E2E_DATA');
+const DIST = env('E2E_DIST');
+const SHOTS = env('E2E_SHOTS');
+const SIDE = 7;
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const scratch = mkdtempSync(join(tmpdir(), 'trm-e2e-'));
+mkdirSync(SHOTS, { recursive: true });
+
+let server;
+let base;
+let context;
+let page;
+
+/** Starts `trm serve` on an ephemeral port; resolves with its URL. */
+function startServer() {
+  return new Promise((resolve, reject) => {
+    server = spawn(TRM, ['serve', '--addr', '127.0.0.1:0', '--dist', DIST, '--data', DATA,
+      '--model', join(MODEL, 'model.safetensors'), '--config', join(MODEL, 'config.toml')],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`trm serve did not start:\n${log}`)), 60_000);
+    const watch = (chunk) => {
+      log += chunk;
+      const m = log.match(/listening on (http:\/\/[0-9.:]+)/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    };
+    server.stdout.on('data', watch);
+    server.stderr.on('data', watch);
+    server.on('exit', (code) => reject(new Error(`trm serve exited with ${code}:\n${log}`)));
+  });
+}
+
+function stopServer() {
+  return new Promise((resolve) => {
+    if (!server || server.exitCode !== null) return resolve();
+    server.on('exit', () => resolve());
+    server.kill('SIGTERM');
+  });
+}
+
+/** What `trm predict` answers (row-major) for a maze given as text lines of `side` cells. */
+function predictWith(args, mazeLines, side) {
+  const file = join(scratch, `maze-${Date.now()}.txt`);
+  writeFileSync(file, mazeLines);
+  const out = execFileSync(TRM, [...args, '--inputs', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = out.split('\n');
+  const at = lines.findIndex((l) => l.startsWith('maze 0:'));
+  assert.ok(at >= 0, `no answer in trm predict's output:\n${out}`);
+  const next = lines[at + 1];
+  if (next.startsWith('[')) {
+    // An answer with padding cells comes as token ids; the app writes those cells '?'.
+    const chars = ['?', '#', ' ', 'S', 'G', 'o'];
+    return JSON.parse(next).map((t) => chars[t] ?? '?').join('');
+  }
+  return lines.slice(at + 1, at + 1 + side).join('');
+}
+
+/** `trm predict` with the tests' model, after `steps` ACT steps (default: the config's). */
+function predict(mazeLines, steps) {
+  const args = ['predict', '--checkpoint', join(MODEL, 'model.safetensors'), '--config', join(MODEL, 'config.toml')];
+  if (steps) args.push('--steps', String(steps));
+  return predictWith(args, mazeLines, SIDE);
+}
+
+async function shot(name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Centre of cell (r, c) of the board, in page coordinates. */
+async function cellPoint(r, c) {
+  const box = await page.locator('#board').boundingBox();
+  const size = Math.min(box.width / SIDE, box.height / SIDE);
+  return { x: box.x + (c + 0.5) * size, y: box.y + (r + 0.5) * size };
+}
+
+async function drag(from, to) {
+  const a = await cellPoint(...from);
+  const b = await cellPoint(...to);
+  await page.mouse.move(a.x, a.y);
+  await page.mouse.down();
+  await page.mouse.move(b.x, b.y, { steps: 12 });
+  await page.mouse.up();
+}
+
+async function mazeText() {
+  const details = page.locator('details');
+  if (!(await details.getAttribute('open') !== null)) await page.locator('details summary').click();
+  await page.locator('#export').click();
+  return page.locator('#maze-text').inputValue();
+}
+
+async function importMaze(text) {
+  const details = page.locator('details');
+  if (!(await details.getAttribute('open') !== null)) await page.locator('details summary').click();
+  await page.locator('#maze-text').fill(text);
+  await page.locator('#import').click();
+}
+
+/** Solves with a backend; returns { status, grid, steps }. */
+async function solve(backend) {
+  await page.locator(`input[name=backend][value=${backend}]`).check();
+  await page.locator('#solve').click();
+  await page.waitForSelector('#status[data-status=done], #status[data-status=failed]', { timeout: 120_000 });
+  const status = await page.locator('#status').innerText();
+  const grid = await page.locator('#answer').getAttribute('data-grid').catch(() => null);
+  const steps = await page.locator('.qbar').count();
+  return { status, grid, steps };
+}
+
+async function waitForModel(prefix) {
+  await page.waitForFunction((p) => document.querySelector('#model-line')?.textContent.startsWith(p), prefix, { timeout: 60_000 });
+}
+
+before(async () => {
+  base = await startServer();
+  context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'trm-chromium-')), {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1280, height: 860 },
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--no-first-run', '--enable-unsafe-webgpu'],
+  });
+  page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
+  await page.goto(base + '/');
+  await waitForModel('default: 7x7');
+});
+
+after(async () => {
+  await context?.close();
+  await stopServer();
+});
+
+const EXPECTED_MAZE = [
+  'S      ',
+  '#####  ',
+  '       ',
+  '  #####',
+  '       ',
+  '#####  ',
+  '      G',
+].join('\n') + '\n';
+
+let maze;
+let final;
+
+test('the editor opens at the model size and draws walls by click and drag, with undo and redo', async () => {
+  assert.equal(await page.locator('#size').inputValue(), String(SIDE));
+  await drag([1, 0], [1, 4]);
+  await drag([3, 2], [3, 6]);
+  await drag([5, 0], [5, 4]);
+  // A stray wall, then undo and redo and undo again through the keyboard.
+  const p = await cellPoint(0, 3);
+  await page.mouse.click(p.x, p.y);
+  await page.keyboard.press('Control+z');
+  await page.keyboard.press('Control+y');
+  await page.keyboard.press('Control+z');
+  maze = await mazeText();
+  assert.equal(maze, EXPECTED_MAZE);
+  const facts = await page.locator('#facts').innerText();
+  assert.match(facts, /^solvable: shortest path \d+ moves/);
+  await shot('1-drawn');
+});
+
+test('solves on WebGPU like trm predict, step by step', async () => {
+  const r = await solve('webgpu');
+  assert.match(r.status, /^ran on WebGPU/, r.status);
+  final = predict(maze);
+  assert.equal(r.grid, final);
+  assert.equal(r.steps, 6);
+  assert.equal(await page.locator('#answer').getAttribute('data-final'), 'true');
+  await shot('2-webgpu');
+  // The first ACT step, replayed with the slider, is trm predict's answer after one step.
+  await page.locator('#step-slider').fill('0');
+  assert.equal(await page.locator('#answer').getAttribute('data-step'), '1');
+  assert.equal(await page.locator('#answer').getAttribute('data-grid'), predict(maze, 1));
+  assert.match(await page.locator('#verdict').innerText(), /^(exact|valid|invalid)/);
+  await shot('3-step-1');
+});
+
+test('solves on the CPU in the browser and on the server with the same answer', async () => {
+  const cpu = await solve('cpu');
+  assert.match(cpu.status, /^ran on CPU/, cpu.status);
+  assert.equal(cpu.grid, final);
+  const srv = await solve('server');
+  assert.match(srv.status, /^ran on server/, srv.status);
+  assert.equal(srv.grid, final);
+  assert.equal(srv.steps, 6);
+});
+
+test('loads a maze from the server datasets', async () => {
+  await page.locator('#dataset').selectOption('tiny/test');
+  await page.locator('#dataset-index').fill('3');
+  await page.locator('#load-dataset').click();
+  await page.waitForFunction(() => document.querySelector('#note')?.textContent.startsWith('loaded tiny/test #3'));
+  const item = await (await fetch(`${base}/api/datasets/tiny/test?offset=3&limit=1`)).json();
+  const rows = item.items[0].input.match(new RegExp(`.{${SIDE}}`, 'g'));
+  assert.equal(await mazeText(), rows.join('\n') + '\n');
+  assert.match(await page.locator('#facts').innerText(), new RegExp(`shortest path ${item.items[0].moves} moves`));
+  await shot('4-dataset');
+});
+
+test('opens model files, and says what is wrong with bad ones', async () => {
+  const broken = join(scratch, 'broken.safetensors');
+  writeFileSync(broken, 'not a checkpoint at all');
+  await page.locator('#model-files').setInputFiles([join(MODEL, 'config.toml'), broken]);
+  await page.waitForSelector('#note.error');
+  assert.match(await page.locator('#note').innerText(), /broken\.safetensors: not a readable checkpoint/);
+  // A reference PyTorch checkpoint (torch.save zip) with its all_config.yaml, read in the page.
+  const fixtures = join(ROOT, 'shared/tests/fixtures/trm');
+  await page.locator('#model-files').setInputFiles([join(fixtures, 'learned_step_1'), join(fixtures, 'learned_all_config.yaml')]);
+  await waitForModel('learned_step_1: 6x6');
+  assert.equal(await page.locator('#size').inputValue(), '6');
+  const torchMaze = 'S #   \n  # # \n    # \n ##   \n    # \n   # G\n';
+  await importMaze(torchMaze);
+  const t = await solve('webgpu');
+  const args = ['predict', '--checkpoint', join(fixtures, 'learned_step_1'), '--config', join(fixtures, 'learned_all_config.yaml')];
+  assert.equal(t.grid, predictWith(args, torchMaze, 6));
+  await page.locator('#model-files').setInputFiles([join(MODEL, 'model.safetensors'), join(MODEL, 'config.toml')]);
+  await waitForModel('model.safetensors: 7x7');
+  await importMaze(maze);
+  const r = await solve('webgpu');
+  assert.equal(r.grid, final);
+  await shot('5-model-file');
+});
+
+test('works offline: the server stopped, the page reloads and solves', async () => {
+  await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  await stopServer();
+  await page.reload();
+  await waitForModel('default: 7x7');
+  await importMaze(maze);
+  const r = await solve('webgpu');
+  assert.equal(r.grid, final);
+  const cpu = await solve('cpu');
+  assert.equal(cpu.grid, final);
+  const srv = await solve('server');
+  assert.match(srv.status, /^stopped: api\/predict: the server cannot be reached/, srv.status);
+  await shot('6-offline');
+});
