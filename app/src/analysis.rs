@@ -30,8 +30,9 @@ impl MazeFacts {
         match self.optimal_moves() {
             None => format!("unsolvable: no path from S to G (hard threshold {} moves)", self.threshold),
             Some(m) => {
-                let hard = if m as u32 >= self.threshold { "hard" } else { "below" };
-                format!("solvable: shortest path {m} moves ({hard} the threshold of {} moves)", self.threshold)
+                let t = self.threshold;
+                let hard = if m as u32 >= t { format!("hard: at least the {t}-move threshold") } else { format!("below the {t}-move threshold") };
+                format!("solvable: shortest path {m} moves ({hard})")
             }
         }
     }
@@ -164,7 +165,7 @@ mod tests {
         let f = facts(&big);
         assert_eq!(f.threshold, 109);
         assert_eq!(f.optimal_moves(), Some(58));
-        assert!(f.summary().contains("below the threshold of 109"));
+        assert!(f.summary().contains("below the 109-move threshold"), "{}", f.summary());
     }
 
     #[test]
