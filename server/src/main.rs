@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 // `crate::backend` and `crate::train` still name them.
 use trm_server::{backend, train};
 
+/// Tensor buffers of a few hundred KiB are allocated and freed thousands of times per training
+/// step; mimalloc (told to keep freed pages, in `main`) reuses them without page faults.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod commands;
 mod hub;
 
@@ -45,7 +50,16 @@ enum Command {
     Loadtest(commands::loadtest::LoadtestArgs),
 }
 
+/// `mi_option_purge_delay` of the bundled mimalloc v2 (`mimalloc.h`; the -sys crate names
+/// the options before and after it, 14 and 16, but not this one).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Never hand freed pages back to the OS: a training step frees and reallocates the same
+    // tensor sizes thousands of times, and each returned page costs a fault and a zeroing
+    // when reused (measured: 225k faults in 20 steps, ~20% of the step time, down to 1k).
+    // SAFETY: sets a process-wide allocator option; mimalloc allows this at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -9,6 +9,7 @@
 //! - [`data`]: the reference's data order (seeded group shuffles, one example per group).
 //! - [`checkpoint`]: the run directory and its atomic, resumable checkpoints.
 //! - [`hooks`]: stopping a run and following its progress from outside (the server's jobs).
+//! - [`step`]: one step's forward and backward split over data-parallel workers.
 //! - [`run`]: a run's mazes (read or generated) and its backend.
 //! - [`trainer`]: the loop (carry across batches, optimizers, EMA, evaluation, logging).
 
@@ -22,6 +23,7 @@ pub mod optim;
 pub mod params;
 pub mod run;
 pub mod schedule;
+pub mod step;
 pub mod trainer;
 
 /// The CPU training backend: Flex under autodiff.

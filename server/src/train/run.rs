@@ -38,6 +38,14 @@ pub fn load_run_data(cfg: &TrainConfig, run: &Path) -> anyhow::Result<(SplitData
     Ok((train, test))
 }
 
+/// `--workers`, with 0 resolved to the machine's cores.
+pub fn cpu_workers(asked: usize) -> usize {
+    if asked > 0 {
+        return asked;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Trains on `backend` (only the CPU is built in for training so far).
 pub fn train_on(backend: BackendKind, cfg: &TrainConfig, setup: RunSetup) -> anyhow::Result<RunSummary> {
     match backend {

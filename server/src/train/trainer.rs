@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use burn::module::{AutodiffModule, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{GradientsParams, Optimizer};
+use burn::optim::Optimizer;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use trm_shared::dataset::SplitData;
 use trm_shared::model::act::{ActBatch, make_batch};
-use trm_shared::model::{ActCarry, ActMode, ActModel, RandomInit, StateDict, Trm, TrmConfig, run_inference};
+use trm_shared::model::{RandomInit, StateDict, Trm, TrmConfig, run_inference};
 
 use super::checkpoint::{TrainState, host, read_latest, write_checkpoint};
 use super::config::TrainConfig;
@@ -29,6 +29,7 @@ use super::loss::{MetricMeans, MetricSums, act_loss};
 use super::optim::{AdamAtan2, SignSgd};
 use super::params::param_infos;
 use super::schedule::LrSchedule;
+use super::step::Workers;
 
 /// What a run needs besides its config.
 pub struct RunSetup {
@@ -44,6 +45,9 @@ pub struct RunSetup {
     pub max_steps: Option<u64>,
     /// Draw a progress bar.
     pub progress: bool,
+    /// Data-parallel workers (threads) sharing each batch; see [`super::step`]. On the CPU,
+    /// one per core: Flex runs most element-wise ops on one thread. 0 or 1: no split.
+    pub workers: usize,
     /// Stop flag and progress/metrics listeners (the server's jobs).
     pub hooks: TrainHooks,
 }
@@ -53,7 +57,7 @@ impl RunSetup {
     /// worker, no hooks. (Callers set the rest with struct update syntax, so a new field needs
     /// a default here only.)
     pub fn new(dir: PathBuf, train: SplitData, test: SplitData) -> RunSetup {
-        RunSetup { dir, train, test, resume: false, max_steps: None, progress: false, hooks: TrainHooks::default() }
+        RunSetup { dir, train, test, resume: false, max_steps: None, progress: false, workers: 1, hooks: TrainHooks::default() }
     }
 }
 
@@ -261,7 +265,8 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     let mut window_rows = 0usize;
     let mut window_start = Instant::now();
     let log_every = 50u64.min(end.max(1));
-    let mut carry: Option<ActCarry<B>> = None;
+    let mut workers = Workers::<B>::new(vec![device.clone(); setup.workers.max(1)]);
+    let params = param_infos(&trm);
     let mut last_eval = None;
     let eval_model = |trm: &Trm<B>, ema: &Option<Ema<B::InnerBackend>>| -> Trm<B::InnerBackend> {
         let live = trm.valid();
@@ -286,18 +291,15 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
                 break 'outer;
             }
             let rows = &batches[pos.batch as usize];
-            let batch = batch_on::<B>(&arch, &setup.train, rows, &device)?;
             step += 1;
             pos.batch += 1;
             let lr = schedule.lr(step);
 
-            let act = ActModel::new(trm);
-            let c = carry.take().unwrap_or_else(|| act.initial_carry(&batch));
-            let (new_carry, out) = act.step(c, &batch, ActMode::Train(&mut rng));
-            let labels = new_carry.current_data.labels.clone().context("training carry without labels")?;
-            let ids: Vec<i64> = new_carry.current_data.puzzle_identifiers.clone().into_data().convert::<i64>().iter::<i64>().collect();
-            let loss = act_loss(out.output.logits, out.output.q_halt, labels, new_carry.halted.clone(), new_carry.steps.clone());
-            let m = loss.metrics();
+            // Each worker's exploration draws come from its own stream, seeded from the run's.
+            let seeds: Vec<u64> = (0..workers.len()).map(|_| rand::RngCore::next_u64(&mut rng)).collect();
+            let ranges = workers.split(rows.len());
+            let out = workers.step(&trm, gbs, &seeds, &params, |w, dev| batch_on::<B>(&arch, &setup.train, &rows[ranges[w].clone()], dev))?;
+            let (m, ids) = (out.metrics, out.puzzle_ids);
             if !(m.lm_loss.is_finite() && m.q_halt_loss.is_finite()) {
                 bar.abandon();
                 bail!(
@@ -306,9 +308,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
                     m.lm_loss, m.q_halt_loss, setup.dir.display()
                 );
             }
-            let grads = loss.loss.div_scalar(gbs as f64).backward();
-            trm = act.trm;
-            let mut grads = GradientsParams::from_grads(grads, &trm);
+            let mut grads = out.grads;
             let pe_grad = pe_id.and_then(|id| grads.remove::<B::InnerBackend, 2>(id));
             trm = optim.step(lr, trm, grads);
             if let (Some(g), Some(p)) = (pe_grad, trm.puzzle_emb.take()) {
@@ -325,7 +325,6 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
             if let Some(e) = ema.as_mut() {
                 e.update(&trm.valid());
             }
-            carry = Some(new_carry);
             window.add(&m);
             window_rows += gbs;
             bar.set_position(step);

@@ -204,6 +204,7 @@ impl TrmConfig {
     /// Parses TOML: an `[arch]` table or the fields at top level.
     pub fn from_toml_str(text: &str) -> Result<TrmConfig, ModelError> {
         let doc: toml::Table = toml::from_str(text).map_err(|e| ModelError::Config(format!("invalid TOML: {e}")))?;
+        let data_size = data_size(&doc)?;
         let arch = match doc.get("arch") {
             Some(toml::Value::Table(t)) => t.clone(),
             Some(_) => return Err(ModelError::Config("`arch` must be a table".into())),
@@ -216,6 +217,13 @@ impl TrmConfig {
             if !KNOWN_FIELDS.contains(&k.as_str()) {
                 cfg.extra.insert(k.clone(), v.to_string());
             }
+        }
+        // A training config (ours) names the maze side it was trained on in `[data] size`;
+        // RoPE weights do not record it, so that is the model's sequence length.
+        if cfg.seq_len.is_none()
+            && let Some(size) = data_size
+        {
+            cfg.seq_len = Some(size * size);
         }
         cfg.validated()
     }
@@ -358,9 +366,27 @@ impl TrmConfig {
     }
 }
 
+/// `[data] size` of a training config, if it has one.
+fn data_size(doc: &toml::Table) -> Result<Option<usize>, ModelError> {
+    match doc.get("data").and_then(|d| d.get("size")) {
+        None => Ok(None),
+        Some(toml::Value::Integer(n)) if *n > 0 => Ok(Some(*n as usize)),
+        Some(v) => Err(ModelError::Config(format!("[data] size must be a positive integer, found {v}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_training_config_gives_the_sequence_length_of_its_mazes() {
+        let c = TrmConfig::from_toml_str("[arch]\nhidden_size = 64\nnum_heads = 2\n[data]\nsize = 7\n").unwrap();
+        assert_eq!(c.seq_len, Some(49));
+        let explicit = TrmConfig::from_toml_str("[arch]\nseq_len = 16\n[data]\nsize = 7\n").unwrap();
+        assert_eq!(explicit.seq_len, Some(16));
+        assert!(TrmConfig::from_toml_str("[arch]\n[data]\nsize = -3\n").unwrap_err().to_string().contains("[data] size"));
+    }
 
     #[test]
     fn swiglu_inner_matches_reference_rounding() {
