@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Sets everything up and runs the main job: generate a fresh Maze-Hard-style dataset
-# (1000 train + 1000 test hard 30x30 mazes) and print its statistics next to the real benchmark's.
+# Sets everything up and runs the main job: `trm serve` with the web app and the API.
+#   1. builds the `trm` binary and the web app (Trunk, into dist/);
+#   2. generates a fresh Maze-Hard-style dataset (1000 + 1000 hard 30x30 mazes) into data/,
+#      prints its statistics next to the real benchmark's, so the app can browse both;
+#   3. serves the app and the API on http://127.0.0.1:8080 (ADDR=host:port to change) with the
+#      committed default model (public/models/default), until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 cargo build --locked --release -p trm-server
 trm="$CARGO_TARGET_DIR/release/trm"
-out="${1:-data/maze-30x30-hard-generated}"
+# Trunk builds app/ per Trunk.toml, offline, with the locally installed wasm-bindgen.
+trunk build --release
+
+out="data/maze-30x30-hard-generated"
 if [ -e "$out" ]; then
     echo "$out exists; showing its statistics (remove it to generate again)"
 else
@@ -18,3 +25,5 @@ if [ -d ../shared/data/maze-30x30-hard-1k ]; then
     echo "The real benchmark, for comparison:"
     "$trm" dataset stats ../shared/data/maze-30x30-hard-1k
 fi
+
+exec "$trm" serve --addr "${ADDR:-127.0.0.1:8080}"
