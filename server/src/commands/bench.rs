@@ -116,7 +116,7 @@ impl BackendJob for Job {
                 tokens[b * seq] = 3;
                 tokens[b * seq + seq - 1] = 4;
             }
-            let times = match case.kind {
+            let mut times = match case.kind {
                 Kind::Infer => time_inference(&model, &case, &tokens, args.repeats, &device)?,
                 Kind::Train if backend_name.starts_with("cpu") => {
                     time_training(&case, &tokens, args.repeats)?
@@ -126,7 +126,6 @@ impl BackendJob for Job {
                     continue;
                 }
             };
-            let mut times = times;
             times.sort_by(f64::total_cmp);
             let median = times[times.len() / 2];
             rows.push(Row {

@@ -45,8 +45,8 @@ pub struct RunSetup {
     pub max_steps: Option<u64>,
     /// Draw a progress bar.
     pub progress: bool,
-    /// Data-parallel workers (threads) sharing each batch; see [`super::step`]. On the CPU,
-    /// one per core: Flex runs most element-wise ops on one thread. 0 or 1: no split.
+    /// Data-parallel workers (threads) sharing each batch; see [`super::step`]. 0 or 1: no
+    /// split. (On burn 0.21's CPU backend two workers were measured no faster than one.)
     pub workers: usize,
     /// Stop flag and progress/metrics listeners (the server's jobs).
     pub hooks: TrainHooks,

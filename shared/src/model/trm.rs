@@ -145,12 +145,11 @@ impl<B: Backend> Rope<B> {
         Rope { cos: tile(&self.cos, 1.0), sin: tile(&self.sin, 0.0), rotation: self.rotation.clone() }
     }
 
-    /// Rotates the q and k heads of a fused projection `qkv: [B, L, 3H, hd]`:
+    /// Rotates the q and k heads of a fused projection `x = qkv: [B, L, 3H, hd]`:
     /// `x·cos + rotate_half(x)·sin`, the v heads untouched.
-    pub fn apply(&self, qkv: Tensor<B, 4>) -> Tensor<B, 4> {
-        let dims = qkv.dims();
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let dims = x.dims();
         let [b, len, n, hd] = dims;
-        let x = qkv;
         let (cos, sin) = if self.cos.dims() == dims {
             (self.cos.clone(), self.sin.clone())
         } else {
