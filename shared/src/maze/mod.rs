@@ -4,10 +4,12 @@
 mod grid;
 mod path;
 mod transform;
+mod window;
 
 pub use grid::{Cell, DEFAULT_SIZE, Grid, PAD, VOCAB_SIZE, square_side};
 pub use path::{AnswerCheck, Solution, check_answer, distances_from, label, shortest_path};
 pub use transform::{DIHEDRAL_INVERSE, Dihedral, dihedral_transform};
+pub use window::{Window, WindowError};
 
 /// Everything that can be wrong with a maze given as text, tokens or cells.
 /// Positions are zero-based.
