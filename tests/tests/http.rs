@@ -150,6 +150,25 @@ fn the_default_model_solves_fresh_mazes_of_its_size() {
         exact += usize::from(result.exact);
     }
     assert!(exact >= 10, "only {exact} of {} fresh mazes solved exactly", mazes.len());
+
+    // The same mazes drawn on a walled 30x30 canvas: the model's 7x7 frame is placed over
+    // each, and the answers (pasted back) are the 7x7 answers in the same place.
+    let on_canvas = |maze: &str| {
+        let mut canvas = vec!['#'; 900];
+        for (k, ch) in maze.chars().enumerate() {
+            canvas[(11 + k / side) * 30 + 17 + k % side] = ch;
+        }
+        canvas.into_iter().collect::<String>()
+    };
+    let canvases: Vec<String> = mazes[..8].iter().map(|m| on_canvas(m)).collect();
+    let (status, body) = server.post("/api/predict", &json!({ "mazes": canvases }).to_string());
+    assert_eq!(status, 200, "{body}");
+    let big: PredictResponse = serde_json::from_str(&body).unwrap();
+    for (small, big) in response.results.iter().zip(&big.results) {
+        assert_eq!((big.rows, big.cols), (30, 30));
+        assert_eq!(big.grid, on_canvas(&small.grid));
+        assert_eq!((big.exact, big.valid, big.shortest, big.optimal_moves), (small.exact, small.valid, small.shortest, small.optimal_moves));
+    }
     server.stop().unwrap();
 }
 
@@ -213,8 +232,13 @@ fn bad_predict_input_is_a_4xx_naming_the_problem() {
     assert_error(predict(json!({ "mazes": [] })), 422, "no mazes");
     assert_error(predict(json!({ "mazes": [maze, maze, maze, maze, maze] })), 422, "at most 4");
     assert_error(predict(json!({ "mazes": [maze], "steps": 0 })), 422, "steps must be");
-    let small = Grid::parse_lines("S  \n## \nG  \n").unwrap().to_row_major();
-    assert_error(predict(json!({ "mazes": [maze, small] })), 422, "maze 1 is 3x3; the model takes 30x30");
+    // Open cells wider than the model's frame (a smaller maze would be padded with walls).
+    let wide = format!("S{}G", " ".repeat(31 * 31 - 2));
+    assert_error(
+        predict(json!({ "mazes": [maze, wide] })),
+        422,
+        "maze 1 is 31x31 and its open cells span 31x31, more than the model's 30x30; the model takes 30x30 mazes",
+    );
     assert_error(predict(json!({ "mazes": [&maze[1..]] })), 422, "30x30");
     assert_error(predict(json!({ "mazes": [with(open, 'x')] })), 422, "unknown character 'x'");
     assert_error(predict(json!({ "mazes": [with(start, ' ')] })), 422, "no start");

@@ -2,14 +2,19 @@
 //! name the maze and the problem.
 
 use trm_shared::api::MazeInput;
-use trm_shared::maze::{Cell, Grid, MazeError, square_side};
+use trm_shared::maze::{Cell, Grid, MazeError, Window, square_side};
 
 use super::error::ApiError;
 
-/// Parses maze `index` of a request and checks that it is a puzzle of the model's `shape`.
-pub fn parse_maze(index: usize, input: &MazeInput, shape: (usize, usize)) -> Result<Grid, ApiError> {
+/// Parses maze `index` of a request, checks that it is a puzzle, and places the model's
+/// `shape` over it: the identity for a maze of that shape, else the frame around its open
+/// cells (see [`Window`]), or a message naming the sizes the model can take.
+pub fn parse_maze(index: usize, input: &MazeInput, shape: (usize, usize)) -> Result<(Grid, Window), ApiError> {
     let (rows, cols) = shape;
-    let takes = format!("the model takes {rows}x{cols} mazes ({} cells)", rows * cols);
+    let takes = format!(
+        "the model takes {rows}x{cols} mazes ({} cells), or mazes of any size whose open cells fit in {rows}x{cols}",
+        rows * cols
+    );
     let maze_error = |e: MazeError| {
         let hint = match e {
             MazeError::Empty | MazeError::WrongLength { .. } | MazeError::NotSquare { .. } | MazeError::RaggedRow { .. } => {
@@ -43,11 +48,10 @@ pub fn parse_maze(index: usize, input: &MazeInput, shape: (usize, usize)) -> Res
             Grid::from_tokens(side, side, &bytes).map_err(maze_error)?
         }
     };
-    if (grid.rows(), grid.cols()) != shape {
-        return Err(ApiError::unprocessable(format!("maze {index} is {}x{}; {takes}", grid.rows(), grid.cols())));
-    }
     grid.validate_puzzle().map_err(maze_error)?;
-    Ok(grid)
+    let window = Window::around_open_cells(&grid, rows, cols)
+        .map_err(|e| ApiError::unprocessable(format!("maze {index} is {}x{} and {e}; {takes}", grid.rows(), grid.cols())))?;
+    Ok((grid, window))
 }
 
 /// Tokens as the benchmark's row-major string; a token that is no cell (padding) shows as `?`.
@@ -67,17 +71,32 @@ mod tests {
 
     #[test]
     fn accepts_the_three_forms() {
-        let text = parse_maze(0, &MazeInput::Text("S  ## G  ".into()), SHAPE).unwrap();
-        let rows = parse_maze(0, &MazeInput::Rows(vec!["S  ".into(), "## ".into(), "G  ".into()]), SHAPE).unwrap();
-        let tokens = parse_maze(0, &MazeInput::Tokens(vec![3, 2, 2, 1, 1, 2, 4, 2, 2]), SHAPE).unwrap();
+        let (text, window) = parse_maze(0, &MazeInput::Text("S  ## G  ".into()), SHAPE).unwrap();
+        let (rows, _) = parse_maze(0, &MazeInput::Rows(vec!["S  ".into(), "## ".into(), "G  ".into()]), SHAPE).unwrap();
+        let (tokens, _) = parse_maze(0, &MazeInput::Tokens(vec![3, 2, 2, 1, 1, 2, 4, 2, 2]), SHAPE).unwrap();
         assert_eq!(text, rows);
         assert_eq!(text, tokens);
+        assert!(window.is_identity(&text));
         assert_eq!(tokens_to_row_major(&[1, 2, 3, 4, 5, 0]), "# SGo?");
     }
 
     #[test]
+    fn places_smaller_mazes_and_small_mazes_on_bigger_canvases_in_the_models_frame() {
+        let (small, window) = parse_maze(0, &MazeInput::Text("S  G".into()), SHAPE).unwrap();
+        assert_eq!((small.rows(), small.cols()), (2, 2));
+        assert_eq!(window.crop(&small).to_row_major(), "S # G####");
+        let canvas = ["#####", "#S ##", "## G#", "#####"].map(String::from).to_vec();
+        let (big, window) = parse_maze(0, &MazeInput::Rows(canvas), SHAPE).unwrap();
+        assert_eq!((big.rows(), big.cols()), (4, 5));
+        assert_eq!(window.crop(&big).to_row_major(), "S ## G###");
+    }
+
+    #[test]
     fn names_the_maze_and_the_problem() {
-        assert!(message(MazeInput::Text("S  G".into())).contains("maze 2 is 2x2; the model takes 3x3"));
+        assert!(
+            message(MazeInput::Text("S   #   #   #  G".into()))
+                .contains("maze 2 is 4x4 and its open cells span 4x4, more than the model's 3x3; the model takes 3x3 mazes")
+        );
         assert!(message(MazeInput::Text("S   G".into())).contains("square number of cells"));
         assert!(message(MazeInput::Text("S  x# G  ".into())).contains("unknown character 'x' at row 1 col 0"));
         assert!(message(MazeInput::Text("   ## G  ".into())).contains("no start"));

@@ -26,7 +26,8 @@ pub struct PredictQuery {
     pub model: Option<String>,
 }
 
-/// Runs a model (the default, or `?model=NAME`) on the request's mazes, through its dynamic batcher.
+/// Runs a model (the default, or `?model=NAME`) on the request's mazes, through its dynamic batcher;
+/// a maze of another size is solved in the model's frame placed over its open cells.
 #[utoipa::path(post, path = "/api/predict", tag = "mazes", request_body = PredictRequest,
     params(("model" = Option<String>, Query, description = "a model of GET /api/models (default: the default model)")),
     responses((status = 200, body = PredictResponse), (status = 400, body = ErrorBody), (status = 404, description = "unknown model", body = ErrorBody),
@@ -61,30 +62,29 @@ pub async fn predict(
     }
     let shape = (model.info.rows, model.info.cols);
     let mut mazes = Vec::with_capacity(n);
+    let mut windows = Vec::with_capacity(n);
     let mut labels = Vec::with_capacity(n);
     for (i, input) in request.mazes.iter().enumerate() {
-        let maze = parse_maze(i, input, shape)?;
+        let (maze, window) = parse_maze(i, input, shape)?;
         // An unsolvable maze has no answer to score against.
         labels.push(label(&maze).map_err(|e| ApiError::unprocessable(format!("maze {i}: {e}")))?);
         mazes.push(maze);
+        windows.push(window);
     }
-    let tokens: Vec<u8> = mazes.iter().flat_map(|m| m.tokens()).collect();
+    // The model sees its own frame of every maze; its answers are pasted back below.
+    let tokens: Vec<u8> = mazes.iter().zip(&windows).flat_map(|(m, w)| w.crop(m).tokens()).collect();
     let output = model.batcher.submit(tokens, n, steps).await?;
 
     let seq = shape.0 * shape.1;
     let last = steps - 1;
+    let answer = |step: usize, i: usize| windows[i].paste(&mazes[i], &output.answers[step][i * seq..(i + 1) * seq]);
     let results = (0..n)
         .map(|i| {
-            let rows = i * seq..(i + 1) * seq;
-            let mut result = score(&mazes[i], &labels[i], &output.answers[last][rows.clone()]);
+            let mut result = score(&mazes[i], &labels[i], &answer(last, i));
             result.q_halt = output.q_halt[last][i];
             if request.return_steps {
                 let per_step = (0..steps)
-                    .map(|s| StepAnswer {
-                        step: s + 1,
-                        grid: tokens_to_row_major(&output.answers[s][rows.clone()]),
-                        q_halt: output.q_halt[s][i],
-                    })
+                    .map(|s| StepAnswer { step: s + 1, grid: tokens_to_row_major(&answer(s, i)), q_halt: output.q_halt[s][i] })
                     .collect();
                 result.steps = Some(per_step);
             }
