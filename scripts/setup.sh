@@ -17,8 +17,9 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
 fi
 
 # The web app and its end-to-end tests: Trunk, wasm-bindgen-cli of exactly the version in
-# Cargo.lock (Trunk runs offline and never downloads them), Node with playwright-core, and
-# Debian's Chromium. Set TRM_SETUP_WEB=0 to skip (the main job needs none of it).
+# Cargo.lock (Trunk runs offline and never downloads them), Node with playwright-core and
+# puppeteer-core, and Debian's Chromium and Firefox ESR. Set TRM_SETUP_WEB=0 to skip (the
+# main job needs none of it).
 if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
     trunk_version=0.21.14
     if ! trunk --version 2>/dev/null | grep -qx "trunk $trunk_version"; then
@@ -32,6 +33,7 @@ if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
     missing=()
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1 || missing+=(firefox-esr)
     command -v node >/dev/null 2>&1 || missing+=(nodejs)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
     if [ "${#missing[@]}" -gt 0 ]; then

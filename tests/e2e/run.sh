@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of the web app (scripts/test.sh runs this after building dist/).
 # Prepares a small model and a copy of dist/ that opens with it, then runs the tests in
-# headless Chromium through node's test runner.
+# headless Chromium and headless Firefox through node's test runner.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target="${CARGO_TARGET_DIR:-$HOME/.cache/trm-target}"
@@ -33,4 +33,4 @@ export E2E_DIST="$PWD/$work/dist"
 export E2E_SHOTS="$PWD/target/e2e-screenshots"
 
 cd tests/e2e
-exec node --test --test-reporter=tap app.test.mjs
+exec node --test --test-reporter=tap app.test.mjs firefox.test.mjs

@@ -1,0 +1,106 @@
+// The web app in headless Firefox (Debian's firefox-esr, driven over WebDriver BiDi by
+// puppeteer-core): it loads, edits a maze, and solves it on the CPU in the page's worker and
+// on the server with trm predict's answer. Firefox here has no WebGPU; the app must say so
+// rather than fail silently. Run through run.sh, like app.test.mjs.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import puppeteer from 'puppeteer-core';
+import { env, startServer, stopServer, predictFile } from './support.mjs';
+
+const FIREFOX = process.env.FIREFOX ?? ['/usr/bin/firefox-esr', '/usr/bin/firefox'].find(existsSync);
+const skip = FIREFOX ? false : 'no Firefox (apt-get install firefox-esr)';
+const MODEL = env('E2E_MODEL');
+const SHOTS = env('E2E_SHOTS');
+const SIDE = 7;
+const MAZE = ['S      ', '  #### ', '  #    ', '  # ###', '  #    ', '  ###  ', '      G'].join('\n') + '\n';
+
+let server;
+let browser;
+let page;
+
+async function shot(name) {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `firefox-${name}.png`), fullPage: true });
+}
+
+async function openDetails() {
+  if (!(await page.$eval('details', (d) => d.open))) await page.click('details summary');
+}
+
+async function mazeText() {
+  await openDetails();
+  await page.click('#export');
+  return page.$eval('#maze-text', (t) => t.value);
+}
+
+/** Solves with a backend; returns { status, grid, steps }. */
+async function solve(backend) {
+  await page.click(`input[name=backend][value=${backend}]`);
+  await page.click('#solve');
+  await page.waitForSelector('#status[data-status=done], #status[data-status=failed]', { timeout: 180_000 });
+  const status = await page.$eval('#status', (s) => s.textContent);
+  const grid = await page.$eval('#answer', (a) => a.dataset.grid).catch(() => null);
+  const steps = (await page.$$('.qbar')).length;
+  return { status, grid, steps };
+}
+
+before(async () => {
+  if (skip) return;
+  server = await startServer();
+  browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: FIREFOX,
+    headless: true,
+    userDataDir: mkdtempSync(join(tmpdir(), 'trm-firefox-')),
+  });
+  page = await browser.newPage();
+  await page.setViewport({ width: 1280, height: 860 });
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  await page.goto(server.base + '/');
+  await page.waitForFunction(() => document.querySelector('#model-line')?.textContent.startsWith('default: 7x7'), { timeout: 90_000 });
+});
+
+after(async () => {
+  await browser?.close();
+  await stopServer(server);
+});
+
+test('Firefox: the app loads the default model, takes a maze and a click on the board', { skip }, async () => {
+  await openDetails();
+  await page.$eval('#maze-text', (t, v) => { t.value = v; t.dispatchEvent(new Event('input', { bubbles: true })); }, MAZE);
+  await page.click('#import');
+  assert.equal(await mazeText(), MAZE);
+  // A click on cell (0, 3) draws a wall; Ctrl+Z takes it back.
+  const box = await (await page.$('#board')).boundingBox();
+  const size = Math.min(box.width / SIDE, box.height / SIDE);
+  await page.mouse.click(box.x + 3.5 * size, box.y + 0.5 * size);
+  assert.equal((await mazeText()).split('\n')[0], 'S  #   ');
+  await page.keyboard.down('Control');
+  await page.keyboard.press('z');
+  await page.keyboard.up('Control');
+  assert.equal(await mazeText(), MAZE);
+  assert.match(await page.$eval('#facts', (f) => f.textContent), /^solvable: shortest path \d+ moves/);
+  await shot('1-maze');
+});
+
+test('Firefox: solves on the CPU in the page and on the server with trm predict\'s answer; WebGPU says it is missing', { skip }, async () => {
+  const expected = predictFile(MAZE, SIDE);
+  const cpu = await solve('cpu');
+  assert.match(cpu.status, /^ran on CPU/, cpu.status);
+  assert.equal(cpu.grid, expected);
+  await shot('2-cpu');
+  const srv = await solve('server');
+  assert.match(srv.status, /^ran on server/, srv.status);
+  assert.equal(srv.grid, expected);
+  assert.equal(srv.steps, cpu.steps);
+  const gpu = await solve('webgpu');
+  if (gpu.status.startsWith('ran on WebGPU')) {
+    assert.equal(gpu.grid, expected);
+  } else {
+    assert.match(gpu.status, /WebGPU/, gpu.status);
+  }
+  await shot('3-webgpu');
+});
