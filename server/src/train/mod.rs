@@ -11,6 +11,7 @@
 //! - [`hooks`]: stopping a run and following its progress from outside (the server's jobs).
 //! - [`step`]: one step's forward and backward split over data-parallel workers.
 //! - [`run`]: a run's mazes (read or generated) and its backend.
+//! - [`update`]: one optimizer update (AdamATan2, SignSGD on the step's puzzle rows).
 //! - [`trainer`]: the loop (carry across batches, optimizers, EMA, evaluation, logging).
 
 pub mod checkpoint;
@@ -25,6 +26,7 @@ pub mod run;
 pub mod schedule;
 pub mod step;
 pub mod trainer;
+pub mod update;
 
 /// The CPU training backend: Flex under autodiff.
 pub type CpuTrain = burn::backend::Autodiff<burn::backend::Flex>;

@@ -2,13 +2,13 @@
 //! batch, with the carry kept across batches (halted rows take the next batch's rows, the
 //! others keep their state — the reference's whole "deep supervision").
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use burn::module::{AutodiffModule, ParamId};
+use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::Optimizer;
 use burn::prelude::*;
@@ -30,6 +30,7 @@ use super::optim::{AdamAtan2, SignSgd};
 use super::params::param_infos;
 use super::schedule::LrSchedule;
 use super::step::Workers;
+use super::update::{apply_update, buffer_ids, freeze_buffers};
 
 /// What a run needs besides its config.
 pub struct RunSetup {
@@ -93,15 +94,6 @@ pub fn resolved_arch(cfg: &TrainConfig, train: &SplitData) -> anyhow::Result<Trm
     }
     arch.validate()?;
     Ok(arch)
-}
-
-/// Parameters that are buffers in the reference (not trained by AdamATan2, not averaged).
-fn buffer_ids<B: Backend>(trm: &Trm<B>) -> HashSet<ParamId> {
-    let mut s = HashSet::from([trm.h_init.id, trm.l_init.id]);
-    if let Some(p) = &trm.puzzle_emb {
-        s.insert(p.id);
-    }
-    s
 }
 
 fn batch_on<B: Backend>(arch: &TrmConfig, split: &SplitData, rows: &[usize], device: &B::Device) -> anyhow::Result<ActBatch<B>> {
@@ -250,10 +242,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
         tracing::info!("EMA (rate {}) over {} parameter tensors", e.rate, e.tracked());
     }
     // H_init / L_init are buffers: never trained.
-    trm.h_init = trm.h_init.clone().set_require_grad(false);
-    trm.l_init = trm.l_init.clone().set_require_grad(false);
-    let pe_id = trm.puzzle_emb.as_ref().map(|p| p.id);
-    let n_ids = arch.require_num_puzzle_identifiers()?;
+    trm = freeze_buffers(trm);
 
     let end = setup.max_steps.map_or(total_steps, |m| m.min(total_steps));
     let bar = if setup.progress { ProgressBar::new(end) } else { ProgressBar::hidden() };
@@ -308,20 +297,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
                     m.lm_loss, m.q_halt_loss, setup.dir.display()
                 );
             }
-            let mut grads = out.grads;
-            let pe_grad = pe_id.and_then(|id| grads.remove::<B::InnerBackend, 2>(id));
-            trm = optim.step(lr, trm, grads);
-            if let (Some(g), Some(p)) = (pe_grad, trm.puzzle_emb.take()) {
-                let mut present = vec![false; n_ids];
-                for &i in &ids {
-                    if let Some(slot) = present.get_mut(i as usize) {
-                        *slot = true;
-                    }
-                }
-                let present = Tensor::<B::InnerBackend, 1, Int>::from_data(TensorData::new(present.iter().map(|&b| b as i32).collect::<Vec<_>>(), [n_ids]), &device).equal_elem(1);
-                let lr_pe = pe_schedule.lr(step);
-                trm.puzzle_emb = Some(p.map(|w| Tensor::from_inner(sign.step(lr_pe, w.inner(), g, present)).require_grad()));
-            }
+            trm = apply_update(trm, &mut optim, &sign, out.grads, &ids, lr, pe_schedule.lr(step));
             if let Some(e) = ema.as_mut() {
                 e.update(&trm.valid());
             }
