@@ -141,6 +141,30 @@ mod tests {
     }
 
     #[test]
+    fn adam_atan2_second_step_by_hand() {
+        // β1 0.9, β2 0.95, lr 0.1, wd 0.5 (decay factor 0.95 per step), p0 = 1, g = +1 then −1.
+        // t = 1: m = 0.1, v = 0.05, √v/√(1−0.95) = 1 → p1 = 0.95 − (0.1/0.1)·atan(0.1) = 0.850331347...
+        // t = 2: m = 0.9·0.1 + 0.1·(−1) = −0.01; v = 0.95·0.05 + 0.05·1 = 0.0975;
+        //        1 − β2² = 0.0975, so √v/√(1−β2²) = 1; 1 − β1² = 0.19:
+        //        p2 = 0.95·p1 − (0.1/0.19)·atan2(−0.01, 1) = 0.80781478 + 0.00526298 = 0.813077763...
+        // (At t = 1 the update is lr·atan(0.1)·sign(g) for any |g|; t = 2 is the first step
+        // where β2 and both bias corrections show.)
+        let opt = AdamAtan2 { beta1: 0.9, beta2: 0.95, weight_decay: 0.5 };
+        let dev = Default::default();
+        let p: Tensor<B, 1> = Tensor::from_floats([1.0], &dev);
+        let (p1, s1) = opt.step(0.1, p, Tensor::from_floats([1.0], &dev), None);
+        let got1 = vals(p1.clone())[0];
+        assert!((got1 - 0.850_331_347_5).abs() < 1e-6, "{got1}");
+        let (p2, s2) = opt.step(0.1, p1, Tensor::from_floats([-1.0], &dev), s1);
+        let got2 = vals(p2)[0];
+        assert!((got2 - 0.813_077_762_6).abs() < 1e-6, "{got2}");
+        let s2 = s2.unwrap();
+        assert_eq!(s2.time, 2);
+        assert!((vals(s2.exp_avg)[0] + 0.01).abs() < 1e-7);
+        assert!((vals(s2.exp_avg_sq)[0] - 0.0975).abs() < 1e-7);
+    }
+
+    #[test]
     fn adam_atan2_matches_the_formula_over_several_steps() {
         let opt = AdamAtan2 { beta1: 0.9, beta2: 0.95, weight_decay: 1.0 };
         let grads = [[0.5, -1.0], [0.25, 2.0], [-0.75, 0.0], [1e-8, -3.0]];
@@ -189,6 +213,27 @@ mod tests {
         let want = [1.0 - q, 2.0 + q, 3.0, 4.0 - q];
         for (a, b) in got.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn sign_sgd_takes_the_sign_of_each_puzzles_summed_gradient() {
+        // The reference sums the rows' gradients per unique puzzle id, then takes the sign.
+        // Rows 0 and 1 are both puzzle 0 with gradients (0.3, 1) and (−0.5, 1): the sum
+        // (−0.2, 2) has signs (−, +), where row 0 alone would give (+, +). Puzzle 1 gets (2, −1);
+        // puzzle 2 is absent. lr 0.1, wd 1: present rows become 0.9·w − 0.1·sign(Σg).
+        type A = CpuTrain;
+        let dev = Default::default();
+        let table = Tensor::<A, 2>::from_floats([[1.0, 1.0], [2.0, -2.0], [3.0, 3.0]], &dev).require_grad();
+        let ids = Tensor::<A, 1, Int>::from_ints([0, 0, 1], &dev);
+        let c = Tensor::<A, 2>::from_floats([[0.3, 1.0], [-0.5, 1.0], [2.0, -1.0]], &dev);
+        let grads = (table.clone().select(0, ids) * c).sum().backward();
+        let g = table.grad(&grads).unwrap();
+        let present = Tensor::<B, 1, Int>::from_ints([1, 1, 0], &dev).equal_elem(1);
+        let got = vals(SignSgd { weight_decay: 1.0 }.step(0.1, table.inner(), g, present));
+        let want = [0.9 + 0.1, 0.9 - 0.1, 1.8 - 0.1, -1.8 + 0.1, 3.0, 3.0];
+        for (a, b) in got.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{got:?} vs {want:?}");
         }
     }
 
