@@ -5,6 +5,7 @@
 pub mod api;
 pub mod backend;
 pub mod eval;
+pub mod gpu;
 pub mod jobs;
 pub mod loadtest;
 pub mod train;

@@ -46,6 +46,8 @@ enum Command {
     DownloadWeights(commands::download_weights::DownloadWeightsArgs),
     /// Serve the HTTP API (predict, generate, datasets) and the web app.
     Serve(commands::serve::ServeArgs),
+    /// Run the orchestrator that the nodes of a multi-node training run join.
+    Orchestrator(commands::orchestrator::OrchestratorArgs),
     /// Send concurrent predict requests to a running server: throughput, latency, batch sizes.
     Loadtest(commands::loadtest::LoadtestArgs),
 }
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::DownloadWeights(args) => commands::download_weights::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Loadtest(args) => commands::loadtest::run(args),
+        Command::Orchestrator(args) => commands::orchestrator::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,7 @@ pub use state::Limits;
 
 use crate::backend::BackendKind;
 use crate::jobs::{JobError, JobManager};
+use crate::train::devices::DeviceSet;
 use state::AppState;
 
 /// Everything `trm serve` needs.
@@ -46,8 +47,10 @@ pub struct ServeConfig {
     pub model: Option<ModelSource>,
     /// Why there is no model, shown in the 503 message when `model` is `None`.
     pub no_model_reason: String,
-    /// Backend of the model.
+    /// Backend of the model and of training jobs.
     pub backend: BackendKind,
+    /// Devices of training jobs (`--devices`; see `trm train`).
+    pub train_devices: DeviceSet,
     /// Directories holding dataset directories, searched in order.
     pub data_dirs: Vec<PathBuf>,
     /// The built web app.
@@ -101,8 +104,8 @@ pub async fn serve(
             .insert(state::LoadedModel { info: engine.info, source, batcher: engine.batcher })
             .map_err(|e| ServeError::Io(std::io::Error::other(e.message)))?;
     }
-    let (state_dir, kind) = (config.state_dir.clone(), backend_kind);
-    let jobs = tokio::task::spawn_blocking(move || JobManager::open(&state_dir, kind)).await??;
+    let (state_dir, kind, devices) = (config.state_dir.clone(), backend_kind, config.train_devices.clone());
+    let jobs = tokio::task::spawn_blocking(move || JobManager::open(&state_dir, kind, devices)).await??;
     let model_roots: Vec<PathBuf> = config.model_roots.iter().filter_map(|r| r.canonicalize().ok()).collect();
     let state = Arc::new(AppState {
         backend,

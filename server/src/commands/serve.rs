@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use trm_server::api::{self, BatchConfig, Limits, ModelSource, ServeConfig};
 use trm_server::backend::BackendKind;
+use trm_server::train::devices::DeviceSet;
 
 /// Where the default model lives (written by the training work).
 const DEFAULT_MODEL_DIR: &str = "public/models/default";
@@ -32,6 +33,11 @@ pub struct ServeArgs {
     /// Backend of the model.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
+    /// Devices of training jobs, one data-parallel worker each (as `trm train --devices`):
+    /// GPU indices, or on the CPU one worker thread per entry. One training job runs at a
+    /// time on this device set.
+    #[arg(long, default_value = "0")]
+    pub devices: DeviceSet,
     /// The built web app (Trunk's output), served at /.
     #[arg(long, default_value = "dist")]
     pub dist: PathBuf,
@@ -84,6 +90,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         model,
         no_model_reason,
         backend: args.backend,
+        train_devices: args.devices.clone(),
         data_dirs,
         dist: args.dist.clone(),
         batch: BatchConfig {

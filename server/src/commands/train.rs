@@ -7,7 +7,8 @@ use clap::Args;
 
 use crate::backend::BackendKind;
 use crate::train::config::TrainConfig;
-use crate::train::run::{cpu_workers, load_run_data, train_on};
+use crate::train::devices::{DeviceSet, NodeSpec};
+use crate::train::run::{check_devices, load_run_data, train_on};
 use crate::train::trainer::{RunSetup, create_run_dir};
 
 /// Arguments of `trm train`.
@@ -28,16 +29,36 @@ pub struct TrainArgs {
     /// Stop after this many optimizer steps in total (a short trial; resumable).
     #[arg(long)]
     pub max_steps: Option<u64>,
-    /// Data-parallel workers sharing each batch (threads; the gradients are summed, so the
-    /// result is the same global batch). 0 = one per CPU core. Default 1: on burn 0.21's
-    /// CPU backend two workers were measured no faster than one (their autodiff graphs
-    /// serialise), so the extra threads only add nondeterminism.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    /// Devices sharing each batch, one data-parallel worker each, their gradients summed by
+    /// burn-collective's all-reduce (the same global batch whatever the count): GPU indices
+    /// with --backend cuda|wgpu; on --backend cpu, N entries = N worker threads (indices below
+    /// the core count). Default 0: on burn 0.21's CPU backend two workers were measured no
+    /// faster than one (their autodiff graphs serialise).
+    #[arg(long, default_value = "0")]
+    pub devices: DeviceSet,
+    /// Nodes of a multi-node run (one `trm train` per node, same config and --devices count),
+    /// joined through `trm orchestrator`. Leave out on one machine.
+    #[arg(long, requires_all = ["node_rank", "orchestrator", "node_address"])]
+    pub nodes: Option<u32>,
+    /// This node's rank, 0..nodes: which slice of every global batch it trains on.
+    #[arg(long, requires = "nodes")]
+    pub node_rank: Option<u32>,
+    /// The orchestrator of a multi-node run, ws://HOST:PORT (`trm orchestrator --port PORT`).
+    #[arg(long, requires = "nodes")]
+    pub orchestrator: Option<String>,
+    /// Where the other nodes reach this one, ws://HOST:PORT; this node listens on PORT.
+    #[arg(long, requires = "nodes")]
+    pub node_address: Option<String>,
 }
 
 /// Runs `trm train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    // Before a run directory exists: a wrong device list leaves nothing behind.
+    check_devices(args.backend, &args.devices)?;
+    let node = match (args.nodes, args.node_rank, &args.orchestrator, &args.node_address) {
+        (Some(n), Some(r), Some(o), Some(a)) => Some(NodeSpec::new(n, r, o, a)?),
+        _ => None,
+    };
     let (cfg, dir, resume) = match (&args.resume, &args.config) {
         (Some(run), _) => {
             let cfg = TrainConfig::from_file(&run.join("config.toml"))?;
@@ -55,7 +76,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     eprintln!("run directory: {}", dir.display());
     let (train_split, test_split) = load_run_data(&cfg, &dir)?;
-    let setup = RunSetup { dir: dir.clone(), train: train_split, test: test_split, resume, max_steps: args.max_steps, progress: true, workers: cpu_workers(args.workers), hooks: Default::default() };
+    let setup = RunSetup { dir: dir.clone(), train: train_split, test: test_split, resume, max_steps: args.max_steps, progress: true, devices: args.devices, node, hooks: Default::default() };
     let summary = train_on(args.backend, &cfg, setup)?;
     match summary.last_eval {
         Some(e) => eprintln!("done: {} steps; last eval exact accuracy {:.3} (token {:.3})", summary.steps, e.exact_accuracy, e.accuracy),

@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 use trm_shared::api::jobs::{JobEvent, JobInfo, JobKind, JobProgress, JobStatus};
 
 use crate::backend::BackendKind;
+use crate::train::devices::DeviceSet;
 use crate::eval::EvalSpec;
 use crate::train::config::TrainConfig;
 use store::{Store, StoreError, StoredModel};
@@ -76,6 +77,7 @@ pub struct JobManager {
     stopping: AtomicBool,
     runs_dir: PathBuf,
     backend: BackendKind,
+    devices: DeviceSet,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,8 +86,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl JobManager {
     /// Opens the job database in `state_dir` (created if missing); jobs that were running
-    /// when the previous server ended are marked interrupted.
-    pub fn open(state_dir: &Path, backend: BackendKind) -> Result<Arc<JobManager>, JobError> {
+    /// when the previous server ended are marked interrupted. Training jobs run on `devices`
+    /// of `backend`, one at a time.
+    pub fn open(state_dir: &Path, backend: BackendKind, devices: DeviceSet) -> Result<Arc<JobManager>, JobError> {
         std::fs::create_dir_all(state_dir).map_err(|e| JobError::Io(format!("creating {}: {e}", state_dir.display())))?;
         let mut store = Store::open(&state_dir.join("jobs.sqlite"))?;
         let interrupted = store.interrupt_unfinished()?;
@@ -104,6 +107,7 @@ impl JobManager {
             stopping: AtomicBool::new(false),
             runs_dir: state_dir.join("runs"),
             backend,
+            devices,
         }))
     }
 
@@ -163,9 +167,9 @@ impl JobManager {
             return Err(JobError::Io(message));
         }
         lock(&self.store).set_run_dir(job.id, &dir)?;
-        let backend = self.backend;
+        let (backend, devices) = (self.backend, self.devices.clone());
         self.start(job.id, JobKind::Train, move |manager, flags| {
-            runner::run_train_job(manager, job.id, backend, &cfg, &dir, false, max_steps, &flags)
+            runner::run_train_job(manager, job.id, (backend, &devices), &cfg, &dir, false, max_steps, &flags)
         })?;
         self.get(job.id)
     }
@@ -187,10 +191,10 @@ impl JobManager {
         let dir = PathBuf::from(job.run_dir.unwrap_or_default());
         let cfg = TrainConfig::from_file(&dir.join("config.toml")).map_err(|e| JobError::Conflict(format!("job {id}: {e}")))?;
         let max_steps = job.request.get("max_steps").and_then(serde_json::Value::as_u64);
-        let backend = self.backend;
+        let (backend, devices) = (self.backend, self.devices.clone());
         lock(&self.store).set_status(id, JobStatus::Queued, None)?;
         self.start(id, JobKind::Train, move |manager, flags| {
-            runner::run_train_job(manager, id, backend, &cfg, &dir, true, max_steps, &flags)
+            runner::run_train_job(manager, id, (backend, &devices), &cfg, &dir, true, max_steps, &flags)
         })?;
         self.get(id)
     }
@@ -234,7 +238,8 @@ impl JobManager {
         let running = lock(&self.running);
         if let Some((id, _)) = running.iter().find(|(_, r)| r.kind == JobKind::Train) {
             return Err(JobError::Conflict(format!(
-                "training job {id} is running on this server's devices; one training job at a time (cancel it with DELETE /api/jobs/{id})"
+                "training job {id} is running on this server's devices ({}); one training job at a time on a device set (cancel it with DELETE /api/jobs/{id})",
+                self.devices
             )));
         }
         Ok(())

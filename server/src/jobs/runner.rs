@@ -13,6 +13,7 @@ use super::{JobManager, StopFlags};
 use crate::backend::BackendKind;
 use crate::eval::{EvalError, EvalSpec, run_eval};
 use crate::train::config::TrainConfig;
+use crate::train::devices::DeviceSet;
 use crate::train::hooks::TrainHooks;
 use crate::train::run::{load_run_data, train_on};
 use crate::train::trainer::RunSetup;
@@ -82,12 +83,12 @@ pub fn run_eval_job(manager: &Arc<JobManager>, id: i64, spec: &EvalSpec, flags: 
     }
 }
 
-/// Runs (or, with `resume`, continues) a training job in `dir`.
+/// Runs (or, with `resume`, continues) a training job in `dir` on `devices` of `backend`.
 #[allow(clippy::too_many_arguments)]
 pub fn run_train_job(
     manager: &Arc<JobManager>,
     id: i64,
-    backend: BackendKind,
+    (backend, devices): (BackendKind, &DeviceSet),
     cfg: &TrainConfig,
     dir: &Path,
     resume: bool,
@@ -109,7 +110,7 @@ pub fn run_train_job(
         on_progress: Some(Arc::new(move |step, end| throttle.report(&progress_manager, id, step, end, "steps"))),
         on_metrics: Some(Arc::new(move |line| metrics_manager.emit(id, "metrics", line))),
     };
-    let setup = RunSetup { resume, max_steps, hooks, ..RunSetup::new(dir.to_path_buf(), train, test) };
+    let setup = RunSetup { resume, max_steps, hooks, devices: devices.clone(), ..RunSetup::new(dir.to_path_buf(), train, test) };
     match train_on(backend, cfg, setup) {
         Ok(summary) => {
             let result = json!({

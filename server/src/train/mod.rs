@@ -1,6 +1,8 @@
 //! Training TRM as the reference `pretrain.py` does (spec section 4), natively on burn.
 //!
 //! - [`config`]: the TOML training config with the reference's names.
+//! - [`devices`]: `--devices` and the multi-node settings of a run.
+//! - [`collective`]: the gradient all-reduce through burn-collective.
 //! - [`loss`]: stablemax cross-entropy (f64), the Q-halt loss and the step metrics.
 //! - [`optim`]: AdamATan2 (a burn `SimpleOptimizer`) and SignSGD for the puzzle embedding.
 //! - [`schedule`]: linear warmup, then cosine down to `lr_min_ratio`.
@@ -15,8 +17,10 @@
 //! - [`trainer`]: the loop (carry across batches, optimizers, EMA, evaluation, logging).
 
 pub mod checkpoint;
+pub mod collective;
 pub mod config;
 pub mod data;
+pub mod devices;
 pub mod ema;
 pub mod hooks;
 pub mod loss;

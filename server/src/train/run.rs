@@ -8,6 +8,7 @@ use trm_shared::dataset::{SplitData, read_split, write_dataset};
 use trm_shared::generate::{GenerateConfig, generate_splits};
 
 use super::config::TrainConfig;
+use super::devices::DeviceSet;
 use super::trainer::{RunSetup, RunSummary, train};
 use crate::backend::BackendKind;
 
@@ -38,18 +39,57 @@ pub fn load_run_data(cfg: &TrainConfig, run: &Path) -> anyhow::Result<(SplitData
     Ok((train, test))
 }
 
-/// `--workers`, with 0 resolved to the machine's cores.
-pub fn cpu_workers(asked: usize) -> usize {
-    if asked > 0 {
-        return asked;
+/// Checks `devices` against what the machine has for `backend`: on the CPU, at most one
+/// worker per core; on CUDA, the driver and nvrtc load and every index exists.
+pub fn check_devices(backend: BackendKind, devices: &DeviceSet) -> anyhow::Result<()> {
+    match backend {
+        BackendKind::Cpu => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Ok(devices.check_against(cores, "the CPU (one worker per core at most)")?)
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            let count = crate::gpu::cuda_device_count().context("--backend cuda")?;
+            Ok(devices.check_against(count, "this machine's CUDA driver")?)
+        }
+        _ => Ok(()),
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Trains on `backend` (only the CPU is built in for training so far).
+/// Checks `setup.devices` ([`check_devices`]) and trains on `backend`: every entry of
+/// `--devices` is one data-parallel worker (a GPU, or on the CPU a thread).
 pub fn train_on(backend: BackendKind, cfg: &TrainConfig, setup: RunSetup) -> anyhow::Result<RunSummary> {
+    check_devices(backend, &setup.devices)?;
+    let first = setup.devices.indices().first().copied().unwrap_or(0);
     match backend {
         BackendKind::Cpu => train::<super::CpuTrain>(cfg, setup, Default::default()),
-        other => bail!("training on {other:?} is not built in yet; use --backend cpu"),
+        BackendKind::Cuda => {
+            #[cfg(feature = "cuda")]
+            {
+                let device = burn::backend::cuda::CudaDevice::new(first);
+                train::<burn::backend::Autodiff<burn::backend::Cuda>>(cfg, setup, device)
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                let _ = first;
+                bail!("this trm was built without CUDA; rebuild with `cargo build --release -p trm-server --features cuda`")
+            }
+        }
+        BackendKind::Wgpu => {
+            #[cfg(feature = "wgpu")]
+            {
+                // Device 0 alone: whatever adapter wgpu prefers; listed indices: discrete GPUs.
+                let device = if setup.devices == DeviceSet::default() {
+                    burn::backend::wgpu::WgpuDevice::DefaultDevice
+                } else {
+                    burn::backend::wgpu::WgpuDevice::DiscreteGpu(first)
+                };
+                train::<burn::backend::Autodiff<burn::backend::Wgpu>>(cfg, setup, device)
+            }
+            #[cfg(not(feature = "wgpu"))]
+            {
+                bail!("this trm was built without wgpu; rebuild with `cargo build --release -p trm-server --features wgpu`")
+            }
+        }
     }
 }

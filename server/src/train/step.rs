@@ -1,18 +1,21 @@
-//! One training step split across workers: data parallelism inside one process.
+//! One training step split across workers: data parallelism.
 //!
-//! The global batch is cut into contiguous row ranges, one per worker. Every worker keeps the
-//! ACT carry of its rows, runs the ACT step, the loss and the backward pass of its rows on its
-//! own device (in its own thread), and the gradients are summed on the first worker's device
-//! before the one optimizer step. Because the loss is a sum over rows divided by the global
-//! batch size, and every ACT row is independent of the others (its own carry, halting and
-//! exploration), the summed gradient is the full batch's gradient: the reference's global
-//! batch semantics hold for any worker count.
+//! The global batch is cut into contiguous row ranges, one per worker over all nodes. Every
+//! worker keeps the ACT carry of its rows, runs the ACT step, the loss and the backward pass
+//! of its rows on its own device (in its own thread), and the gradients are summed over all
+//! workers by burn-collective's all-reduce ([`super::collective`]) before the one optimizer
+//! step. Because the loss is a sum over rows divided by the global batch size, and every ACT
+//! row is independent of the others (its own carry, halting and exploration), the summed
+//! gradient is the full batch's gradient: the reference's global batch semantics hold for any
+//! device or node count.
 //!
-//! On the CPU the workers are threads over the same device: burn's Flex runs most element-wise
-//! ops on one thread, so two workers on a 2-core machine nearly halve the step time. On GPUs
-//! each worker is one device.
+//! On the CPU the workers are threads over the same Flex device (`--devices 0,1`); on GPUs
+//! each worker is one device. In a multi-node run every node keeps a full replica: all of them
+//! get the same summed gradient and take the same optimizer step.
 
-use anyhow::Context;
+use std::panic::AssertUnwindSafe;
+
+use anyhow::{Context, anyhow};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
@@ -21,10 +24,12 @@ use rand_chacha::ChaCha8Rng;
 use trm_shared::model::act::ActBatch;
 use trm_shared::model::{ActCarry, ActMode, ActModel, Trm};
 
+use super::collective::Group;
+use super::devices::NodeSpec;
 use super::loss::{MetricSums, act_loss};
 use super::params::ParamInfo;
 
-/// What one worker hands back after its backward pass.
+/// What one worker hands back after its backward pass (and the all-reduce).
 struct WorkerOutput<B: AutodiffBackend> {
     grads: GradientsParams,
     metrics: MetricSums,
@@ -35,28 +40,37 @@ struct WorkerOutput<B: AutodiffBackend> {
 
 /// The summed result of one step over all workers.
 pub struct StepOutput {
-    /// Gradients of `loss / global_batch`, on the first worker's device.
+    /// Gradients of `loss / global_batch`, summed over every worker, on the first device.
     pub grads: GradientsParams,
-    /// Metric sums over every row.
+    /// Metric sums over every row (of every node).
     pub metrics: MetricSums,
-    /// Puzzle ids of every row.
+    /// Puzzle ids of every row, in row order (of every node).
     pub puzzle_ids: Vec<i64>,
 }
 
-/// The workers of a run: their devices and the carry each keeps for its rows.
+/// The workers of a run in this process: their devices, the carry each keeps for its rows,
+/// and the collective group that sums their gradients.
 pub struct Workers<B: AutodiffBackend> {
     devices: Vec<B::Device>,
     carries: Vec<Option<ActCarry<B>>>,
+    group: Group<B::InnerBackend>,
 }
 
 impl<B: AutodiffBackend> Workers<B> {
-    /// One worker per device (the same CPU device may be listed several times).
+    /// One worker per device (the same CPU device may be listed several times), this machine
+    /// alone.
     pub fn new(devices: Vec<B::Device>) -> Workers<B> {
-        let carries = devices.iter().map(|_| None).collect();
-        Workers { devices, carries }
+        Workers::on_nodes(devices, None)
     }
 
-    /// How many workers.
+    /// One worker per local device; with `node`, this process is one node of a multi-node run.
+    pub fn on_nodes(devices: Vec<B::Device>, node: Option<NodeSpec>) -> Workers<B> {
+        let carries = devices.iter().map(|_| None).collect();
+        let group = Group::new(devices.len(), node);
+        Workers { devices, carries, group }
+    }
+
+    /// How many workers in this process.
     pub fn len(&self) -> usize {
         self.devices.len()
     }
@@ -66,15 +80,23 @@ impl<B: AutodiffBackend> Workers<B> {
         self.devices.is_empty()
     }
 
-    /// Row ranges of a global batch of `rows`: as equal as possible, in order.
-    pub fn split(&self, rows: usize) -> Vec<std::ops::Range<usize>> {
-        let n = self.len().max(1);
+    /// Row ranges of a global batch of `rows` over every worker of every node: as equal as
+    /// possible, in order.
+    fn global_split(&self, rows: usize) -> Vec<std::ops::Range<usize>> {
+        let n = self.group.global_workers();
         (0..n).map(|i| (i * rows / n)..((i + 1) * rows / n)).collect()
     }
 
-    /// Runs one ACT step + loss + backward on every worker. `batch_for(worker, device)`
-    /// uploads that worker's rows of the incoming batch; `seeds` gives each worker's
-    /// exploration RNG for this step (drawn from the run's RNG, so resuming replays them).
+    /// This process's workers' row ranges of a global batch of `rows`.
+    pub fn split(&self, rows: usize) -> Vec<std::ops::Range<usize>> {
+        let all = self.global_split(rows);
+        (0..self.len()).map(|w| all[self.group.global_index(w)].clone()).collect()
+    }
+
+    /// Runs one ACT step + loss + backward on every worker and sums the gradients over all of
+    /// them. `batch_for(worker, device)` uploads that worker's rows of the incoming batch;
+    /// `seeds` gives each local worker's exploration RNG for this step (drawn from the run's
+    /// RNG, so resuming replays them).
     pub fn step(
         &mut self,
         trm: &Trm<B>,
@@ -85,12 +107,41 @@ impl<B: AutodiffBackend> Workers<B> {
     ) -> anyhow::Result<StepOutput> {
         let devices = self.devices.clone();
         let carries: Vec<Option<ActCarry<B>>> = self.carries.iter_mut().map(Option::take).collect();
+        let group = &self.group;
+        let global_ranges = self.global_split(global_batch);
         let run = |w: usize, carry: Option<ActCarry<B>>| -> anyhow::Result<WorkerOutput<B>> {
             let device = &devices[w];
-            let batch = batch_for(w, device)?;
-            let model = if w == 0 { trm.clone() } else { trm.clone().fork(device) };
-            let mut rng = ChaCha8Rng::seed_from_u64(seeds[w]);
-            worker_step(model, carry, &batch, global_batch, &mut rng)
+            if group.active() && !group.is_registered() {
+                group.register(w, device.clone())?;
+            }
+            // A failed or panicking worker still takes part in every all-reduce below (with
+            // zeros): the other peers would otherwise wait for it forever.
+            let computed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let batch = batch_for(w, device)?;
+                let model = if w == 0 { trm.clone() } else { trm.clone().fork(device) };
+                let mut rng = ChaCha8Rng::seed_from_u64(seeds[w]);
+                worker_step(model, carry, &batch, global_batch, &mut rng)
+            }));
+            let mut out = match computed {
+                Ok(r) => r,
+                Err(panic) => Err(anyhow!("panicked: {}", panic_message(&*panic))),
+            };
+            if !group.active() {
+                return out;
+            }
+            let grads = out.as_mut().ok().map(|o| std::mem::take(&mut o.grads));
+            let summed = group.all_reduce_grads(w, grads, params, device)?;
+            if group.node().is_some() {
+                let g = group.global_index(w);
+                let values = node_values(out.as_ref().ok(), &global_ranges, g);
+                let sums = group.all_reduce_values(w, values, device)?;
+                if let Ok(o) = out.as_mut() {
+                    (o.metrics, o.puzzle_ids) = from_node_values(&sums);
+                }
+            }
+            let mut out = out?;
+            out.grads = summed.context("a worker lost its gradients in the all-reduce")?;
+            Ok(out)
         };
         let outputs: Vec<anyhow::Result<WorkerOutput<B>>> = if devices.len() == 1 {
             carries.into_iter().enumerate().map(|(w, c)| run(w, c)).collect()
@@ -104,22 +155,59 @@ impl<B: AutodiffBackend> Workers<B> {
             })
         };
 
+        // Worker 0's gradients are already the sum; the metrics and ids of this node's workers
+        // are combined here (in a multi-node run every worker holds the global ones already).
+        let multi_node = self.group.node().is_some();
         let mut total: Option<StepOutput> = None;
         for (w, out) in outputs.into_iter().enumerate() {
             let out = out.with_context(|| format!("training worker {w}"))?;
             self.carries[w] = Some(out.carry);
             total = Some(match total {
                 None => StepOutput { grads: out.grads, metrics: out.metrics, puzzle_ids: out.puzzle_ids },
-                Some(mut t) => {
-                    add_grads::<B>(&mut t.grads, out.grads, params, &self.devices[0]);
+                Some(mut t) if !multi_node => {
                     t.metrics.add(&out.metrics);
                     t.puzzle_ids.extend(out.puzzle_ids);
                     t
                 }
+                Some(t) => t,
             });
         }
         total.context("a training step with no workers")
     }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "(no message)".into())
+}
+
+/// The metric sums, then one slot per row of the global batch holding the puzzle id of that
+/// row where global worker `g` trained it (zeros elsewhere and for a failed worker): summed
+/// over every peer, this is every node's metrics and ids.
+fn node_values<B: AutodiffBackend>(out: Option<&WorkerOutput<B>>, ranges: &[std::ops::Range<usize>], g: usize) -> Vec<f32> {
+    let rows = ranges.last().map_or(0, |r| r.end);
+    let mut v = vec![0f32; METRICS + rows];
+    if let Some(o) = out {
+        let m = &o.metrics;
+        let sums = [m.count, m.accuracy, m.exact_accuracy, m.q_halt_accuracy, m.steps, m.lm_loss, m.q_halt_loss];
+        for (slot, x) in v.iter_mut().zip(sums) {
+            *slot = x as f32;
+        }
+        for (slot, &id) in v[METRICS + ranges[g].start..].iter_mut().zip(&o.puzzle_ids) {
+            *slot = id as f32;
+        }
+    }
+    v
+}
+
+/// Fields of [`MetricSums`] in [`node_values`].
+const METRICS: usize = 7;
+
+fn from_node_values(v: &[f32]) -> (MetricSums, Vec<i64>) {
+    let f = |i: usize| v.get(i).copied().unwrap_or(0.0) as f64;
+    let metrics = MetricSums { count: f(0), accuracy: f(1), exact_accuracy: f(2), q_halt_accuracy: f(3), steps: f(4), lm_loss: f(5), q_halt_loss: f(6) };
+    let ids = v.iter().skip(METRICS).map(|&x| x.round() as i64).collect();
+    (metrics, ids)
 }
 
 /// One worker's share: ACT step, loss of its rows (divided by the global batch), backward.
@@ -142,34 +230,13 @@ fn worker_step<B: AutodiffBackend>(
     Ok(WorkerOutput { grads, metrics, puzzle_ids, carry })
 }
 
-/// `into += from`, parameter by parameter, on `device`.
-fn add_grads<B: AutodiffBackend>(into: &mut GradientsParams, mut from: GradientsParams, params: &[ParamInfo], device: &B::Device) {
-    for p in params {
-        match p.shape.len() {
-            1 => add_one::<B, 1>(into, &mut from, p, device),
-            2 => add_one::<B, 2>(into, &mut from, p, device),
-            3 => add_one::<B, 3>(into, &mut from, p, device),
-            _ => add_one::<B, 4>(into, &mut from, p, device),
-        }
-    }
-}
-
-fn add_one<B: AutodiffBackend, const D: usize>(into: &mut GradientsParams, from: &mut GradientsParams, p: &ParamInfo, device: &B::Device) {
-    let Some(g) = from.remove::<B::InnerBackend, D>(p.id) else { return };
-    let g = g.to_device(device);
-    let sum = match into.remove::<B::InnerBackend, D>(p.id) {
-        Some(mine) => mine + g,
-        None => g,
-    };
-    into.register(p.id, sum);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::prelude::*;
     use crate::train::CpuTrain;
     use crate::train::params::param_infos;
+    use crate::train::optim::AdamAtan2;
     use trm_shared::model::act::make_batch;
     use trm_shared::model::{RandomInit, TrmConfig};
 
@@ -213,38 +280,85 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn two_workers_give_the_one_worker_gradient_and_metrics() {
-        let trm = tiny();
-        let params = param_infos(&trm);
-        let mut results = Vec::new();
-        for n in [1usize, 2] {
-            let mut workers = Workers::<CpuTrain>::new(vec![Default::default(); n]);
-            let ranges = workers.split(6);
-            let mut last = None;
-            // Two steps, so that the second one runs on carries the workers kept.
-            for first in [0, 3] {
-                let out = workers.step(&trm, 6, &vec![9; n], &params, |w, _| Ok(rows(&trm, ranges[w].clone(), first))).unwrap();
-                last = Some(out);
-            }
-            let mut out = last.unwrap();
-            results.push((grad_values(&mut out.grads, &params), out.metrics, out.puzzle_ids));
+    /// Two steps (the second on the carries the workers kept) of `n` workers, then one
+    /// AdamATan2 step: the last gradients, metrics, puzzle ids and the updated weights.
+    fn two_steps(trm: &Trm<CpuTrain>, n: usize) -> (Vec<Vec<f32>>, MetricSums, Vec<i64>, Vec<f32>) {
+        use burn::optim::Optimizer;
+        use burn::optim::adaptor::OptimizerAdaptor;
+        let params = param_infos(trm);
+        let mut workers = Workers::<CpuTrain>::new(vec![Default::default(); n]);
+        let ranges = workers.split(6);
+        let mut last = None;
+        for first in [0, 3] {
+            let out = workers.step(trm, 6, &vec![9; n], &params, |w, _| Ok(rows(trm, ranges[w].clone(), first))).unwrap();
+            last = Some(out);
         }
-        let (one, two) = (&results[0], &results[1]);
+        let out = last.unwrap();
+        let grads = grad_values(&mut copy_grads(&out.grads, &params), &params);
+        let mut optim: OptimizerAdaptor<AdamAtan2, Trm<CpuTrain>, CpuTrain> =
+            OptimizerAdaptor::from(AdamAtan2 { beta1: 0.9, beta2: 0.95, weight_decay: 0.1 });
+        let stepped = optim.step(1e-2, trm.clone(), out.grads);
+        let weights = stepped.to_state_dict().tensors.into_values().flat_map(|t| t.values).collect();
+        (grads, out.metrics, out.puzzle_ids, weights)
+    }
+
+    /// A copy of the gradients (reading them consumes them).
+    fn copy_grads(g: &GradientsParams, params: &[ParamInfo]) -> GradientsParams {
+        let mut copy = GradientsParams::new();
+        for p in params {
+            if p.shape.len() == 1 {
+                g.get::<burn::backend::Flex, 1>(p.id).into_iter().for_each(|t| copy.register(p.id, t));
+            } else {
+                g.get::<burn::backend::Flex, 2>(p.id).into_iter().for_each(|t| copy.register(p.id, t));
+            }
+        }
+        copy
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) -> usize {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 + 1e-4 * x.abs(), "{what}: {x} vs {y}");
+        }
+        a.len()
+    }
+
+    /// The all-reduce through burn-collective on two Flex peers gives the one-worker gradient,
+    /// metrics and optimizer step.
+    #[test]
+    fn two_workers_give_the_one_worker_gradient_metrics_and_step() {
+        let trm = tiny();
+        let (one, two) = (two_steps(&trm, 1), two_steps(&trm, 2));
         assert_eq!(one.2, two.2, "puzzle ids in row order");
         // f32 matmuls over 6 rows or 3 round differently in the last bits.
         let (a, b) = (one.1.lm_loss, two.1.lm_loss);
         assert!((a - b).abs() < 1e-5 * a.abs().max(1.0), "lm_loss {a} vs {b}");
         assert_eq!(one.1.count, two.1.count);
-        let mut compared = 0;
-        for (a, b) in one.0.iter().zip(&two.0) {
-            assert_eq!(a.len(), b.len());
-            for (x, y) in a.iter().zip(b) {
-                assert!((x - y).abs() <= 1e-5 + 1e-4 * x.abs(), "{x} vs {y}");
-                compared += 1;
-            }
-        }
+        let compared: usize = one.0.iter().zip(&two.0).map(|(a, b)| assert_close(a, b, "gradient")).sum();
         assert!(compared > 1000, "only {compared} gradient values compared");
+        assert!(one.0.iter().flatten().any(|g| g.abs() > 1e-6), "all gradients are zero");
+        let weights = assert_close(&one.3, &two.3, "weights after one AdamATan2 step");
+        assert!(weights > 1000, "only {weights} weights compared");
+        let before: Vec<f32> = trm.to_state_dict().tensors.into_values().flat_map(|t| t.values).collect();
+        assert!(before.iter().zip(&one.3).any(|(x, y)| x != y), "the optimizer step changed nothing");
+    }
+
+    /// A worker whose batch fails still answers the all-reduce: the step errors, nothing
+    /// hangs, and the next group on this backend can start.
+    #[test]
+    fn a_failing_worker_fails_the_step_without_hanging() {
+        let trm = tiny();
+        let params = param_infos(&trm);
+        let mut workers = Workers::<CpuTrain>::new(vec![Default::default(); 2]);
+        let ranges = workers.split(6);
+        let err = workers
+            .step(&trm, 6, &[1, 2], &params, |w, _| if w == 1 { anyhow::bail!("no rows for worker 1") } else { Ok(rows(&trm, ranges[w].clone(), 0)) })
+            .err()
+            .expect("the step must fail");
+        assert!(format!("{err:#}").contains("no rows for worker 1"), "{err:#}");
+        drop(workers);
+        let (grads, ..) = two_steps(&trm, 2);
+        assert!(!grads.is_empty());
     }
 
     #[test]

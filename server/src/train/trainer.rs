@@ -23,6 +23,7 @@ use trm_shared::model::{RandomInit, StateDict, Trm, TrmConfig, run_inference};
 use super::checkpoint::{TrainState, host, read_latest, write_checkpoint};
 use super::config::TrainConfig;
 use super::data::{DataPosition, host_batch, iteration_batches};
+use super::devices::{DeviceSet, NodeSpec, backend_devices};
 use super::ema::Ema;
 use super::hooks::TrainHooks;
 use super::loss::{MetricMeans, MetricSums, act_loss};
@@ -46,9 +47,12 @@ pub struct RunSetup {
     pub max_steps: Option<u64>,
     /// Draw a progress bar.
     pub progress: bool,
-    /// Data-parallel workers (threads) sharing each batch; see [`super::step`]. 0 or 1: no
-    /// split. (On burn 0.21's CPU backend two workers were measured no faster than one.)
-    pub workers: usize,
+    /// Local devices sharing each batch, one data-parallel worker each; see [`super::step`].
+    /// On the CPU every entry is a thread over the same device. (On burn 0.21's CPU backend
+    /// two workers were measured no faster than one.)
+    pub devices: DeviceSet,
+    /// This process's place in a multi-node run, if it is one.
+    pub node: Option<NodeSpec>,
     /// Stop flag and progress/metrics listeners (the server's jobs).
     pub hooks: TrainHooks,
 }
@@ -58,7 +62,7 @@ impl RunSetup {
     /// worker, no hooks. (Callers set the rest with struct update syntax, so a new field needs
     /// a default here only.)
     pub fn new(dir: PathBuf, train: SplitData, test: SplitData) -> RunSetup {
-        RunSetup { dir, train, test, resume: false, max_steps: None, progress: false, workers: 1, hooks: TrainHooks::default() }
+        RunSetup { dir, train, test, resume: false, max_steps: None, progress: false, devices: DeviceSet::default(), node: None, hooks: TrainHooks::default() }
     }
 }
 
@@ -254,7 +258,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     let mut window_rows = 0usize;
     let mut window_start = Instant::now();
     let log_every = 50u64.min(end.max(1));
-    let mut workers = Workers::<B>::new(vec![device.clone(); setup.workers.max(1)]);
+    let mut workers = Workers::<B>::on_nodes(backend_devices::<B>(&device, &setup.devices), setup.node.clone());
     let params = param_infos(&trm);
     let mut last_eval = None;
     let eval_model = |trm: &Trm<B>, ema: &Option<Ema<B::InnerBackend>>| -> Trm<B::InnerBackend> {

@@ -175,6 +175,7 @@ pub fn config(dir: &Path) -> ServeConfig {
         model: None,
         no_model_reason: "none given in this test".into(),
         backend: BackendKind::Cpu,
+        train_devices: Default::default(),
         data_dirs: vec![shared_data()],
         dist: dir.join("no-dist"),
         batch: BatchConfig::default(),

@@ -1,0 +1,199 @@
+//! `trm train --devices` on the CPU backend, end to end on the real binary: two data-parallel
+//! workers (gradients all-reduced by burn-collective), wrong device lists, and two nodes on
+//! loopback joined through `trm orchestrator` (burn-collective's global mode).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn trm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_trm"))
+}
+
+/// 5x5 mazes, a 16-wide model, batches of 8 (4 rows per worker), seeded.
+const TINY: &str = r#"
+global_batch_size = 8
+epochs = 10
+eval_interval = 10
+lr = 1e-3
+lr_warmup_steps = 2
+seed = 5
+
+[arch]
+hidden_size = 16
+num_heads = 2
+expansion = 2
+L_layers = 1
+H_cycles = 1
+L_cycles = 1
+halt_max_steps = 2
+puzzle_emb_ndim = 16
+puzzle_emb_len = 1
+forward_dtype = "float32"
+
+[data]
+size = 5
+train_count = 24
+test_count = 8
+"#;
+
+const STEPS: &str = "3";
+
+fn write_config(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, TINY).unwrap();
+    path
+}
+
+/// The only run directory under `out`.
+fn run_dir(out: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+/// The live weights of a run's latest checkpoint.
+fn live_weights(run: &Path) -> Vec<u8> {
+    let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+    assert_eq!(latest.trim(), format!("step_{STEPS}"), "the run ended elsewhere");
+    std::fs::read(run.join("checkpoints").join(latest.trim()).join("live.safetensors")).unwrap()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn check(out: &Output) {
+    assert!(out.status.success(), "trm failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn train(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let out_dir = dir.join(name);
+    let out = trm()
+        .args(["train", "--config"])
+        .arg(write_config(dir))
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--max-steps", STEPS])
+        .args(extra)
+        .output()
+        .unwrap();
+    check(&out);
+    run_dir(&out_dir)
+}
+
+#[test]
+fn two_cpu_devices_train_to_a_checkpoint_like_one() {
+    if cores() < 2 {
+        eprintln!("skipped: one core, and --devices allows one CPU worker per core");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let one = train(dir.path(), "one", &[]);
+    let two = train(dir.path(), "two", &["--devices", "0,1"]);
+    let (a, b) = (live_weights(&one), live_weights(&two));
+    assert_eq!(a.len(), b.len());
+    // Same global batch, so nearly the same weights after 3 steps (f32 matmuls over 8 rows or
+    // 4 round differently). safetensors: a u64 header length, the header, then raw f32 LE.
+    let floats = |v: &[u8]| -> Vec<f32> {
+        let header = u64::from_le_bytes(v[..8].try_into().unwrap()) as usize;
+        v[8 + header..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    assert!(floats(&a).len() > 1000);
+    let differ = floats(&a).iter().zip(floats(&b)).filter(|(x, y)| (*x - y).abs() > 1e-4 + 1e-3 * x.abs()).count();
+    assert!(differ == 0, "{differ} weights differ between 1 and 2 devices");
+}
+
+#[test]
+fn wrong_device_lists_are_clear_errors_before_any_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let huge = (cores() + 7).to_string();
+    for (devices, part) in [("", "the device list is empty"), ("0,0", "device 0 is listed twice"), ("0,x", "`x` is not a device index")] {
+        let out = trm().args(["train", "--config"]).arg(&cfg).arg("--out").arg(dir.path().join("runs")).args(["--devices", devices]).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(part), "{part:?} missing from {err}");
+    }
+    let out = trm().args(["train", "--config"]).arg(&cfg).arg("--out").arg(dir.path().join("runs")).args(["--devices", &format!("0,{huge}")]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("device {huge} does not exist")) && err.contains("the CPU"), "{err}");
+    assert!(!dir.path().join("runs").exists(), "a run directory was created");
+    let out = trm().args(["train", "--config"]).arg(&cfg).arg("--out").arg(dir.path().join("runs")).args(["--nodes", "2", "--node-rank", "2", "--orchestrator", "ws://127.0.0.1:1", "--node-address", "ws://127.0.0.1:2"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--node-rank 2 is out of range"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.path().join("runs").exists(), "a run directory was created");
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Kills the child when dropped (a failing test must not leave an orchestrator behind).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for every child (all killed if one overruns `deadline`, so none outlives the test).
+fn wait_all(mut children: Vec<Child>, deadline: Instant) -> Vec<Output> {
+    while Instant::now() < deadline {
+        if children.iter_mut().all(|c| c.try_wait().unwrap().is_some()) {
+            return children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for c in &mut children {
+        let _ = c.kill();
+    }
+    let errs: Vec<String> = children.into_iter().map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stderr).into_owned()).collect();
+    panic!("the nodes did not finish in time: {errs:?}");
+}
+
+/// Ignored: on burn 0.21.0 both nodes register through the orchestrator and finish the first
+/// two gradient all-reduces, then hang (see README, "Devices and multi-node training"). Run
+/// with `--ignored` to retry after a burn-collective/burn-communication fix.
+#[test]
+#[ignore = "burn-communication 0.21.0 global all-reduce hangs after two tensors here"]
+fn two_nodes_on_loopback_take_the_two_device_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let port = free_port();
+    let _orchestrator = Killed(trm().args(["orchestrator", "--port", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let outs: Vec<PathBuf> = (0..2).map(|rank| dir.path().join(format!("node{rank}"))).collect();
+    let children: Vec<Child> = outs
+        .iter()
+        .enumerate()
+        .map(|(rank, out)| {
+            trm()
+                .args(["train", "--config"])
+                .arg(&cfg)
+                .arg("--out")
+                .arg(out)
+                .args(["--max-steps", STEPS, "--nodes", "2", "--node-rank", &rank.to_string()])
+                .args(["--orchestrator", &format!("ws://127.0.0.1:{port}")])
+                .args(["--node-address", &format!("ws://127.0.0.1:{}", free_port())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for out in wait_all(children, Instant::now() + Duration::from_secs(300)) {
+        check(&out);
+    }
+    let runs: Vec<PathBuf> = outs.iter().map(|o| run_dir(o)).collect();
+    let (a, b) = (live_weights(&runs[0]), live_weights(&runs[1]));
+    assert!(a == b, "the two nodes' replicas differ after the same all-reduced steps");
+    if cores() >= 2 {
+        // Two nodes of one device split each batch as one node of two devices does.
+        let two = train(dir.path(), "two", &["--devices", "0,1"]);
+        assert!(live_weights(&two) == a, "two nodes and two local devices took different steps");
+    }
+}
