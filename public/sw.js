@@ -4,8 +4,12 @@
 // Network first, so that a new build or model is picked up as soon as the server has it;
 // the cache answers when the network fails. /api requests are never cached (answers
 // depend on the server), and a solve on the server says so when it is unreachable.
-const CACHE = 'trm-app-v1';
-const CORE = ['index.html', 'manifest.webmanifest', 'favicon.svg', 'models/default/config.toml', 'models/default/model.safetensors'];
+const CACHE = 'trm-app-v2';
+// The CPU worker's files are not linked from the page (the app starts the worker itself)
+// and keep fixed names (a worker is named at run time): listed here.
+const WORKER = ['cpu-worker.js', 'trm-worker.js', 'trm-worker_bg.wasm'];
+const CORE = ['index.html', 'manifest.webmanifest', 'favicon.svg', ...WORKER,
+  'models/default/config.toml', 'models/default/model.safetensors'];
 
 function isApi(url) {
   return url.pathname.includes('/api/');

@@ -1,31 +1,34 @@
 //! Where a maze gets solved: on WebGPU through burn's wgpu backend, on the CPU through
-//! burn's Flex compiled to WASM, or by the server (`POST /api/predict`).
+//! burn's Flex compiled to WASM in a Web Worker, or by the server (`POST /api/predict`).
 //!
-//! Local runs go one ACT step at a time, read the answer back asynchronously (WebGPU has
-//! no synchronous reads), hand it to the page, and yield to the event loop before the next
-//! step, so the page stays responsive and a cancel takes effect between steps.
+//! Local runs go one ACT step at a time and hand the page the answer after every step as it
+//! arrives. WebGPU runs from the page's thread (its work is asynchronous: the page yields
+//! between steps, and a cancel takes effect between steps). The CPU runs in the worker
+//! (`crate::worker`), since a Flex step is synchronous and, with a big model, seconds long:
+//! the page stays responsive throughout, and a cancel terminates the worker at once.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use burn::backend::Flex;
 use burn::backend::wgpu::{Wgpu, WgpuDevice, graphics::WebGpu, init_setup_async};
-use burn::prelude::*;
+use burn::prelude::Backend;
 use trm_shared::api::{MazeInput, PredictRequest, PredictResponse};
 use trm_shared::maze::Grid;
 use trm_shared::model::Trm;
-use trm_shared::model::act::make_batch;
 
+use crate::act_steps::ActSteps;
 use crate::analysis::StepAnswer;
 use crate::model_files::ModelSpec;
 use crate::web;
+use crate::worker::client::{CpuWorker, Event};
+use crate::worker::protocol::{ModelUpload, Reply, Request};
 
 /// Where to solve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Choice {
     /// burn's wgpu backend on the browser's WebGPU.
     WebGpu,
-    /// burn's Flex CPU backend, in this page's WASM (one thread).
+    /// burn's Flex CPU backend, in a Web Worker's WASM (one thread, off the page's).
     Cpu,
     /// The server's model (`POST /api/predict`).
     Server,
@@ -39,7 +42,7 @@ impl Choice {
     pub fn label(self) -> &'static str {
         match self {
             Choice::WebGpu => "WebGPU (in the browser)",
-            Choice::Cpu => "CPU (in the browser)",
+            Choice::Cpu => "CPU (burn Flex, WASM, Web Worker)",
             Choice::Server => "Server",
         }
     }
@@ -69,11 +72,14 @@ pub struct Outcome {
 #[derive(Default)]
 pub struct Engine {
     spec: Option<Rc<ModelSpec>>,
+    /// Tells the specs apart: the CPU worker keeps a model between solves by this id.
+    spec_id: u64,
     gpu: Option<(WgpuDevice, String)>,
     gpu_model: Option<Trm<Wgpu>>,
-    cpu_model: Option<Trm<Flex>>,
-    /// Set by the page to stop the run in progress after its current step.
-    pub cancel: Rc<Cell<bool>>,
+    /// Started on the first CPU solve, and again after a cancel terminated it.
+    cpu_worker: Option<CpuWorker>,
+    /// Set by [`Engine::cancel`]: the run in progress stops (after its current step on WebGPU).
+    cancel: Rc<Cell<bool>>,
 }
 
 /// The engine shared by the page's handlers (the page is single-threaded).
@@ -83,13 +89,22 @@ impl Engine {
     /// Switches to another model; models built for the old one are dropped.
     pub fn set_spec(&mut self, spec: Rc<ModelSpec>) {
         self.spec = Some(spec);
+        self.spec_id += 1;
         self.gpu_model = None;
-        self.cpu_model = None;
     }
 
     /// The current model, if one is loaded.
     pub fn spec(&self) -> Option<Rc<ModelSpec>> {
         self.spec.clone()
+    }
+
+    /// Stops the run in progress on `running`: on the CPU by terminating the worker (a fresh
+    /// one starts with the next CPU solve), elsewhere after the current step.
+    pub fn cancel(&mut self, running: Choice) {
+        self.cancel.set(true);
+        if running == Choice::Cpu {
+            self.cpu_worker = None;
+        }
     }
 }
 
@@ -143,58 +158,74 @@ pub async fn solve(
         ));
     }
     let tokens = maze.tokens();
-    match choice {
-        Choice::WebGpu => {
-            let (model, device, name) = gpu_model(engine, &spec).await?;
-            let start = web::now_ms();
-            let steps = run_steps(&model, &device, &tokens, steps, &cancel, &mut on_step).await?;
-            Ok(Outcome { backend: name, elapsed_ms: web::now_ms() - start, steps })
-        }
-        _ => {
-            let cached = engine.borrow().cpu_model.clone();
-            let model = match cached {
-                Some(m) => m,
-                None => {
-                    let m = build::<Flex>(&spec, &Default::default())?;
-                    engine.borrow_mut().cpu_model = Some(m.clone());
-                    m
-                }
-            };
-            let start = web::now_ms();
-            let steps = run_steps(&model, &Default::default(), &tokens, steps, &cancel, &mut on_step).await?;
-            Ok(Outcome { backend: "CPU (burn Flex, WASM, 1 thread)".into(), elapsed_ms: web::now_ms() - start, steps })
-        }
+    if choice == Choice::Cpu {
+        return solve_on_cpu(engine, &tokens, steps, on_step).await;
     }
-}
-
-/// The recursion, one ACT step at a time, exactly as `trm predict` runs it (fresh carry,
-/// the same inputs every step, puzzle id 0).
-async fn run_steps<B: Backend>(
-    model: &Trm<B>,
-    device: &B::Device,
-    tokens: &[u8],
-    steps: usize,
-    cancel: &Cell<bool>,
-    on_step: &mut impl FnMut(StepAnswer),
-) -> Result<usize, String> {
-    let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-    let batch = make_batch::<B>(model.config(), &ids, &[0], device).map_err(|e| e.to_string())?;
-    let mut carry = model.initial_carry(1);
+    let (model, device, name) = gpu_model(engine, &spec).await?;
+    let start = web::now_ms();
+    let mut run = ActSteps::new(model, &tokens, &device)?;
     for step in 0..steps {
         if cancel.get() {
             return Err(format!("cancelled after {step} of {steps} steps"));
         }
-        let (next, out) = model.forward(carry, batch.inputs.clone(), batch.puzzle_identifiers.clone());
-        carry = next;
-        let answer = out.logits.argmax(2).into_data_async().await.map_err(|e| format!("reading the answer: {e:?}"))?;
-        let q = out.q_halt.into_data_async().await.map_err(|e| format!("reading q_halt: {e:?}"))?;
-        let tokens = answer.iter::<i64>().map(|v| u8::try_from(v).unwrap_or(0)).collect();
-        let q_halt = q.iter::<f32>().next().unwrap_or(f32::NAN);
-        on_step(StepAnswer { step: step + 1, tokens, q_halt });
+        on_step(run.next().await?);
         // One turn of the event loop: the page draws this step and sees clicks (cancel).
         web::sleep_ms(0).await;
     }
-    Ok(steps)
+    Ok(Outcome { backend: name, elapsed_ms: web::now_ms() - start, steps })
+}
+
+/// Solves in the CPU worker, started here if none runs, sending the model along when the
+/// worker does not hold it yet. A cancel drops the worker, which ends the wait at once.
+async fn solve_on_cpu(
+    engine: &SharedEngine,
+    tokens: &[u8],
+    steps: usize,
+    mut on_step: impl FnMut(StepAnswer),
+) -> Result<Outcome, String> {
+    let inbox = {
+        let mut e = engine.borrow_mut();
+        if e.cpu_worker.is_none() {
+            e.cpu_worker = Some(CpuWorker::spawn()?);
+        }
+        e.cpu_worker.as_ref().map(CpuWorker::inbox).ok_or("no CPU worker")?
+    };
+    let mut done = 0;
+    let cancelled = |done: usize| format!("cancelled after {done} of {steps} steps");
+    let why = |event: Event, done: usize| match event {
+        Event::Reply(Reply::Failed(message)) | Event::Broken(message) => message,
+        Event::Stopped => cancelled(done),
+        Event::Reply(other) => format!("the CPU worker answered out of turn: {other:?}"),
+    };
+    if let Err(event) = inbox.ready().await {
+        return Err(fail_cpu(engine, why(event, done)));
+    }
+    {
+        let mut e = engine.borrow_mut();
+        let (spec, id) = (e.spec().ok_or("no model loaded")?, e.spec_id);
+        let worker = e.cpu_worker.as_mut().ok_or_else(|| cancelled(0))?;
+        let model = if worker.holds(id) { None } else { Some(ModelUpload::from_spec(&spec)?) };
+        worker.send(Request::Solve { model_id: id, model, tokens: tokens.to_vec(), steps })?;
+    }
+    loop {
+        match inbox.next().await {
+            Event::Reply(Reply::Step(answer)) => {
+                done += 1;
+                on_step(answer);
+            }
+            Event::Reply(Reply::Done { steps, elapsed_ms }) => {
+                return Ok(Outcome { backend: Choice::Cpu.label().into(), elapsed_ms, steps });
+            }
+            event => return Err(fail_cpu(engine, why(event, done))),
+        }
+    }
+}
+
+/// Ends a CPU solve with `message`; a worker that failed is dropped (a trapped wasm cannot be
+/// trusted) and the next CPU solve starts a fresh one.
+fn fail_cpu(engine: &SharedEngine, message: String) -> String {
+    engine.borrow_mut().cpu_worker = None;
+    message
 }
 
 async fn solve_on_server(maze: &Grid, steps: usize, mut on_step: impl FnMut(StepAnswer)) -> Result<Outcome, String> {

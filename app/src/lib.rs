@@ -1,15 +1,20 @@
 //! The trm web app: a Leptos client-side app, built with Trunk, that edits mazes and solves
 //! them with the TRM model from `trm_shared`, in the browser (WebGPU or CPU) or on the server.
 //!
-//! The logic modules (editing, formats, verdicts, model files) are plain Rust, tested on the
-//! host with `cargo test -p trm-app`; the page itself (`ui`, `engine`, `web`) is wasm-only.
+//! The logic modules (editing, formats, verdicts, model files, the CPU worker's messages) are
+//! plain Rust, tested on the host with `cargo test -p trm-app`; the page itself (`ui`,
+//! `engine`, `web`) and the CPU worker's two sides are wasm-only. Two binaries use this
+//! library: the page (`src/main.rs`) and the CPU worker (`src/bin/trm-worker.rs`).
 
 pub mod analysis;
 pub mod editor;
 pub mod formats;
 pub mod model_files;
 pub mod torch_file;
+pub mod worker;
 
+#[cfg(target_family = "wasm")]
+mod act_steps;
 #[cfg(target_family = "wasm")]
 mod engine;
 #[cfg(target_family = "wasm")]
@@ -28,6 +33,12 @@ pub fn start() {
         }
     }));
     leptos::mount::mount_to_body(ui::App);
+}
+
+/// Runs the CPU worker: called by the worker binary's `main` inside a Web Worker.
+#[cfg(target_family = "wasm")]
+pub fn start_worker() {
+    worker::runner::start();
 }
 
 #[cfg(target_family = "wasm")]

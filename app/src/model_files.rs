@@ -108,15 +108,16 @@ pub fn pick_files<'a, T>(files: &'a [(String, T)]) -> Result<(&'a (String, T), &
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use trm_shared::model::RandomInit;
 
-    const CONFIG: &str = "[arch]\nhidden_size = 16\nnum_heads = 2\nexpansion = 2\nL_layers = 1\nH_cycles = 1\n\
+    /// A tiny 5x5 model's config, and below its random weights (also used by the worker's tests).
+    pub(crate) const CONFIG: &str = "[arch]\nhidden_size = 16\nnum_heads = 2\nexpansion = 2\nL_layers = 1\nH_cycles = 1\n\
         L_cycles = 1\nhalt_max_steps = 2\npos_encodings = \"rope\"\npuzzle_emb_ndim = 16\npuzzle_emb_len = 1\n\
         forward_dtype = \"float32\"\n\n[data]\nsize = 5\n";
 
-    fn weights() -> Vec<u8> {
+    pub(crate) fn weights() -> Vec<u8> {
         let mut cfg = TrmConfig::from_toml_str(CONFIG).unwrap();
         cfg.seq_len = Some(25);
         cfg.vocab_size = Some(6);

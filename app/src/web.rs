@@ -20,9 +20,13 @@ fn window() -> Result<web_sys::Window, String> {
     web_sys::window().ok_or_else(|| "no window (not running in a page)".to_string())
 }
 
-/// Milliseconds since the page loaded, sub-millisecond where the browser allows.
+/// Milliseconds since the page (or the worker) started, sub-millisecond where the browser allows.
 pub fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+    let performance = match web_sys::window() {
+        Some(w) => w.performance(),
+        None => js_sys::global().dyn_into::<web_sys::WorkerGlobalScope>().ok().and_then(|s| s.performance()),
+    };
+    performance.map_or(0.0, |p| p.now())
 }
 
 /// Waits `ms` milliseconds; with 0, gives the event loop one turn (input, painting).

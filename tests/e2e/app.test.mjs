@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -244,6 +244,77 @@ test('opens model files, and says what is wrong with bad ones', async () => {
   await shot('5-model-file');
 });
 
+test('a CPU solve runs in a worker: the page paints during a step, and Cancel stops it mid-step', async () => {
+  // The tests' weights with many more recursions per ACT step (cycles are no weights), so
+  // that one CPU step is long enough to watch (8x48 took 0.54 s in the worker on 2 busy cores).
+  const [H, L] = [8, 128];
+  const source = readFileSync(join(MODEL, 'config.toml'), 'utf8');
+  const slow = source.replace(/^H_cycles = \d+$/m, `H_cycles = ${H}`).replace(/^L_cycles = \d+$/m, `L_cycles = ${L}`);
+  assert.ok(slow.includes(`H_cycles = ${H}`) && slow.includes(`L_cycles = ${L}`), 'the cycles were not replaced');
+  mkdirSync(join(scratch, 'slow'), { recursive: true });
+  writeFileSync(join(scratch, 'slow', 'config.toml'), slow);
+  await page.locator('#model-files').setInputFiles([join(MODEL, 'model.safetensors'), join(scratch, 'slow', 'config.toml')]);
+  await page.waitForFunction((hl) => document.querySelector('#model-line')?.textContent.includes(hl), `H${H}xL${L}`, { timeout: 60_000 });
+  await importMaze(maze);
+  await page.locator('#steps').fill('64');
+  await page.locator('input[name=backend][value=cpu]').check();
+  await page.locator('#solve').click();
+  await page.waitForSelector('#status[data-status=running]');
+  // From here: frames painted while k steps were on the page (k = 1: while step 2 was
+  // computed), and when each step and the end of the run appeared, in the page's clock.
+  const before = await page.evaluate(() => {
+    const log = { frames: [], arrived: [], ended: null };
+    window.solveLog = log;
+    const steps = () => document.querySelectorAll('.qbar').length;
+    const tick = () => {
+      log.frames[steps()] = (log.frames[steps()] ?? 0) + 1;
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+    new MutationObserver(() => {
+      for (let k = log.arrived.length; k < steps(); k++) log.arrived.push(performance.now());
+      const status = document.querySelector('#status')?.dataset.status;
+      if (status === 'failed' || status === 'done') log.ended ??= performance.now();
+    }).observe(document.body, { subtree: true, childList: true, attributes: true });
+    return steps();
+  });
+  assert.equal(before, 0, 'a step arrived before the page could watch for it');
+  await page.waitForFunction(() => document.querySelectorAll('.qbar').length >= 2, null, { timeout: 300_000 });
+  const during = await page.evaluate(() => window.solveLog.frames[1] ?? 0);
+  // On the page's thread, a step would paint no frame until it ends (one between steps).
+  assert.ok(during >= 10, `only ${during} frames were painted while step 2 was computed`);
+  // An editor control answers while the solve runs.
+  await page.getByRole('button', { name: 'Erase', exact: true }).click();
+  assert.equal(await page.getByRole('button', { name: 'Erase', exact: true }).getAttribute('aria-pressed'), 'true');
+  await page.getByRole('button', { name: 'Wall', exact: true }).click();
+  assert.equal(await page.locator('#status').getAttribute('data-status'), 'running');
+  // Cancel in the middle of a step: the steps on the page at the click are all there will be.
+  const { shown, clicked } = await page.evaluate(() => {
+    const shown = document.querySelectorAll('.qbar').length;
+    window.solveLog.ended = null;
+    const clicked = performance.now();
+    document.querySelector('#cancel').click();
+    return { shown, clicked };
+  });
+  await page.waitForSelector('#status[data-status=failed]', { timeout: 30_000 });
+  assert.match(await page.locator('#status').innerText(), new RegExp(`^stopped: cancelled after ${shown} of 64 steps`));
+  const log = await page.evaluate(() => window.solveLog);
+  const step = log.arrived[1] - log.arrived[0];
+  const cancel = log.ended - clicked;
+  console.log(`# one ACT step ${step.toFixed(0)} ms in the worker; cancel took ${cancel.toFixed(0)} ms`);
+  assert.ok(cancel < step, `cancel took ${cancel} ms, longer than a step (${step} ms): it waited for the step`);
+  await page.waitForTimeout(1_000);
+  assert.equal(await page.locator('.qbar').count(), shown, 'a step arrived after the cancel');
+  await shot('6-cancelled');
+  // A fresh worker starts for the next CPU solve and gets the model again.
+  await page.locator('#model-files').setInputFiles([join(MODEL, 'model.safetensors'), join(MODEL, 'config.toml')]);
+  await page.waitForFunction(() => document.querySelector('#model-line')?.textContent.includes('H2xL2'), null, { timeout: 60_000 });
+  await importMaze(maze);
+  const again = await solve('cpu');
+  assert.match(again.status, /^ran on CPU \(burn Flex, WASM, Web Worker\)/, again.status);
+  assert.equal(again.grid, final);
+});
+
 test('works offline: the server stopped, the page reloads and solves', async () => {
   await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
   await stopServer();
@@ -256,5 +327,5 @@ test('works offline: the server stopped, the page reloads and solves', async () 
   assert.equal(cpu.grid, final);
   const srv = await solve('server');
   assert.match(srv.status, /^stopped: api\/predict: the server cannot be reached/, srv.status);
-  await shot('6-offline');
+  await shot('7-offline');
 });

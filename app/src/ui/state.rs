@@ -162,10 +162,11 @@ impl State {
         });
     }
 
-    /// Stops the solve in progress after its current step.
+    /// Stops the solve in progress: on the CPU at once (its worker is terminated), on
+    /// WebGPU after the current step (a server solve runs to its end).
     pub fn cancel(&self) {
-        if self.busy.get_untracked() {
-            self.engine.with_value(|e| e.borrow().cancel.set(true));
+        if let RunStatus::Running(choice) = self.run.with_untracked(|r| r.status.clone()) {
+            self.engine.with_value(|e| e.borrow_mut().cancel(choice));
         }
     }
 

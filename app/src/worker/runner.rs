@@ -1,0 +1,73 @@
+//! Inside the CPU worker: keeps the last model it was sent (built on burn's Flex), runs each
+//! solve's ACT steps and posts the answer after every one. Nothing here is cancelled: the
+//! page terminates the whole worker instead, even in the middle of a step.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn::backend::Flex;
+use trm_shared::model::Trm;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::Closure;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+use super::post::{from_js, to_js};
+use super::protocol::{Reply, Request};
+use crate::act_steps::ActSteps;
+use crate::web;
+
+/// The model the worker holds, by the page's id for it.
+type Held = Rc<RefCell<Option<(u64, Trm<Flex>)>>>;
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn post(reply: Reply) {
+    // A reply never carries bytes; an error here would only mean the page is gone.
+    if let Ok((message, _)) = to_js(reply.encode()) {
+        let _ = scope().post_message(&message);
+    }
+}
+
+/// Starts listening: called by the worker's `main` once its wasm is loaded.
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| post(Reply::Failed(format!("the CPU worker crashed: {info}")))));
+    let held: Held = Rc::default();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let held = held.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            match solve(&held, &event.data()).await {
+                Ok(reply) => post(reply),
+                Err(message) => post(Reply::Failed(message)),
+            }
+        });
+    });
+    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // The handler lives as long as the worker.
+    on_message.forget();
+    post(Reply::Ready);
+}
+
+/// One request: takes in its model if it brings one, posts every step, returns the final reply.
+async fn solve(held: &Held, data: &wasm_bindgen::JsValue) -> Result<Reply, String> {
+    let Request::Solve { model_id, model, tokens, steps } = Request::decode(from_js(data)?)?;
+    if let Some(upload) = model {
+        // The old model goes first: two big models at once may not fit in wasm's memory.
+        held.borrow_mut().take();
+        let spec = upload.into_spec()?;
+        let built = Trm::<Flex>::from_state_dict(&spec.config, &spec.state, &Default::default())
+            .map_err(|e| format!("{}: {e}", spec.name))?;
+        *held.borrow_mut() = Some((model_id, built));
+    }
+    let model = match &*held.borrow() {
+        Some((id, m)) if *id == model_id => m.clone(),
+        _ => return Err(format!("the CPU worker does not hold model {model_id}, and none was sent")),
+    };
+    let start = web::now_ms();
+    let mut run = ActSteps::new(model, &tokens, &Default::default())?;
+    for _ in 0..steps {
+        post(Reply::Step(run.next().await?));
+    }
+    Ok(Reply::Done { steps, elapsed_ms: web::now_ms() - start })
+}
