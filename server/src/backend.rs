@@ -41,6 +41,8 @@ pub fn with_backend<J: BackendJob>(kind: BackendKind, job: J) -> anyhow::Result<
         BackendKind::Wgpu => {
             #[cfg(feature = "wgpu")]
             {
+                let adapter = crate::wgpu_probe::default_adapter().context("--backend wgpu")?;
+                tracing::info!("wgpu adapter: {}", crate::wgpu_probe::describe(&adapter));
                 job.run::<burn::backend::Wgpu>(Default::default(), "wgpu")
             }
             #[cfg(not(feature = "wgpu"))]

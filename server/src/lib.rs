@@ -9,3 +9,5 @@ pub mod gpu;
 pub mod jobs;
 pub mod loadtest;
 pub mod train;
+#[cfg(feature = "wgpu")]
+pub mod wgpu_probe;
