@@ -68,6 +68,8 @@ pub struct ServeArgs {
 
 /// Runs `trm serve` until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Training jobs would fail one by one on a device set the machine does not have.
+    trm_server::train::run::check_devices(args.backend, &args.devices)?;
     let (model, no_model_reason) = model_source(&args)?;
     let data_dirs = if args.data.is_empty() {
         ["data", "../shared/data"].iter().map(PathBuf::from).filter(|p| p.is_dir()).collect()
