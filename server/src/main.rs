@@ -40,6 +40,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Train a model per a TOML config (configs/), in a resumable run directory.
     Train(commands::train::TrainArgs),
+    /// Look at training runs: learning curves as SVG, checkpoints and metrics.
+    Runs(commands::runs::RunsArgs),
     /// Time one ACT step of the maze models on a backend.
     Bench(commands::bench::BenchArgs),
     /// Download a published TRM checkpoint and its config from the Hugging Face hub.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Runs(args) => commands::runs::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::DownloadWeights(args) => commands::download_weights::run(args),
         Command::Serve(args) => commands::serve::run(args),

@@ -11,3 +11,4 @@ pub mod serve;
 pub mod loadtest;
 pub mod orchestrator;
 pub mod train;
+pub mod runs;

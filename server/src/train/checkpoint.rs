@@ -41,7 +41,14 @@ pub fn step_dir_name(step: u64) -> String {
     format!("step_{step}")
 }
 
-/// Writes a checkpoint atomically, then points `latest` at it.
+/// The first tensor of `sd` holding a NaN or an infinity, by name.
+fn first_non_finite(sd: &StateDict) -> Option<&str> {
+    sd.tensors.iter().find(|(_, t)| t.values.iter().any(|v| !v.is_finite())).map(|(name, _)| name.as_str())
+}
+
+/// Writes a checkpoint atomically, then points `latest` at it. Refuses (and writes nothing)
+/// when any tensor holds a NaN or an infinity: an update can blow the weights up while its
+/// step's loss was still finite, and such a checkpoint must not replace the last good one.
 pub fn write_checkpoint(
     run: &Path,
     state: &TrainState,
@@ -49,9 +56,22 @@ pub fn write_checkpoint(
     live: &StateDict,
     optim: &StateDict,
 ) -> anyhow::Result<PathBuf> {
-    let dir = run.join("checkpoints").join(step_dir_name(state.step));
+    let name = step_dir_name(state.step);
+    let eval_sd = StateDict::from_safetensors_bytes(eval_model, "the eval model").context("checking the eval model")?;
+    for (what, sd) in [("eval (EMA) weights", &eval_sd), ("live weights", live), ("optimizer moments", optim)] {
+        if let Some(t) = first_non_finite(sd) {
+            bail!(
+                "the {what} hold NaN or infinite values after step {} (tensor {t}); not writing checkpoint {name}, the last good one stays in {}",
+                state.step,
+                run.join("latest").display()
+            );
+        }
+    }
+    let dir = run.join("checkpoints").join(&name);
     if dir.exists() {
-        // A resumed run re-reaching a step it had saved before being killed: same content.
+        // Only a directory `latest` does not name gets here: a resumed run re-reaching a step
+        // whose checkpoint was renamed into place just before the kill, ahead of `latest`.
+        // (The trainer saves each step at most once, so `latest`'s own is never removed.)
         std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
     }
     atomic::write_dir(&dir, |tmp| -> anyhow::Result<()> {
@@ -65,6 +85,28 @@ pub fn write_checkpoint(
     atomic::write_file(&run.join("latest"), step_dir_name(state.step).as_bytes())
         .with_context(|| format!("updating {}", run.join("latest").display()))?;
     Ok(dir)
+}
+
+/// Removes the hidden `.NAME.partial-*` entries that a killed write leaves in the run
+/// directory and in `checkpoints/` (never read, but a partial checkpoint is megabytes).
+/// Only for a run no other process is writing. Returns how many were removed.
+pub fn remove_partials(run: &Path) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    for dir in [run.to_path_buf(), run.join("checkpoints")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with('.') && name.contains(".partial-")) {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
+                .with_context(|| format!("removing the leftover {}", path.display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// A checkpoint read back.
@@ -81,16 +123,37 @@ pub struct LoadedCheckpoint {
     pub optim: StateDict,
 }
 
-/// Reads the checkpoint `latest` names.
-pub fn read_latest(run: &Path) -> anyhow::Result<LoadedCheckpoint> {
+/// The name of the checkpoint to resume from: the one `latest` names, else (a kill between
+/// renaming the first checkpoint into place and writing `latest`) the newest `step_N`
+/// directory, which is whole since directories are renamed in complete. `None`: no checkpoint.
+pub fn latest_name(run: &Path) -> anyhow::Result<Option<String>> {
     let latest = run.join("latest");
-    let name = std::fs::read_to_string(&latest)
-        .with_context(|| format!("{} has no checkpoint to resume from (no {})", run.display(), latest.display()))?;
-    let name = name.trim();
-    if !name.starts_with("step_") || name.contains('/') {
-        bail!("{} names {name:?}, not a checkpoint", latest.display());
+    match std::fs::read_to_string(&latest) {
+        Ok(name) => {
+            let name = name.trim();
+            if !name.starts_with("step_") || name.contains('/') {
+                bail!("{} names {name:?}, not a checkpoint", latest.display());
+            }
+            Ok(Some(name.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let newest = std::fs::read_dir(run.join("checkpoints"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("step_")?.parse::<u64>().ok())
+                .max();
+            Ok(newest.map(step_dir_name))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", latest.display())),
     }
-    let dir = run.join("checkpoints").join(name);
+}
+
+/// Reads the checkpoint to resume from (see [`latest_name`]).
+pub fn read_latest(run: &Path) -> anyhow::Result<LoadedCheckpoint> {
+    let Some(name) = latest_name(run)? else {
+        bail!("{} has no checkpoint to resume from (no {})", run.display(), run.join("latest").display());
+    };
+    let dir = run.join("checkpoints").join(&name);
     let read = |f: &str| -> anyhow::Result<StateDict> {
         let p = dir.join(f);
         let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
@@ -134,9 +197,45 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_tensors_are_refused_and_partials_removed() {
+        let run = tempfile::tempdir().unwrap();
+        let mut good = StateDict::default();
+        good.insert("w", host(vec![2], vec![1.0, -2.0])).unwrap();
+        write_checkpoint(run.path(), &state(5), &good.to_safetensors_bytes("", &[]).unwrap(), &good, &good).unwrap();
+        let mut bad = StateDict::default();
+        bad.insert("w", host(vec![2], vec![1.0, f32::NAN])).unwrap();
+        for (eval, live) in [(&bad, &good), (&good, &bad)] {
+            let e = write_checkpoint(run.path(), &state(9), &eval.to_safetensors_bytes("", &[]).unwrap(), live, &good).unwrap_err().to_string();
+            assert!(e.contains("NaN or infinite") && e.contains("step 9") && e.contains("tensor w"), "{e}");
+        }
+        assert!(!run.path().join("checkpoints/step_9").exists());
+        assert_eq!(read_latest(run.path()).unwrap().state.step, 5);
+
+        std::fs::create_dir_all(run.path().join("checkpoints/.step_9.partial-1-2/x")).unwrap();
+        std::fs::write(run.path().join(".latest.partial-1-2"), "step_9").unwrap();
+        assert_eq!(remove_partials(run.path()).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(run.path().join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["step_5"]);
+        assert!(run.path().join("latest").exists());
+    }
+
+    #[test]
     fn missing_checkpoint_is_a_clear_error() {
         let run = tempfile::tempdir().unwrap();
         let e = read_latest(run.path()).err().unwrap().to_string();
         assert!(e.contains("no checkpoint"), "{e}");
+        assert_eq!(latest_name(run.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_kill_before_latest_was_first_written_keeps_the_checkpoint() {
+        let run = tempfile::tempdir().unwrap();
+        let mut sd = StateDict::default();
+        sd.insert("w", host(vec![1], vec![1.0])).unwrap();
+        write_checkpoint(run.path(), &state(10), &sd.to_safetensors_bytes("", &[]).unwrap(), &sd, &sd).unwrap();
+        std::fs::remove_file(run.path().join("latest")).unwrap();
+        assert_eq!(latest_name(run.path()).unwrap().as_deref(), Some("step_10"));
+        assert_eq!(read_latest(run.path()).unwrap().state.step, 10);
     }
 }

@@ -10,6 +10,8 @@
 //! - [`params`]: stable names for a module's parameters (for saving optimizer and EMA state).
 //! - [`data`]: the reference's data order (seeded group shuffles, one example per group).
 //! - [`checkpoint`]: the run directory and its atomic, resumable checkpoints.
+//! - [`metrics_log`]: `metrics.jsonl`, appended line by line and trimmed on resume.
+//! - [`curves`]: the learning curves of a run as an SVG figure.
 //! - [`hooks`]: stopping a run and following its progress from outside (the server's jobs).
 //! - [`step`]: one step's forward and backward split over data-parallel workers.
 //! - [`run`]: a run's mazes (read or generated) and its backend.
@@ -19,11 +21,13 @@
 pub mod checkpoint;
 pub mod collective;
 pub mod config;
+pub mod curves;
 pub mod data;
 pub mod devices;
 pub mod ema;
 pub mod hooks;
 pub mod loss;
+pub mod metrics_log;
 pub mod optim;
 pub mod params;
 pub mod run;

@@ -3,7 +3,6 @@
 //! others keep their state — the reference's whole "deep supervision").
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -20,13 +19,14 @@ use trm_shared::dataset::SplitData;
 use trm_shared::model::act::{ActBatch, make_batch};
 use trm_shared::model::{RandomInit, StateDict, Trm, TrmConfig, run_inference};
 
-use super::checkpoint::{TrainState, host, read_latest, write_checkpoint};
+use super::checkpoint::{TrainState, host, latest_name, read_latest, remove_partials, write_checkpoint};
 use super::config::TrainConfig;
 use super::data::{DataPosition, host_batch, iteration_batches};
 use super::devices::{DeviceSet, NodeSpec, backend_devices};
 use super::ema::Ema;
 use super::hooks::TrainHooks;
 use super::loss::{MetricMeans, MetricSums, act_loss};
+use super::metrics_log::MetricsLog;
 use super::optim::{AdamAtan2, SignSgd};
 use super::params::param_infos;
 use super::schedule::LrSchedule;
@@ -217,8 +217,19 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
         optim = optim.with_grad_clipping(burn::optim::grad_clipping::GradientClippingConfig::Norm(c as f32).init());
     }
 
-    // Model, EMA, counters: fresh or from the latest checkpoint.
-    let (mut trm, mut ema, mut step, mut pos, mut rng) = if setup.resume {
+    // Model, EMA, counters: fresh or from the latest checkpoint. A run killed before its first
+    // checkpoint resumes by starting over in the same directory.
+    if setup.resume {
+        let n = remove_partials(&setup.dir)?;
+        if n > 0 {
+            tracing::info!("removed {n} partial write(s) left by the interrupted run");
+        }
+    }
+    let has_checkpoint = latest_name(&setup.dir)?.is_some();
+    if setup.resume && !has_checkpoint {
+        eprintln!("{} has no checkpoint yet: starting it from step 0", setup.dir.display());
+    }
+    let (mut trm, mut ema, mut step, mut pos, mut rng) = if setup.resume && has_checkpoint {
         let ck = read_latest(&setup.dir)?;
         let trm = Trm::<B>::from_state_dict(&arch, &ck.live, &device).context("checkpoint weights")?;
         let ema = if cfg.ema {
@@ -252,7 +263,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     let bar = if setup.progress { ProgressBar::new(end) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar.set_position(step);
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(setup.dir.join("metrics.jsonl")).context("opening metrics.jsonl")?;
+    let mut log = MetricsLog::open(&setup.dir, setup.resume.then_some(step))?;
     let started = Instant::now();
     let mut window = MetricSums::default();
     let mut window_rows = 0usize;
@@ -295,10 +306,14 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
             let (m, ids) = (out.metrics, out.puzzle_ids);
             if !(m.lm_loss.is_finite() && m.q_halt_loss.is_finite()) {
                 bar.abandon();
+                let kept = match read_latest(&setup.dir) {
+                    Ok(c) => format!("the last good checkpoint ({}) is kept; to go on, lower lr in {} and run --resume {}", c.dir.display(), setup.dir.join("config.toml").display(), setup.dir.display()),
+                    Err(_) => "no checkpoint had been written yet".to_string(),
+                };
                 bail!(
-                    "the loss became {} at step {step} (lm_loss {}, q_halt_loss {}); stopping. The last good checkpoint is kept: resume with --resume {} (perhaps with a lower lr)",
+                    "the loss became {} at step {step} (lm_loss {}, q_halt_loss {}); stopping: {kept}",
                     if m.lm_loss.is_nan() || m.q_halt_loss.is_nan() { "NaN" } else { "infinite" },
-                    m.lm_loss, m.q_halt_loss, setup.dir.display()
+                    m.lm_loss, m.q_halt_loss
                 );
             }
             trm = apply_update(trm, &mut optim, &sign, out.grads, &ids, lr, pe_schedule.lr(step));
@@ -314,14 +329,16 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
                 let means = window.means(window_rows as f64);
                 let secs = window_start.elapsed().as_secs_f64();
                 let line = LogLine { kind: "train", step, lr, metrics: means, examples_per_s: window_rows as f64 / secs.max(1e-9), elapsed_s: started.elapsed().as_secs_f64() };
-                writeln!(log, "{}", serde_json::to_string(&line)?)?;
+                log.append(&line)?;
                 setup.hooks.metrics(&line);
                 bar.set_message(format!("loss {:.4} exact {:.3} lr {:.2e} {:.0} ex/s", means.lm_loss + 0.5 * means.q_halt_loss, means.exact_accuracy, lr, line.examples_per_s));
                 window = MetricSums::default();
                 window_rows = 0;
                 window_start = Instant::now();
             }
-            if cfg.checkpoint_every_steps > 0 && step % cfg.checkpoint_every_steps == 0 {
+            // Not on an iteration's last batch: the evaluation's checkpoint follows at the same
+            // step, and writing a step twice would replace the directory `latest` names.
+            if cfg.checkpoint_every_steps > 0 && step % cfg.checkpoint_every_steps == 0 && (pos.batch as usize) < batches.len() {
                 save(&trm, &ema, &optim, step, pos, &rng)?;
             }
         }
@@ -329,7 +346,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
         pos = DataPosition { iteration: pos.iteration + 1, batch: 0 };
         let means = evaluate(&eval_model(&trm, &ema), &setup.test, gbs, cfg.data.eval_limit, &device)?;
         let line = LogLine { kind: "eval", step, lr: schedule.lr(step), metrics: means, examples_per_s: 0.0, elapsed_s: started.elapsed().as_secs_f64() };
-        writeln!(log, "{}", serde_json::to_string(&line)?)?;
+        log.append(&line)?;
         setup.hooks.metrics(&line);
         bar.println(format!("step {step}: eval exact {:.3}, token accuracy {:.3}", means.exact_accuracy, means.accuracy));
         last_eval = Some(means);
