@@ -6,10 +6,13 @@
 //! - [`act`]: the ACT wrapper (carry, halting, exploration) and an inference loop.
 //! - [`checkpoint`]: reference checkpoints (`torch.save` files, safetensors) in and out.
 //! - [`predict`]: batched inference keeping the answer after every ACT step.
+//! - `cpu` (native builds): attention and SwiGLU kernels [`trm`] uses on the Flex backend.
 
 pub mod act;
 pub mod checkpoint;
 pub mod config;
+#[cfg(all(feature = "native", not(target_family = "wasm")))]
+pub mod cpu;
 pub mod init;
 pub mod predict;
 pub mod trm;

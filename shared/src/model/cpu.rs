@@ -1,0 +1,84 @@
+//! Kernels for the Flex CPU backend, used by [`super::trm`] where burn-flex 0.21's own ops
+//! were measured slow: its attention and its element-wise ops run on one thread with scalar
+//! `exp`. They compute on the values, so only plain Flex (inference: no autodiff graph to
+//! keep) takes them; every other backend runs burn's ops.
+
+pub mod attention;
+pub mod swiglu;
+
+use std::any::TypeId;
+
+use burn::prelude::*;
+
+/// Whether `B` is plain Flex, the one backend these kernels stand in for.
+pub(crate) fn is_flex<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<burn::backend::Flex>()
+}
+
+/// Runs `$body` (a call of an `#[inline(always)]` function) compiled for AVX2 when the CPU has
+/// it, where its loops over `f32` become 8-lane vector code; portable code otherwise.
+macro_rules! vectorised {
+    ($name:ident($($arg:ident: $ty:ty),*) => $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $name($($arg: $ty),*) {
+            $body
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { $name($($arg),*) };
+            return;
+        }
+        $body
+    }};
+}
+pub(crate) use vectorised;
+
+/// `eˣ` for `x ≤ 0` to about 1 ulp, branch-free so that loops over it vectorise (Cephes
+/// `expf`: `x = n·ln2 + r`, a degree-7 polynomial for `eʳ`, `2ⁿ` from the exponent bits).
+/// Below −87.3 (`2⁻¹²⁶`, the smallest normal float) it returns about `2⁻¹²⁶`, not 0 or a denormal,
+/// which no softmax row can tell apart: its largest term is 1.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    // Adding 1.5·2²³ rounds to an integer held in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = if x < -87.336_54 { -87.336_54 } else { x };
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let er = p * r * r + r + 1.0;
+    // 2ⁿ: n + 127 in the exponent field (n is the difference of the mantissa bits).
+    let pow2 = ((t.to_bits() as i32 - ROUND.to_bits() as i32 + 127) << 23) as u32;
+    er * f32::from_bits(pow2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_std() {
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let (got, want) = (exp(x), x.exp());
+            let ulp = (want.to_bits() as i64 - got.to_bits() as i64).abs();
+            assert!(ulp <= 2, "exp({x}) = {got}, std {want}: {ulp} ulp");
+            x += 0.001_3;
+        }
+        assert_eq!(exp(0.0), 1.0);
+        // Far below the normal range it stays at the smallest normal float, never NaN or negative.
+        for x in [-88.0, -1e4, f32::NEG_INFINITY] {
+            let y = exp(x);
+            assert!((y / f32::MIN_POSITIVE - 1.0).abs() < 1e-5, "exp({x}) = {y}");
+        }
+    }
+}
