@@ -109,6 +109,7 @@ pub fn render_svg(records: &[MetricsRecord], title: &str) -> Result<String, Plot
             let mut chart = ChartBuilder::on(area)
                 .caption(panel.title, ("sans-serif", 16))
                 .margin(12)
+                .margin_right(28)
                 .x_label_area_size(32)
                 .y_label_area_size(64)
                 .build_cartesian_2d(x_range.clone(), y0..y1)
@@ -117,8 +118,9 @@ pub fn render_svg(records: &[MetricsRecord], title: &str) -> Result<String, Plot
             chart
                 .configure_mesh()
                 .x_desc("step")
+                .light_line_style(WHITE)
                 .x_label_formatter(&|x| format!("{x:.0}"))
-                .y_label_formatter(&|y| if small { format!("{y:.1e}") } else { format!("{y:.3}") })
+                .y_label_formatter(&|y| if small { format!("{y:.2e}") } else { format!("{y:.3}") })
                 .draw()
                 .map_err(draw_err)?;
             if panel.series.iter().all(|s| s.points.is_empty()) {
