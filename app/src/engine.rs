@@ -13,7 +13,7 @@ use std::rc::Rc;
 use burn::backend::wgpu::{Wgpu, WgpuDevice, graphics::WebGpu, init_setup_async};
 use burn::prelude::Backend;
 use trm_shared::api::{MazeInput, PredictRequest, PredictResponse};
-use trm_shared::maze::Grid;
+use trm_shared::maze::{Grid, Window};
 use trm_shared::model::Trm;
 
 use crate::act_steps::ActSteps;
@@ -149,15 +149,19 @@ pub async fn solve(
         return solve_on_server(maze, steps, on_step).await;
     }
     let spec = engine.borrow().spec().ok_or("no model loaded")?;
-    if (maze.rows(), maze.cols()) != (spec.side, spec.side) {
-        return Err(format!(
-            "the model takes {s}x{s} mazes and this one is {}x{}: resize the maze or load another model",
+    // A maze of another size is solved in the model's frame over its open cells, and each
+    // answer pasted back (the server does the same; see trm_shared::maze::Window).
+    let window = Window::around_open_cells(maze, spec.side, spec.side).map_err(|e| {
+        format!(
+            "the model takes {s}x{s} mazes, or mazes whose open cells fit in {s}x{s}; this one is {}x{} and {e}: \
+             draw it smaller or load another model",
             maze.rows(),
             maze.cols(),
             s = spec.side
-        ));
-    }
-    let tokens = maze.tokens();
+        )
+    })?;
+    let tokens = window.crop(maze).tokens();
+    let mut on_step = move |answer: StepAnswer| on_step(StepAnswer { tokens: window.paste(maze, &answer.tokens), ..answer });
     if choice == Choice::Cpu {
         return solve_on_cpu(engine, &tokens, steps, on_step).await;
     }

@@ -3,22 +3,14 @@
 // Run through run.sh, which prepares the model, the dataset and the dist/ copy named below.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { env, startServer, stopServer, predictWith, predictFile } from './support.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run tests/e2e/run.sh`);
-  return value;
-};
-const TRM = env('TRM_BIN');
 const MODEL = env('E2E_MODEL');
-const DATA = env('E2E_DATA');
-const DIST = env('E2E_DIST');
 const SHOTS = env('E2E_SHOTS');
 const SIDE = 7;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -26,60 +18,8 @@ const scratch = mkdtempSync(join(tmpdir(), 'trm-e2e-'));
 mkdirSync(SHOTS, { recursive: true });
 
 let server;
-let base;
 let context;
 let page;
-
-/** Starts `trm serve` on an ephemeral port; resolves with its URL. */
-function startServer() {
-  return new Promise((resolve, reject) => {
-    server = spawn(TRM, ['serve', '--addr', '127.0.0.1:0', '--dist', DIST, '--data', DATA,
-      '--model', join(MODEL, 'model.safetensors'), '--config', join(MODEL, 'config.toml')],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    const timer = setTimeout(() => reject(new Error(`trm serve did not start:\n${log}`)), 60_000);
-    const watch = (chunk) => {
-      log += chunk;
-      const m = log.match(/listening on (http:\/\/[0-9.:]+)/);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
-    };
-    server.stdout.on('data', watch);
-    server.stderr.on('data', watch);
-    server.on('exit', (code) => reject(new Error(`trm serve exited with ${code}:\n${log}`)));
-  });
-}
-
-function stopServer() {
-  return new Promise((resolve) => {
-    if (!server || server.exitCode !== null) return resolve();
-    server.on('exit', () => resolve());
-    server.kill('SIGTERM');
-  });
-}
-
-/** What `trm predict` answers (row-major) for a maze given as text lines of `side` cells. */
-function predictWith(args, mazeLines, side) {
-  const file = join(scratch, `maze-${Date.now()}.txt`);
-  writeFileSync(file, mazeLines);
-  const out = execFileSync(TRM, [...args, '--inputs', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines = out.split('\n');
-  const at = lines.findIndex((l) => l.startsWith('maze 0:'));
-  assert.ok(at >= 0, `no answer in trm predict's output:\n${out}`);
-  const next = lines[at + 1];
-  if (next.startsWith('[')) {
-    // An answer with padding cells comes as token ids; the app writes those cells '?'.
-    const chars = ['?', '#', ' ', 'S', 'G', 'o'];
-    return JSON.parse(next).map((t) => chars[t] ?? '?').join('');
-  }
-  return lines.slice(at + 1, at + 1 + side).join('');
-}
-
-/** `trm predict` with the tests' model, after `steps` ACT steps (default: the config's). */
-function predict(mazeLines, steps) {
-  const args = ['predict', '--checkpoint', join(MODEL, 'model.safetensors'), '--config', join(MODEL, 'config.toml')];
-  if (steps) args.push('--steps', String(steps));
-  return predictWith(args, mazeLines, SIDE);
-}
 
 async function shot(name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
@@ -131,7 +71,7 @@ async function waitForModel(prefix) {
 }
 
 before(async () => {
-  base = await startServer();
+  server = await startServer();
   context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'trm-chromium-')), {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
@@ -142,13 +82,13 @@ before(async () => {
   page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e.message));
   page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
-  await page.goto(base + '/');
+  await page.goto(server.base + '/');
   await waitForModel('default: 7x7');
 });
 
 after(async () => {
   await context?.close();
-  await stopServer();
+  await stopServer(server);
 });
 
 const EXPECTED_MAZE = [
@@ -185,7 +125,7 @@ test('the editor opens at the model size and draws walls by click and drag, with
 test('solves on WebGPU like trm predict, step by step', async () => {
   const r = await solve('webgpu');
   assert.match(r.status, /^ran on WebGPU/, r.status);
-  final = predict(maze);
+  final = predictFile(maze, SIDE);
   assert.equal(r.grid, final);
   assert.equal(r.steps, 6);
   assert.equal(await page.locator('#answer').getAttribute('data-final'), 'true');
@@ -193,7 +133,7 @@ test('solves on WebGPU like trm predict, step by step', async () => {
   // The first ACT step, replayed with the slider, is trm predict's answer after one step.
   await page.locator('#step-slider').fill('0');
   assert.equal(await page.locator('#answer').getAttribute('data-step'), '1');
-  assert.equal(await page.locator('#answer').getAttribute('data-grid'), predict(maze, 1));
+  assert.equal(await page.locator('#answer').getAttribute('data-grid'), predictFile(maze, SIDE, 1));
   assert.match(await page.locator('#verdict').innerText(), /^(exact|valid|invalid)/);
   await shot('3-step-1');
 });
@@ -208,12 +148,32 @@ test('solves on the CPU in the browser and on the server with the same answer', 
   assert.equal(srv.steps, 6);
 });
 
+test('a small maze on a 30x30 canvas is solved in the model\'s 7x7 frame, on every backend', async () => {
+  // The drawn maze at row 11, column 17 of a canvas of walls; the answer must be the 7x7
+  // answer in the same place.
+  const at = (small, r, c) => {
+    const [i, j] = [r - 11, c - 17];
+    return i >= 0 && i < SIDE && j >= 0 && j < SIDE ? small[i * SIDE + j] : '#';
+  };
+  const canvas = (small) => Array.from({ length: 900 }, (_, k) => at(small, Math.floor(k / 30), k % 30)).join('');
+  const text = canvas(maze.replaceAll('\n', '')).match(/.{30}/g).join('\n') + '\n';
+  await importMaze(text);
+  assert.equal(await mazeText(), text);
+  for (const backend of ['webgpu', 'cpu', 'server']) {
+    const r = await solve(backend);
+    assert.match(r.status, /^ran on/, `${backend}: ${r.status}`);
+    assert.equal(r.grid, canvas(final), backend);
+  }
+  await shot('3b-canvas-30x30');
+  await importMaze(maze);
+});
+
 test('loads a maze from the server datasets', async () => {
   await page.locator('#dataset').selectOption('tiny/test');
   await page.locator('#dataset-index').fill('3');
   await page.locator('#load-dataset').click();
   await page.waitForFunction(() => document.querySelector('#note')?.textContent.startsWith('loaded tiny/test #3'));
-  const item = await (await fetch(`${base}/api/datasets/tiny/test?offset=3&limit=1`)).json();
+  const item = await (await fetch(`${server.base}/api/datasets/tiny/test?offset=3&limit=1`)).json();
   const rows = item.items[0].input.match(new RegExp(`.{${SIDE}}`, 'g'));
   assert.equal(await mazeText(), rows.join('\n') + '\n');
   assert.match(await page.locator('#facts').innerText(), new RegExp(`shortest path ${item.items[0].moves} moves`));
@@ -317,7 +277,7 @@ test('a CPU solve runs in a worker: the page paints during a step, and Cancel st
 
 test('works offline: the server stopped, the page reloads and solves', async () => {
   await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
-  await stopServer();
+  await stopServer(server);
   await page.reload();
   await waitForModel('default: 7x7');
   await importMaze(maze);

@@ -24,7 +24,8 @@ export function startServer() {
   return new Promise((resolve, reject) => {
     const model = env('E2E_MODEL');
     const child = spawn(env('TRM_BIN'), ['serve', '--addr', '127.0.0.1:0', '--dist', env('E2E_DIST'), '--data', env('E2E_DATA'),
-      '--model', join(model, 'model.safetensors'), '--config', join(model, 'config.toml')],
+      '--model', join(model, 'model.safetensors'), '--config', join(model, 'config.toml'),
+      '--state-dir', mkdtempSync(join(tmpdir(), 'trm-e2e-state-'))],
     { stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     const timer = setTimeout(() => reject(new Error(`trm serve did not start:\n${log}`)), 60_000);
