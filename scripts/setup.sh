@@ -18,8 +18,9 @@ fi
 
 # The web app and its end-to-end tests: Trunk, wasm-bindgen-cli of exactly the version in
 # Cargo.lock (Trunk runs offline and never downloads them), Node with playwright-core and
-# puppeteer-core, and Debian's Chromium and Firefox ESR. Set TRM_SETUP_WEB=0 to skip (the
-# main job needs none of it).
+# puppeteer-core, and Debian's Chromium and Firefox ESR; also Mesa's lavapipe (a Vulkan driver
+# on the CPU) so that the wgpu parity test finds an adapter without a GPU. Set TRM_SETUP_WEB=0
+# to skip (the main job needs none of it; the wgpu test then skips where no adapter exists).
 if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
     trunk_version=0.21.14
     if ! trunk --version 2>/dev/null | grep -qx "trunk $trunk_version"; then
@@ -36,6 +37,7 @@ if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
     command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1 || missing+=(firefox-esr)
     command -v node >/dev/null 2>&1 || missing+=(nodejs)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
+    ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
     if [ "${#missing[@]}" -gt 0 ]; then
         if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
             echo "error: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2

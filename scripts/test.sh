@@ -12,6 +12,9 @@ trap 'rm -f "$log"' EXIT
 # Every crate of every target, so that Trunk (offline) finds the app's wasm-only ones too.
 cargo fetch --locked
 cargo test --locked --workspace 2>&1 | tee "$log"
+# The model on wgpu against the CPU, on whatever adapter wgpu finds (lavapipe's CPU Vulkan
+# without a GPU); its tests print "skipped: no wgpu adapter" and pass where there is none.
+cargo test --locked -p trm-server --features wgpu --test wgpu_parity 2>&1 | tee -a "$log"
 
 # The web app: built as `trm serve` serves it, then driven in headless Chromium.
 e2e_status=0

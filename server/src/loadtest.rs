@@ -108,12 +108,26 @@ fn predict(agent: &ureq::Agent, url: &str, body: &str) -> Result<(), String> {
     serde_json::from_str::<PredictResponse>(&text).map(|_| ()).map_err(|e| format!("malformed answer: {e}"))
 }
 
+/// The maze size (rows, cols) of the model a running server serves by default.
+pub fn served_model_size(url: &str) -> Result<(usize, usize), LoadError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build().into();
+    let model = health(&agent, url)?.model.ok_or_else(|| no_model(url))?;
+    Ok((model.rows, model.cols))
+}
+
 fn batcher_stats(agent: &ureq::Agent, url: &str) -> Result<BatcherStats, LoadError> {
+    health(agent, url)?.batcher.ok_or_else(|| no_model(url))
+}
+
+fn no_model(url: &str) -> LoadError {
+    LoadError::Health { url: url.to_string(), message: "the server has no model loaded".into() }
+}
+
+fn health(agent: &ureq::Agent, url: &str) -> Result<Health, LoadError> {
     let fail = |message: String| LoadError::Health { url: url.to_string(), message };
     let mut response = agent.get(format!("{url}/api/health")).call().map_err(|e| fail(e.to_string()))?;
     let text = response.body_mut().read_to_string().map_err(|e| fail(e.to_string()))?;
-    let health: Health = serde_json::from_str(&text).map_err(|e| fail(format!("{e}: {text}")))?;
-    health.batcher.ok_or_else(|| fail("the server has no model loaded".into()))
+    serde_json::from_str(&text).map_err(|e| fail(format!("{e}: {text}")))
 }
 
 #[cfg(test)]

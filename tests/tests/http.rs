@@ -405,9 +405,13 @@ fn the_load_generator_reports_batches_and_no_errors() {
     assert!(report.batches >= 2 && report.batches < 12, "{report:?}");
     assert!(report.mean_batch_mazes > 1.0 && report.mean_batch_mazes <= 8.0);
     assert!(report.p50 <= report.p99);
+    // `trm loadtest` without --split generates mazes of the served model's size.
+    assert_eq!(trm_server::loadtest::served_model_size(&server.base).unwrap(), (30, 30));
 
     // Against a server without a model the run cannot start.
     let bare = Server::start(config(dir.path()));
     let err = trm_server::loadtest::run_load(&bare.base, &bodies, 2).unwrap_err();
+    assert!(err.to_string().contains("no model loaded"), "{err}");
+    let err = trm_server::loadtest::served_model_size(&bare.base).unwrap_err();
     assert!(err.to_string().contains("no model loaded"), "{err}");
 }

@@ -1,10 +1,11 @@
 //! `trm loadtest`: concurrent predict requests against a running `trm serve`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use trm_server::loadtest::run_load;
+use trm_server::loadtest::{run_load, served_model_size};
+use trm_shared::generate::{GenerateConfig, generate_splits};
 use trm_shared::maze::{Grid, square_side};
 
 /// Arguments of `trm loadtest`.
@@ -22,30 +23,31 @@ pub struct LoadtestArgs {
     /// Mazes per request.
     #[arg(long, default_value_t = 1)]
     pub mazes_per_request: usize,
-    /// Dataset split directory the mazes come from (cycled through).
-    #[arg(long, default_value = "../shared/data/maze-30x30-hard-1k/test")]
-    pub split: PathBuf,
+    /// Dataset split directory the mazes come from (cycled through). Default: up to 256 new
+    /// mazes generated here (seed 0) at the size of the model the server serves.
+    #[arg(long)]
+    pub split: Option<PathBuf>,
 }
+
+/// Distinct mazes generated for a load run, at most this many (then cycled).
+const GENERATED_MAZES: usize = 256;
 
 /// Runs `trm loadtest` and prints its report.
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
-    let split = trm_shared::dataset::read_split(&args.split)
-        .with_context(|| format!("reading the split {}", args.split.display()))?;
-    let side = square_side(split.seq_len).context("the split's mazes are not square")?;
-    let n = split.inputs.len() / split.seq_len;
-    if n == 0 || args.requests == 0 || args.mazes_per_request == 0 {
-        bail!("nothing to send: {n} mazes, {} requests of {} mazes", args.requests, args.mazes_per_request);
+    let wanted = args.requests * args.mazes_per_request;
+    if wanted == 0 {
+        bail!("nothing to send: {} requests of {} mazes", args.requests, args.mazes_per_request);
     }
-    let maze = |k: usize| -> anyhow::Result<String> {
-        let i = k % n;
-        Ok(Grid::from_tokens(side, side, &split.inputs[i * split.seq_len..(i + 1) * split.seq_len])?.to_row_major())
+    let mazes = match &args.split {
+        Some(dir) => split_mazes(dir)?,
+        None => generated_mazes(&args.url, wanted.min(GENERATED_MAZES))?,
     };
-    let bodies = (0..args.requests)
+    let bodies: Vec<String> = (0..args.requests)
         .map(|r| {
-            let mazes = (0..args.mazes_per_request).map(|j| maze(r * args.mazes_per_request + j)).collect::<anyhow::Result<Vec<_>>>()?;
-            Ok(serde_json::json!({ "mazes": mazes }).to_string())
+            let batch: Vec<&String> = (0..args.mazes_per_request).map(|j| &mazes[(r * args.mazes_per_request + j) % mazes.len()]).collect();
+            serde_json::json!({ "mazes": batch }).to_string()
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect();
     let report = run_load(&args.url, &bodies, args.concurrency)?;
     let secs = report.wall.as_secs_f64();
     println!("{} requests ({} mazes each), {} at a time, in {secs:.2} s", report.requests, args.mazes_per_request, args.concurrency);
@@ -64,4 +66,28 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         bail!("{} of {} requests failed", report.error_count, report.requests);
     }
     Ok(())
+}
+
+/// Every maze of a dataset split, row-major.
+fn split_mazes(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let split = trm_shared::dataset::read_split(dir).with_context(|| format!("reading the split {}", dir.display()))?;
+    let side = square_side(split.seq_len).context("the split's mazes are not square")?;
+    let mazes = split
+        .inputs
+        .chunks_exact(split.seq_len)
+        .map(|tokens| Ok(Grid::from_tokens(side, side, tokens)?.to_row_major()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if mazes.is_empty() {
+        bail!("the split {} holds no mazes", dir.display());
+    }
+    Ok(mazes)
+}
+
+/// `count` new mazes (seed 0, the generator's default difficulty for the size) at the size of
+/// the model the server at `url` serves.
+fn generated_mazes(url: &str, count: usize) -> anyhow::Result<Vec<String>> {
+    let (rows, cols) = served_model_size(url)?;
+    let config = GenerateConfig { rows, cols, ..GenerateConfig::default() };
+    let splits = generate_splits(&config, &[count], &mut |_| {}).with_context(|| format!("generating {count} {rows}x{cols} mazes"))?;
+    Ok(splits.into_iter().flatten().map(|m| m.puzzle.to_row_major()).collect())
 }
