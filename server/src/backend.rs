@@ -216,9 +216,8 @@ pub fn load_model<B: Backend>(
     let mut cfg = TrmConfig::from_file(config).with_context(|| format!("reading the config {}", config.display()))?;
     TrmConfig::fill(&mut cfg.seq_len, "seq_len", seq_len, "the inputs")?;
     let sd = StateDict::read(checkpoint).with_context(|| format!("reading the checkpoint {}", checkpoint.display()))?;
-    let mut model = Trm::from_state_dict(&cfg, &sd, device)
+    let model = Trm::from_state_dict(&cfg, &sd, device)
         .with_context(|| format!("building the model from {}", checkpoint.display()))?;
-    tune_for_backend(&mut model);
     let c = model.config();
     tracing::info!(
         "model: hidden {}, {} heads, L_layers {}, H_cycles {}, L_cycles {}, halt_max_steps {}, {}{}; computing in f32",
@@ -232,14 +231,6 @@ pub fn load_model<B: Backend>(
         if c.forward_dtype != "float32" { format!(" (trained in {})", c.forward_dtype) } else { String::new() },
     );
     Ok(model)
-}
-
-/// On the CPU backend, spreads attention over all cores (Flex runs it on one thread).
-pub fn tune_for_backend<B: Backend>(model: &mut Trm<B>) {
-    if std::any::type_name::<B>().contains("burn_flex") {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        model.set_cpu_threads(threads);
-    }
 }
 
 /// A progress bar over mazes.

@@ -15,7 +15,7 @@ use std::process::Command;
 use burn::backend::wgpu::WgpuDevice;
 use burn::backend::{Flex, Wgpu};
 use burn::prelude::Backend;
-use trm_server::backend::{load_model, tune_for_backend};
+use trm_server::backend::load_model;
 use trm_server::wgpu_probe::{default_adapter, describe};
 use trm_shared::generate::{GenerateConfig, generate_splits};
 use trm_shared::model::{PredictOptions, Predictions, RandomInit, StateDict, Trm, TrmConfig, predict};
@@ -112,8 +112,7 @@ fn random_model_agrees() {
         num_puzzle_identifiers: Some(3),
         ..TrmConfig::default()
     };
-    let mut cpu_model = Trm::<Flex>::build(&cfg, &mut RandomInit::new(11), &Default::default()).expect("cpu model");
-    tune_for_backend(&mut cpu_model);
+    let cpu_model = Trm::<Flex>::build(&cfg, &mut RandomInit::new(11), &Default::default()).expect("cpu model");
     let gpu_model = Trm::<Wgpu>::build(&cfg, &mut RandomInit::new(11), &gpu).expect("wgpu model");
     // Tokens 1..=5 in an irregular pattern; one row per puzzle id.
     let tokens: Vec<u8> = (0..3 * 36u32).map(|i| 1 + ((i * 7 + i / 5) % 5) as u8).collect();

@@ -245,21 +245,3 @@ fn bad_configs_are_rejected() {
     assert!(e.contains("halt_max_steps"), "{e}");
 }
 
-#[test]
-fn threaded_attention_gives_the_same_answer() {
-    let r = reference("attn");
-    let mut model = load_case("attn", 36);
-    let batch = make_batch::<Cpu>(model.config(), &r.tokens, &r.ids, &Default::default()).unwrap();
-    let run = |m: &Trm<Cpu>| {
-        let mut all = Vec::new();
-        run_inference(m, &batch, 2, false, |_, o| {
-            all.extend(o.logits.to_data().iter::<f32>());
-            Ok(())
-        })
-        .unwrap();
-        all
-    };
-    let one = run(&model);
-    model.set_cpu_threads(3);
-    assert_eq!(run(&model), one);
-}

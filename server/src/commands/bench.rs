@@ -106,8 +106,7 @@ impl BackendJob for Job {
             if args.only.as_deref().is_some_and(|o| !o.split(',').any(|x| x.trim() == case.name)) {
                 continue;
             }
-            let mut model = Trm::<B>::build(&case.config, &mut RandomInit::new(0), &device)?;
-            crate::backend::tune_for_backend(&mut model);
+            let model = Trm::<B>::build(&case.config, &mut RandomInit::new(0), &device)?;
             let parameters: usize = model.to_state_dict().tensors.values().map(|t| t.values.len()).sum();
             let seq = case.config.require_seq_len()?;
             // A benchmark maze: walls on a fixed pattern, S and G in the corners.

@@ -178,11 +178,6 @@ pub struct Attention<B: Backend> {
     pub num_heads: usize,
     /// `hd`.
     pub head_dim: usize,
-    /// CPU threads to spread (batch, head) pairs over; 1 = one attention call. Flex's
-    /// attention runs its (batch, head) loop on one thread, so on a CPU this is a measured
-    /// ~2x on 2 cores. Set by [`Trm::set_cpu_threads`]; ignored in the browser.
-    #[module(skip)]
-    pub threads: usize,
 }
 
 impl<B: Backend> Attention<B> {
@@ -208,35 +203,9 @@ impl<B: Backend> Attention<B> {
         self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, len, heads * hd]))
     }
 
-    /// `softmax(q kᵀ / √hd) v` on `[B, H, L, hd]`, split over threads when asked to.
+    /// `softmax(q kᵀ / √hd) v` on `[B, H, L, hd]`.
     fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
         let opts = AttentionModuleOptions::default();
-        #[cfg(all(feature = "native", not(target_family = "wasm")))]
-        {
-            let [b, h, len, hd] = q.dims();
-            let n = b * h;
-            if self.threads > 1 && n > 1 {
-                // Every (batch, head) pair is independent: give each thread a slice of them.
-                let chunk = n.div_ceil((2 * self.threads).min(n));
-                let flat = |t: Tensor<B, 4>| t.reshape([1, n, len, hd]);
-                let (q, k, v) = (flat(q), flat(k), flat(v));
-                let outs: Vec<Tensor<B, 4>> = std::thread::scope(|scope| {
-                    let handles: Vec<_> = (0..n)
-                        .step_by(chunk)
-                        .map(|start| {
-                            let size = chunk.min(n - start);
-                            let (q, k, v) = (q.clone().narrow(1, start, size), k.clone().narrow(1, start, size), v.clone().narrow(1, start, size));
-                            scope.spawn(move || attention(q, k, v, None, None, opts))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                        .collect()
-                });
-                return Tensor::cat(outs, 1).reshape([b, h, len, hd]);
-            }
-        }
         attention(q, k, v, None, None, opts)
     }
 }
@@ -421,7 +390,6 @@ impl<B: Backend> Trm<B> {
                     o_proj: linear_w(src, &format!("{name}.self_attn.o_proj"), d, heads * hd, lecun(heads * hd), None)?,
                     num_heads: heads,
                     head_dim: hd,
-                    threads: 1,
                 };
                 (Some(attn), None)
             };
@@ -446,16 +414,6 @@ impl<B: Backend> Trm<B> {
             l_init,
             config: config.clone(),
         })
-    }
-
-    /// Spreads attention over `threads` CPU threads (see [`Attention::threads`]). Use on CPU
-    /// backends only; GPU backends parallelise by themselves.
-    pub fn set_cpu_threads(&mut self, threads: usize) {
-        for layer in &mut self.l_level.layers {
-            if let Some(attn) = layer.self_attn.as_mut() {
-                attn.threads = threads.max(1);
-            }
-        }
     }
 
     /// The configuration this network was built with.
