@@ -2,14 +2,14 @@
 //! workers (gradients all-reduced by burn-collective), wrong device lists, and two nodes on
 //! loopback joined through `trm orchestrator` (burn-collective's global mode).
 
+mod support;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn trm() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_trm"))
-}
+use support::trm;
 
 /// 5x5 mazes, a 16-wide model, batches of 8 (4 rows per worker), seeded.
 const TINY: &str = r#"

@@ -4,16 +4,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::assert_error;
+use support::{assert_error, trm};
 use trm_shared::model::StateDict;
-
-fn trm() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_trm"))
-}
 
 /// 5x5 mazes, a 16-wide model, 40 training mazes in batches of 8: 5 steps per epoch, 400
 /// steps in all, an evaluation every 100 and a checkpoint every 20 (the evaluations' land on

@@ -84,6 +84,11 @@ pub fn benchmark() -> std::path::PathBuf {
     std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/maze-30x30-hard-1k")).to_path_buf()
 }
 
+/// The `trm` binary under test.
+pub fn trm() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_trm"))
+}
+
 /// The stdout of a run that must have succeeded.
 pub fn stdout(out: &std::process::Output) -> String {
     assert!(out.status.success(), "trm failed: {}", String::from_utf8_lossy(&out.stderr));
