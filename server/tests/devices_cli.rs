@@ -157,10 +157,11 @@ fn wait_all(mut children: Vec<Child>, deadline: Instant) -> Vec<Output> {
 }
 
 /// Ignored: on burn 0.21.0 both nodes register through the orchestrator and finish the first
-/// two gradient all-reduces, then hang (see README, "Devices and multi-node training"). Run
-/// with `--ignored` to retry after a burn-collective/burn-communication fix.
+/// gradient all-reduce, then hang in the barrier that ends the second (burn-collective's
+/// `SyncService::sync` never empties its peer list; see README, "Devices and multi-node
+/// training"). Run with `--ignored` to retry on a burn-collective with that fixed.
 #[test]
-#[ignore = "burn-communication 0.21.0 global all-reduce hangs after two tensors here"]
+#[ignore = "burn-collective 0.21.0: SyncService::sync clears a copy of its peer list, so the second global all-reduce never returns"]
 fn two_nodes_on_loopback_take_the_two_device_steps() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
