@@ -63,6 +63,24 @@ pub fn with_backend<J: BackendJob>(kind: BackendKind, job: J) -> anyhow::Result<
     }
 }
 
+/// The dtype a model computes in on backend `B` (weights stay f32 either way): the config's
+/// `forward_dtype` on CUDA, as the reference trains and evaluates (bf16 there); f32 on the
+/// CPU, where Flex would only round every bf16 op through f32 (slower, nothing gained), and on
+/// wgpu, where WebGPU has no bf16.
+pub fn compute_dtype<B: Backend>(cfg: &TrmConfig) -> anyhow::Result<burn::tensor::FloatDType> {
+    let dtype = cfg.forward_float_dtype()?;
+    #[cfg(feature = "cuda")]
+    {
+        use std::any::TypeId;
+        type Cuda = burn::backend::Cuda;
+        if TypeId::of::<B>() == TypeId::of::<Cuda>() || TypeId::of::<B>() == TypeId::of::<burn::backend::Autodiff<Cuda>>() {
+            return Ok(dtype);
+        }
+    }
+    let _ = dtype;
+    Ok(burn::tensor::FloatDType::F32)
+}
+
 /// Mazes to run the model on, with labels when the source has them.
 pub struct Inputs {
     /// Row-major `[n, seq_len]` tokens.
@@ -216,11 +234,13 @@ pub fn load_model<B: Backend>(
     let mut cfg = TrmConfig::from_file(config).with_context(|| format!("reading the config {}", config.display()))?;
     TrmConfig::fill(&mut cfg.seq_len, "seq_len", seq_len, "the inputs")?;
     let sd = StateDict::read(checkpoint).with_context(|| format!("reading the checkpoint {}", checkpoint.display()))?;
+    let dtype = compute_dtype::<B>(&cfg)?;
     let model = Trm::from_state_dict(&cfg, &sd, device)
-        .with_context(|| format!("building the model from {}", checkpoint.display()))?;
+        .with_context(|| format!("building the model from {}", checkpoint.display()))?
+        .with_compute_dtype(dtype);
     let c = model.config();
     tracing::info!(
-        "model: hidden {}, {} heads, L_layers {}, H_cycles {}, L_cycles {}, halt_max_steps {}, {}{}; computing in f32",
+        "model: hidden {}, {} heads, L_layers {}, H_cycles {}, L_cycles {}, halt_max_steps {}, {}{}; computing in {dtype:?}",
         c.hidden_size,
         c.num_heads,
         c.l_layers,

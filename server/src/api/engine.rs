@@ -120,8 +120,10 @@ fn load<B: Backend>(source: &ModelSource, device: &B::Device) -> Result<(Trm<B>,
         tracing::info!("the config gives no seq_len; serving {DEFAULT_SIZE}x{DEFAULT_SIZE} mazes");
         cfg.seq_len = Some(DEFAULT_SIZE * DEFAULT_SIZE);
     }
+    let dtype = crate::backend::compute_dtype::<B>(&cfg).map_err(|e| format!("{e:#}"))?;
     let model = Trm::from_state_dict(&cfg, &sd, device)
-        .map_err(|e| format!("building the model from {}: {e}", source.checkpoint.display()))?;
+        .map_err(|e| format!("building the model from {}: {e}", source.checkpoint.display()))?
+        .with_compute_dtype(dtype);
     let c = model.config();
     let seq_len = c.require_seq_len().map_err(|e| e.to_string())?;
     let side = square_side(seq_len).map_err(|_| format!("seq_len {seq_len} is not a square maze; serving needs square mazes"))?;

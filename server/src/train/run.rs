@@ -60,10 +60,6 @@ pub fn check_devices(backend: BackendKind, devices: &DeviceSet) -> anyhow::Resul
 /// `--devices` is one data-parallel worker (a GPU, or on the CPU a thread).
 pub fn train_on(backend: BackendKind, cfg: &TrainConfig, setup: RunSetup) -> anyhow::Result<RunSummary> {
     check_devices(backend, &setup.devices)?;
-    if cfg.arch.forward_dtype != "float32" {
-        // Mixed precision (bf16 activations, f32 master weights) is not built yet.
-        tracing::warn!("forward_dtype = {:?} is not honoured yet: training computes in f32 on every backend", cfg.arch.forward_dtype);
-    }
     let first = setup.devices.indices().first().copied().unwrap_or(0);
     match backend {
         BackendKind::Cpu => train::<super::CpuTrain>(cfg, setup, Default::default()),

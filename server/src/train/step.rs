@@ -241,22 +241,8 @@ mod tests {
     use trm_shared::model::{RandomInit, TrmConfig};
 
     fn tiny() -> Trm<CpuTrain> {
-        let cfg = TrmConfig {
-            hidden_size: 16,
-            num_heads: 2,
-            l_layers: 1,
-            h_cycles: 2,
-            l_cycles: 1,
-            halt_max_steps: 2,
-            // No exploration: the workers' RNG streams then do not matter.
-            halt_exploration_prob: 0.0,
-            puzzle_emb_ndim: 16,
-            puzzle_emb_len: 1,
-            seq_len: Some(4),
-            vocab_size: Some(6),
-            num_puzzle_identifiers: Some(2),
-            ..TrmConfig::default()
-        };
+        // No exploration: the workers' RNG streams then do not matter.
+        let cfg = TrmConfig { halt_exploration_prob: 0.0, ..TrmConfig::tiny(4, 2) };
         Trm::build(&cfg, &mut RandomInit::new(5), &Default::default()).unwrap()
     }
 
@@ -321,6 +307,31 @@ mod tests {
             assert!((x - y).abs() <= 1e-5 + 1e-4 * x.abs(), "{what}: {x} vs {y}");
         }
         a.len()
+    }
+
+    /// Mixed precision as on CUDA (`forward_dtype = "bfloat16"`): the weights stay f32 and
+    /// get f32 gradients (reading them as f32 would fail otherwise), which follow the f32
+    /// run's to bf16 accuracy; the loss too.
+    #[test]
+    fn bf16_compute_gives_f32_gradients_close_to_f32_ones() {
+        use burn::tensor::FloatDType;
+        let run = |trm: Trm<CpuTrain>| {
+            let params = param_infos(&trm);
+            let mut workers = Workers::<CpuTrain>::new(vec![Default::default()]);
+            let out = workers.step(&trm, 6, &[9], &params, |_, _| Ok(rows(&trm, 0..6, 0))).unwrap();
+            (grad_values(&mut copy_grads(&out.grads, &params), &params).concat(), out.metrics.lm_loss)
+        };
+        let (g32, loss32) = run(tiny());
+        let (g16, loss16) = run(tiny().with_compute_dtype(FloatDType::BF16));
+        assert_eq!(g32.len(), g16.len());
+        assert!(g32.len() > 1000, "only {} gradient values", g32.len());
+        let dot: f64 = g32.iter().zip(&g16).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+        let norm = |g: &[f32]| g.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let cosine = dot / (norm(&g32) * norm(&g16));
+        eprintln!("bf16 vs f32: gradient cosine {cosine}, lm_loss {loss16} vs {loss32}");
+        assert!(cosine > 0.99, "bf16 gradients point elsewhere: cosine {cosine}");
+        assert!(g32 != g16, "bf16 compute changed nothing: it did not run in bf16");
+        assert!((loss16 - loss32).abs() < 0.02 * loss32.abs(), "lm_loss {loss16} in bf16 vs {loss32} in f32");
     }
 
     /// The all-reduce through burn-collective on two Flex peers gives the one-worker gradient,

@@ -229,9 +229,13 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     if setup.resume && !has_checkpoint {
         eprintln!("{} has no checkpoint yet: starting it from step 0", setup.dir.display());
     }
+    // bf16 activations on CUDA when the config says so (weights, gradients, moments and the
+    // EMA stay f32, as in the reference); f32 elsewhere (see `backend::compute_dtype`).
+    let dtype = crate::backend::compute_dtype::<B::InnerBackend>(&arch)?;
+    tracing::info!("computing in {dtype:?} with f32 weights");
     let (mut trm, mut ema, mut step, mut pos, mut rng) = if setup.resume && has_checkpoint {
         let ck = read_latest(&setup.dir)?;
-        let trm = Trm::<B>::from_state_dict(&arch, &ck.live, &device).context("checkpoint weights")?;
+        let trm = Trm::<B>::from_state_dict(&arch, &ck.live, &device).context("checkpoint weights")?.with_compute_dtype(dtype);
         let ema = if cfg.ema {
             let averaged = Trm::<B::InnerBackend>::from_state_dict(&arch, &ck.eval_model, &device).context("checkpoint EMA weights")?;
             let live = trm.valid();
@@ -247,7 +251,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
         eprintln!("resuming {} at step {}", ck.dir.display(), ck.state.step);
         (trm, ema, ck.state.step, ck.state.position, rng)
     } else {
-        let trm = Trm::<B>::build(&arch, &mut RandomInit::new(cfg.seed), &device)?;
+        let trm = Trm::<B>::build(&arch, &mut RandomInit::new(cfg.seed), &device)?.with_compute_dtype(dtype);
         let live = trm.valid();
         let ema = cfg.ema.then(|| Ema::new(&live, &buffer_ids(&live), cfg.ema_rate));
         let rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed);

@@ -228,20 +228,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn tiny(max_steps: usize) -> ActModel<Cpu> {
-        let cfg = TrmConfig {
-            hidden_size: 16,
-            num_heads: 2,
-            l_layers: 1,
-            h_cycles: 2,
-            l_cycles: 1,
-            halt_max_steps: max_steps,
-            puzzle_emb_ndim: 16,
-            puzzle_emb_len: 1,
-            seq_len: Some(4),
-            vocab_size: Some(6),
-            num_puzzle_identifiers: Some(2),
-            ..TrmConfig::default()
-        };
+        let cfg = TrmConfig { halt_max_steps: max_steps, ..TrmConfig::tiny(4, 2) };
         let trm = Trm::build(&cfg, &mut RandomInit::new(3), &Default::default()).unwrap();
         ActModel::new(trm)
     }

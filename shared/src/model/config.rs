@@ -66,8 +66,10 @@ pub struct TrmConfig {
     pub rms_norm_eps: f64,
     /// RoPE base.
     pub rope_theta: f64,
-    /// The reference's compute dtype. We always compute in f32 on CPU; the value decides only
-    /// the dtype `H_init`/`L_init` are saved in, so that the reference loads our files as its own.
+    /// The reference's compute dtype (`float32`, `bfloat16` or `float16`): activations and
+    /// weight casts in the forward pass, with f32 master weights. A [`super::Trm`] computes in
+    /// it once told to ([`super::Trm::with_compute_dtype`]; the server does so on CUDA), and
+    /// `H_init`/`L_init` are saved in it, so that the reference loads our files as its own.
     pub forward_dtype: String,
     /// Halt on `q_halt > 0` alone (true) or on `q_halt > q_continue` with a Q target (false).
     #[serde(rename = "no_ACT_continue")]
@@ -292,6 +294,7 @@ impl TrmConfig {
                 self.hidden_size
             ));
         }
+        self.forward_float_dtype()?;
         for (name, v) in [
             ("seq_len", self.seq_len),
             ("vocab_size", self.vocab_size),
@@ -302,6 +305,19 @@ impl TrmConfig {
             }
         }
         Ok(())
+    }
+
+    /// `forward_dtype` as a burn dtype, or an error naming the accepted values.
+    pub fn forward_float_dtype(&self) -> Result<burn::tensor::FloatDType, ModelError> {
+        use burn::tensor::FloatDType;
+        match self.forward_dtype.as_str() {
+            "float32" => Ok(FloatDType::F32),
+            "bfloat16" => Ok(FloatDType::BF16),
+            "float16" => Ok(FloatDType::F16),
+            other => Err(ModelError::Config(format!(
+                "forward_dtype must be float32, bfloat16 or float16, found {other:?}"
+            ))),
+        }
     }
 
     /// Prefix slots in front of the maze tokens (the reference's effective `puzzle_emb_len`).
@@ -361,6 +377,27 @@ impl TrmConfig {
             seq_len: Some(900),
             vocab_size: Some(6),
             num_puzzle_identifiers: Some(1),
+            ..TrmConfig::default()
+        }
+    }
+
+    /// A tiny attention model over `seq_len` maze cells and `num_puzzle_identifiers` puzzles
+    /// (hidden 16, 2 heads, one layer, H_cycles 2 × L_cycles 1, 2 ACT steps, one puzzle
+    /// slot, f32), small enough for a test to run it in milliseconds.
+    pub fn tiny(seq_len: usize, num_puzzle_identifiers: usize) -> TrmConfig {
+        TrmConfig {
+            hidden_size: 16,
+            num_heads: 2,
+            l_layers: 1,
+            h_cycles: 2,
+            l_cycles: 1,
+            halt_max_steps: 2,
+            puzzle_emb_ndim: 16,
+            puzzle_emb_len: 1,
+            forward_dtype: "float32".into(),
+            seq_len: Some(seq_len),
+            vocab_size: Some(6),
+            num_puzzle_identifiers: Some(num_puzzle_identifiers),
             ..TrmConfig::default()
         }
     }

@@ -130,19 +130,7 @@ mod tests {
 
     #[test]
     fn batches_give_the_same_answers_as_one_pass() {
-        let cfg = TrmConfig {
-            hidden_size: 16,
-            num_heads: 2,
-            l_layers: 1,
-            h_cycles: 1,
-            l_cycles: 1,
-            puzzle_emb_ndim: 16,
-            puzzle_emb_len: 1,
-            seq_len: Some(9),
-            vocab_size: Some(6),
-            num_puzzle_identifiers: Some(1),
-            ..TrmConfig::default()
-        };
+        let cfg = TrmConfig { h_cycles: 1, halt_max_steps: 16, ..TrmConfig::tiny(9, 1) };
         let model = Trm::<Cpu>::build(&cfg, &mut RandomInit::new(5), &Default::default()).unwrap();
         let tokens: Vec<u8> = (0..5 * 9).map(|i| 1 + (i * 7 % 5) as u8).collect();
         let ids = vec![0; 5];

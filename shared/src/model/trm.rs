@@ -14,11 +14,15 @@
 //! Shapes: `B` batch, `P` prefix slots (puzzle embedding), `S` maze cells, `L = P + S`,
 //! `D` hidden size, `H` heads of width `hd`, `V` vocabulary.
 //!
-//! Every computation is f32 (the reference's bf16 `forward_dtype` is a GPU speed choice;
-//! `H_init`/`L_init` stored in bf16 are cast up exactly when loaded).
+//! Precision: weights are f32 (the master copy the optimizer updates). The network computes
+//! in f32 unless told otherwise ([`Trm::with_compute_dtype`]); in bf16 it casts as the
+//! reference's mixed precision does: weights to the activations' dtype at each use
+//! (`CastedLinear`, `CastedEmbedding`), RMSNorm and RoPE in f32, logits and Q values
+//! handed out in f32. `H_init`/`L_init` stored in bf16 are cast up exactly when loaded.
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use burn::tensor::activation::silu;
 use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
@@ -26,10 +30,19 @@ use burn::tensor::ops::AttentionModuleOptions;
 use super::config::{PosEncoding, TrmConfig, swiglu_inner};
 use super::ModelError;
 
-/// The reference's `rms_norm`: no learned weight, normalise over the last axis.
+/// The reference's `rms_norm`: no learned weight, normalise over the last axis, in f32
+/// whatever the input's dtype, returned in that dtype.
 pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    let dtype = x.dtype();
+    let x = x.cast(FloatDType::F32);
     let variance = x.clone().square().mean_dim(D - 1);
-    x * variance.add_scalar(eps).sqrt().recip()
+    (x * variance.add_scalar(eps).sqrt().recip()).cast(FloatDType::from(dtype))
+}
+
+/// Whether `x` is plain f32, the layout the Flex kernels in `cpu` read.
+#[cfg(all(feature = "native", not(target_family = "wasm")))]
+fn is_f32<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
+    x.dtype() == burn::tensor::DType::F32
 }
 
 /// `CastedLinear`: a bias-optional linear layer.
@@ -42,9 +55,20 @@ pub struct CastedLinear<B: Backend> {
 }
 
 impl<B: Backend> CastedLinear<B> {
-    /// `x @ Wᵀ + b` in the reference's terms.
+    /// `x @ Wᵀ + b` in the reference's terms, the weights cast to `x`'s dtype.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        linear_nd(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        let dtype = FloatDType::from(x.dtype());
+        let weight = self.weight.val().cast(dtype);
+        match &self.bias {
+            None => linear_nd(x, weight, None),
+            Some(b) if dtype == FloatDType::F32 => linear_nd(x, weight, Some(b.val())),
+            Some(b) => {
+                // torch's bf16 `addmm` adds the bias before its one rounding: do the same in f32
+                // on the bf16 values, rather than round the product and then the sum.
+                let bias = b.val().cast(dtype).cast(FloatDType::F32);
+                linear_nd(x.cast(FloatDType::F32), weight.cast(FloatDType::F32), Some(bias)).cast(dtype)
+            }
+        }
     }
 }
 
@@ -76,7 +100,7 @@ impl<B: Backend> SwiGlu<B> {
     /// Applies the MLP over the last axis.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         #[cfg(all(feature = "native", not(target_family = "wasm")))]
-        if super::cpu::is_flex::<B>() {
+        if super::cpu::is_flex::<B>() && is_f32(&x) {
             // One matmul, then one fused pass over both halves (see `cpu::swiglu`).
             return self.down_proj.forward(super::cpu::swiglu::silu_mul_tensor(self.gate_up_proj.forward(x)));
         }
@@ -85,10 +109,12 @@ impl<B: Backend> SwiGlu<B> {
         // run ~3x faster on contiguous tensors than on the strided halves of one output.
         let [_, inter2] = self.gate_up_proj.weight.dims();
         let inter = inter2 / 2;
-        let weight = self.gate_up_proj.weight.val();
+        let weight = self.gate_up_proj.weight.val().cast(FloatDType::from(x.dtype()));
         let gate = linear_nd(x.clone(), weight.clone().narrow(1, 0, inter), None);
         let up = linear_nd(x, weight.narrow(1, inter, inter), None);
-        self.down_proj.forward(silu(gate) * up)
+        // silu in f32 and rounded once, as torch's bf16 `F.silu` (burn's is x·sigmoid(x): two ops).
+        let dtype = FloatDType::from(gate.dtype());
+        self.down_proj.forward(silu(gate.cast(FloatDType::F32)).cast(dtype) * up)
     }
 }
 
@@ -151,8 +177,11 @@ impl<B: Backend> Rope<B> {
     }
 
     /// Rotates the q and k heads of a fused projection `x = qkv: [B, L, 3H, hd]`:
-    /// `x·cos + rotate_half(x)·sin`, the v heads untouched.
+    /// `x·cos + rotate_half(x)·sin`, the v heads untouched. Computed in f32 (as the reference
+    /// does, against its f32 tables) and returned in `x`'s dtype.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let dtype = FloatDType::from(x.dtype());
+        let x = x.cast(FloatDType::F32);
         let dims = x.dims();
         let [b, len, n, hd] = dims;
         let (cos, sin) = if self.cos.dims() == dims {
@@ -163,7 +192,7 @@ impl<B: Backend> Rope<B> {
             (t.cos, t.sin)
         };
         let rotated = x.clone().reshape([b * len * n, hd]).matmul(self.rotation.clone()).reshape(dims);
-        x * cos + rotated * sin
+        (x * cos + rotated * sin).cast(dtype)
     }
 }
 
@@ -191,7 +220,7 @@ impl<B: Backend> Attention<B> {
             qkv = rope.apply(qkv);
         }
         #[cfg(all(feature = "native", not(target_family = "wasm")))]
-        if super::cpu::is_flex::<B>() {
+        if super::cpu::is_flex::<B>() && is_f32(&qkv) {
             // q, k, v read in place, the output in `o_proj`'s layout (see `cpu::attention`).
             return self.o_proj.forward(super::cpu::attention::attention_tensor(qkv, heads));
         }
@@ -304,6 +333,9 @@ pub struct Trm<B: Backend> {
     /// The resolved configuration (all dataset fields known).
     #[module(skip)]
     pub config: TrmConfig,
+    /// The dtype activations and the carry are computed in; the weights stay f32.
+    #[module(skip)]
+    pub compute_dtype: FloatDType,
 }
 
 /// How a freshly built parameter gets its values, in the reference's layout.
@@ -413,7 +445,15 @@ impl<B: Backend> Trm<B> {
             h_init,
             l_init,
             config: config.clone(),
+            compute_dtype: FloatDType::F32,
         })
+    }
+
+    /// The same network computing in `dtype` (the reference's `forward_dtype`: bf16 on a GPU)
+    /// with its f32 weights cast at each use, so that gradients and optimizer updates stay f32.
+    pub fn with_compute_dtype(mut self, dtype: FloatDType) -> Trm<B> {
+        self.compute_dtype = dtype;
+        self
     }
 
     /// The configuration this network was built with.
@@ -426,14 +466,18 @@ impl<B: Backend> Trm<B> {
         let cfg = self.config();
         let d = cfg.hidden_size;
         let [batch, _seq] = inputs.dims();
-        let mut x = embedding(self.embed_tokens.val(), inputs);
+        let dtype = self.compute_dtype;
+        // `python_float * bf16_tensor` in torch multiplies in f32 and rounds once; burn's
+        // `mul_scalar` on bf16 would round the scalar to bf16 first.
+        let scale = |x: Tensor<B, 3>, s: f64| x.cast(FloatDType::F32).mul_scalar(s).cast(dtype);
+        let mut x = embedding(self.embed_tokens.val().cast(dtype), inputs);
         if let Some(table) = &self.puzzle_emb {
             // One learned vector per puzzle, zero-padded to fill the prefix slots.
             let prefix = cfg.prefix_len();
-            let vectors = table.val().select(0, puzzle_identifiers);
+            let vectors = table.val().select(0, puzzle_identifiers).cast(dtype);
             let pad = prefix * d - cfg.puzzle_emb_ndim;
             let vectors = if pad > 0 {
-                Tensor::cat(vec![vectors, Tensor::zeros([batch, pad], &x.device())], 1)
+                Tensor::cat(vec![vectors, Tensor::<B, 2>::zeros([batch, pad], &x.device()).cast(dtype)], 1)
             } else {
                 vectors
             };
@@ -441,16 +485,16 @@ impl<B: Backend> Trm<B> {
         }
         if let Some(pos) = &self.embed_pos {
             // Scale by 1/sqrt(2) to keep the variance (the reference's constant, to the digit).
-            x = (x + pos.val().unsqueeze_dim(0)).mul_scalar(0.707106781);
+            x = scale(x + pos.val().cast(dtype).unsqueeze_dim(0), 0.707106781);
         }
-        x.mul_scalar((d as f64).sqrt())
+        scale(x, (d as f64).sqrt())
     }
 
     /// A carry whose rows all hold `H_init` / `L_init` at every position.
     pub fn initial_carry(&self, batch: usize) -> InnerCarry<B> {
         let total = self.config().prefix_len() + self.config().seq_len.unwrap_or(0);
         let d = self.config().hidden_size;
-        let broadcast = |v: &Param<Tensor<B, 1>>| v.val().reshape([1, 1, d]).expand([batch, total, d]);
+        let broadcast = |v: &Param<Tensor<B, 1>>| v.val().cast(self.compute_dtype).reshape([1, 1, d]).expand([batch, total, d]);
         InnerCarry { z_h: broadcast(&self.h_init), z_l: broadcast(&self.l_init) }
     }
 
@@ -458,7 +502,8 @@ impl<B: Backend> Trm<B> {
     pub fn reset_carry(&self, reset: Tensor<B, 1, Bool>, carry: InnerCarry<B>) -> InnerCarry<B> {
         let [batch, total, d] = carry.z_h.dims();
         let mask = reset.reshape([batch, 1, 1]).expand([batch, total, d]);
-        let broadcast = |v: &Param<Tensor<B, 1>>| v.val().reshape([1, 1, d]).expand([batch, total, d]);
+        let dtype = FloatDType::from(carry.z_h.dtype());
+        let broadcast = |v: &Param<Tensor<B, 1>>| v.val().cast(dtype).reshape([1, 1, d]).expand([batch, total, d]);
         InnerCarry {
             z_h: carry.z_h.mask_where(mask.clone(), broadcast(&self.h_init)),
             z_l: carry.z_l.mask_where(mask, broadcast(&self.l_init)),
@@ -491,7 +536,9 @@ impl<B: Backend> Trm<B> {
     }
 
     /// One ACT step of the network: embed, recurse, read out. Returns the next carry
-    /// (detached) and the outputs (with gradient through the last recursion round).
+    /// (detached, in the compute dtype) and the outputs (f32, with gradient through the last
+    /// recursion round). Logits rounded to bf16 and cast up are exactly what the reference's
+    /// loss casts to f64.
     pub fn forward(
         &self,
         carry: InnerCarry<B>,
@@ -502,8 +549,8 @@ impl<B: Backend> Trm<B> {
         let prefix = self.config().prefix_len();
         let x = self.input_embeddings(inputs, puzzle_identifiers);
         let InnerCarry { z_h, z_l } = self.deep_recursion(carry, x);
-        let logits = self.lm_head.forward(z_h.clone().narrow(1, prefix, seq));
-        let q = self.q_head.forward(z_h.clone().narrow(1, 0, 1).reshape([batch, self.config().hidden_size]));
+        let logits = self.lm_head.forward(z_h.clone().narrow(1, prefix, seq)).cast(FloatDType::F32);
+        let q = self.q_head.forward(z_h.clone().narrow(1, 0, 1).reshape([batch, self.config().hidden_size])).cast(FloatDType::F32);
         let q_halt = q.clone().narrow(1, 0, 1).reshape([batch]);
         let q_continue = q.narrow(1, 1, 1).reshape([batch]);
         (InnerCarry { z_h: z_h.detach(), z_l: z_l.detach() }, StepOutput { logits, q_halt, q_continue })

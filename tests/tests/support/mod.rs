@@ -191,21 +191,7 @@ pub fn tiny_model(dir: &Path) -> ModelSource {
 /// Writes a small randomly initialised model for `side`x`side` mazes as `dir/NAME.safetensors`
 /// and `dir/NAME.toml`.
 pub fn tiny_model_named(dir: &Path, name: &str, side: usize) -> ModelSource {
-    let cfg = TrmConfig {
-        hidden_size: 16,
-        num_heads: 2,
-        l_layers: 1,
-        h_cycles: 1,
-        l_cycles: 1,
-        halt_max_steps: 2,
-        puzzle_emb_ndim: 16,
-        puzzle_emb_len: 1,
-        forward_dtype: "float32".into(),
-        seq_len: Some(side * side),
-        vocab_size: Some(6),
-        num_puzzle_identifiers: Some(1),
-        ..TrmConfig::default()
-    };
+    let cfg = TrmConfig { h_cycles: 1, ..TrmConfig::tiny(side * side, 1) };
     let model = Trm::<Cpu>::build(&cfg, &mut RandomInit::new(7), &Default::default()).unwrap();
     let checkpoint = dir.join(format!("{name}.safetensors"));
     let config = dir.join(format!("{name}.toml"));
