@@ -169,6 +169,11 @@ fn the_default_model_solves_fresh_mazes_of_its_size() {
         assert_eq!(big.grid, on_canvas(&small.grid));
         assert_eq!((big.exact, big.valid, big.shortest, big.optimal_moves), (small.exact, small.valid, small.shortest, small.optimal_moves));
     }
+
+    // A real Maze-Hard maze's open cells span the whole 30x30 grid, more than this 7x7
+    // model sees: a 422 that says so (a 30x30 model answers them, see the test above).
+    let real = &benchmark_mazes(1)[0];
+    assert_error(server.post("/api/predict", &json!({ "mazes": [real] }).to_string()), 422, "more than the model's 7x7");
     server.stop().unwrap();
 }
 
