@@ -3,6 +3,9 @@
 # Safe to run again; used by scripts/run.sh, scripts/test.sh and CI.
 set -euo pipefail
 
+# Tools installed by `cargo install` below come first on PATH (a system wasm-opt may be older).
+export PATH="$HOME/.cargo/bin:$PATH"
+
 # One cargo target directory across runs and checkouts: burn is heavy to build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trm-target}"
 
@@ -30,6 +33,13 @@ if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
     if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $wbg_version"; then
         # Not --locked: its lock pins a webpki-roots release the registry no longer serves.
         cargo install wasm-bindgen-cli --version "$wbg_version"
+    fi
+    # wasm-opt for Trunk's release build. Debian's binaryen 108 cannot read what current rustc
+    # emits; crates.io's wasm-opt 0.116.1 builds binaryen 116 from its C++ sources (a few
+    # minutes, once; no CMake needed) and installs the same command-line tool.
+    wasm_opt_version="$(wasm-opt --version 2>/dev/null | awk '{ print $3 }')"
+    if [ -z "$wasm_opt_version" ] || [ "$wasm_opt_version" -lt 116 ] 2>/dev/null; then
+        cargo install wasm-opt --version 0.116.1 --locked
     fi
     missing=()
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
