@@ -17,7 +17,10 @@ trm="$CARGO_TARGET_DIR/release/trm"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 start=$(date +%s)
-"$trm" train --config "$config" --out "$work/runs"
+# Two data-parallel workers where there are two cores (same global batch, same recipe).
+devices=0
+[ "$(nproc)" -ge 2 ] && devices=0,1
+"$trm" train --config "$config" --devices "$devices" --out "$work/runs"
 run=$(find "$work/runs" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 checkpoint="$run/checkpoints/$(cat "$run/latest")/model.safetensors"
 echo "trained in $(( $(date +%s) - start )) s: $checkpoint"
