@@ -45,14 +45,24 @@ fn load_case(case: &str, seq_len: usize) -> Trm<Cpu> {
     Trm::<Cpu>::load(&cfg, &fixture(&format!("{case}_step_1")), &Default::default()).unwrap()
 }
 
-/// Per-step (max |Δlogit|, max |Δq|, argmax agreement) against the reference.
-fn compare(case: &str) -> Vec<(f32, f32, f64)> {
+/// How one ACT step's outputs differ from the reference's.
+#[derive(Debug)]
+struct StepDiff {
+    max_logit: f32,
+    mean_logit: f64,
+    max_q: f32,
+    /// Share of cells whose argmax token is the reference's.
+    argmax: f64,
+}
+
+/// Per-step differences from the reference.
+fn compare(case: &str) -> Vec<StepDiff> {
     compare_outputs(case, case, FloatDType::F32)
 }
 
 /// [`compare`] for the model of `case` computing in `dtype`, against the reference's
 /// `<outputs>_outputs.safetensors`.
-fn compare_outputs(case: &str, outputs: &str, dtype: FloatDType) -> Vec<(f32, f32, f64)> {
+fn compare_outputs(case: &str, outputs: &str, dtype: FloatDType) -> Vec<StepDiff> {
     let r = reference(outputs);
     let [steps, n, seq, vocab] = <[usize; 4]>::try_from(r.logits.shape.clone()).unwrap();
     let model = load_case(case, seq).with_compute_dtype(dtype);
@@ -64,10 +74,11 @@ fn compare_outputs(case: &str, outputs: &str, dtype: FloatDType) -> Vec<(f32, f3
         let qc: Vec<f32> = o.q_continue.to_data().iter::<f32>().collect();
         let off = step * n * seq * vocab;
         let want = &r.logits.values[off..off + n * seq * vocab];
-        let dl = logits.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max_logit = logits.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let mean_logit = logits.iter().zip(want).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / want.len() as f64;
         let want_qh = &r.q_halt.values[step * n..(step + 1) * n];
         let want_qc = &r.q_continue.values[step * n..(step + 1) * n];
-        let dq = qh
+        let max_q = qh
             .iter()
             .zip(want_qh)
             .chain(qc.iter().zip(want_qc))
@@ -75,21 +86,21 @@ fn compare_outputs(case: &str, outputs: &str, dtype: FloatDType) -> Vec<(f32, f3
             .fold(0.0f32, f32::max);
         let argmax = |v: &[f32]| v.iter().enumerate().fold((0, f32::MIN), |m, (i, &x)| if x > m.1 { (i, x) } else { m }).0;
         let agree = logits.chunks(vocab).zip(want.chunks(vocab)).filter(|(a, b)| argmax(a) == argmax(b)).count();
-        out.push((dl, dq, agree as f64 / (n * seq) as f64));
+        out.push(StepDiff { max_logit, mean_logit, max_q, argmax: agree as f64 / (n * seq) as f64 });
         Ok(())
     })
     .unwrap();
-    eprintln!("{case} in {dtype:?} against {outputs}: per step (max|Δlogit|, max|Δq|, argmax agreement) = {out:?}");
+    eprintln!("{case} in {dtype:?} against {outputs}: per step {out:?}");
     out
 }
 
 fn assert_parity(case: &str) {
     let steps = compare(case);
     assert_eq!(steps.len(), 4);
-    let (dl, dq, _) = steps[0];
-    assert!(dl <= 1e-3 && dq <= 1e-3, "{case} step 0: max |Δlogit| {dl}, max |Δq| {dq}");
-    for (i, (_, _, agree)) in steps.iter().enumerate() {
-        assert!(*agree >= 0.99, "{case} step {i}: argmax agreement {agree}");
+    let first = &steps[0];
+    assert!(first.max_logit <= 1e-3 && first.max_q <= 1e-3, "{case} step 0: {first:?}");
+    for (i, step) in steps.iter().enumerate() {
+        assert!(step.argmax >= 0.99, "{case} step {i}: argmax agreement {}", step.argmax);
     }
 }
 
@@ -113,21 +124,6 @@ fn parity_bf16_buffers() {
     assert_parity("bf16");
 }
 
-/// Step-0 logits of the model of `case` computing in `dtype`, on the inputs of `outputs`.
-fn step0_logits(case: &str, outputs: &str, dtype: FloatDType) -> Vec<f32> {
-    let r = reference(outputs);
-    let seq = r.logits.shape[2];
-    let model = load_case(case, seq).with_compute_dtype(dtype);
-    let batch = make_batch::<Cpu>(model.config(), &r.tokens, &r.ids, &Default::default()).unwrap();
-    let mut logits = Vec::new();
-    run_inference(&model, &batch, 1, false, |_, o| {
-        logits = o.logits.to_data().iter::<f32>().collect();
-        Ok(())
-    })
-    .unwrap();
-    logits
-}
-
 /// Mixed precision as the reference computes with `forward_dtype: bfloat16` (f32 weights
 /// cast to bf16 at each use, bf16 activations and carry, RMSNorm and RoPE in f32), against
 /// the same weights run by the reference in bf16 (torch on the CPU). Every op rounds to bf16
@@ -137,20 +133,13 @@ fn step0_logits(case: &str, outputs: &str, dtype: FloatDType) -> Vec<f32> {
 /// clearly closer to the reference's bf16 run than an f32 run of the same model is.
 #[test]
 fn parity_bf16_compute() {
-    let want = reference("bf16_compute").logits.values;
-    let want0 = &want[..want.len() / 4];
-    let mean_error = |dtype| {
-        let got = step0_logits("bf16", "bf16_compute", dtype);
-        got.iter().zip(want0).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / got.len() as f64
-    };
-    let (bf16, f32) = (mean_error(FloatDType::BF16), mean_error(FloatDType::F32));
-    eprintln!("step 0 against the reference's bf16 run: mean |Δlogit| {bf16:.5} in bf16, {f32:.5} in f32");
+    let steps = compare_outputs("bf16", "bf16_compute", FloatDType::BF16);
+    let (bf16, f32) = (steps[0].mean_logit, compare_outputs("bf16", "bf16_compute", FloatDType::F32)[0].mean_logit);
     assert!(bf16 <= 0.01, "mean |Δlogit| {bf16} in bf16");
     assert!(bf16 <= 0.75 * f32, "bf16 ({bf16}) is not closer to the reference's bf16 run than f32 ({f32})");
-    let steps = compare_outputs("bf16", "bf16_compute", FloatDType::BF16);
-    assert!(steps[0].0 <= 0.05 && steps[0].1 <= 0.05, "step 0 in bf16: max |Δlogit| {}, max |Δq| {}", steps[0].0, steps[0].1);
-    for (i, (_, _, agree)) in steps.iter().enumerate() {
-        assert!(*agree >= 0.97, "step {i} in bf16: argmax agreement {agree}");
+    assert!(steps[0].max_logit <= 0.05 && steps[0].max_q <= 0.05, "step 0 in bf16: {:?}", steps[0]);
+    for (i, step) in steps.iter().enumerate() {
+        assert!(step.argmax >= 0.97, "step {i} in bf16: argmax agreement {}", step.argmax);
     }
 }
 
