@@ -68,17 +68,21 @@ pub fn with_backend<J: BackendJob>(kind: BackendKind, job: J) -> anyhow::Result<
 /// CPU, where Flex would only round every bf16 op through f32 (slower, nothing gained), and on
 /// wgpu, where WebGPU has no bf16.
 pub fn compute_dtype<B: Backend>(cfg: &TrmConfig) -> anyhow::Result<burn::tensor::FloatDType> {
-    let dtype = cfg.forward_float_dtype()?;
+    // Checked on every backend, so that a bad value fails on the CPU too.
+    let configured = cfg.forward_float_dtype()?;
+    Ok(if is_cuda::<B>() { configured } else { burn::tensor::FloatDType::F32 })
+}
+
+/// Whether `B` is burn's CUDA backend, plain or under autodiff.
+fn is_cuda<B: Backend>() -> bool {
     #[cfg(feature = "cuda")]
     {
         use std::any::TypeId;
         type Cuda = burn::backend::Cuda;
-        if TypeId::of::<B>() == TypeId::of::<Cuda>() || TypeId::of::<B>() == TypeId::of::<burn::backend::Autodiff<Cuda>>() {
-            return Ok(dtype);
-        }
+        TypeId::of::<B>() == TypeId::of::<Cuda>() || TypeId::of::<B>() == TypeId::of::<burn::backend::Autodiff<Cuda>>()
     }
-    let _ = dtype;
-    Ok(burn::tensor::FloatDType::F32)
+    #[cfg(not(feature = "cuda"))]
+    false
 }
 
 /// Mazes to run the model on, with labels when the source has them.
