@@ -6,15 +6,27 @@ use trm_shared::maze::{Cell, Grid, MazeError, Window, square_side};
 
 use super::error::ApiError;
 
-/// Parses maze `index` of a request, checks that it is a puzzle, and places the model's
-/// `shape` over it: the identity for a maze of that shape, else the frame around its open
-/// cells (see [`Window`]), or a message naming the sizes the model can take.
-pub fn parse_maze(index: usize, input: &MazeInput, shape: (usize, usize)) -> Result<(Grid, Window), ApiError> {
-    let (rows, cols) = shape;
-    let takes = format!(
-        "the model takes {rows}x{cols} mazes ({} cells), or mazes of any size whose open cells fit in {rows}x{cols}",
-        rows * cols
-    );
+/// What models of these shapes take, for error messages.
+pub fn takes(shapes: &[(usize, usize)]) -> String {
+    match shapes {
+        [(rows, cols)] => format!(
+            "the model takes {rows}x{cols} mazes ({} cells), or mazes of any size whose open cells fit in {rows}x{cols}",
+            rows * cols
+        ),
+        _ => {
+            let sizes: Vec<String> = shapes.iter().map(|(r, c)| format!("{r}x{c}")).collect();
+            format!(
+                "the served models take {} mazes, or mazes of any size whose open cells fit in one of those",
+                sizes.join(" or ")
+            )
+        }
+    }
+}
+
+/// Parses maze `index` of a request in any of its forms and checks that it is a puzzle (one
+/// start, one goal, no path cells), with a message naming the maze and the problem; a grid
+/// that is not square or rectangular also gets `takes`, what the model(s) can take.
+pub fn parse_grid(index: usize, input: &MazeInput, takes: &str) -> Result<Grid, ApiError> {
     let maze_error = |e: MazeError| {
         let hint = match e {
             MazeError::Empty | MazeError::WrongLength { .. } | MazeError::NotSquare { .. } | MazeError::RaggedRow { .. } => {
@@ -49,9 +61,16 @@ pub fn parse_maze(index: usize, input: &MazeInput, shape: (usize, usize)) -> Res
         }
     };
     grid.validate_puzzle().map_err(maze_error)?;
-    let window = Window::around_open_cells(&grid, rows, cols)
-        .map_err(|e| ApiError::unprocessable(format!("maze {index} is {}x{} and {e}; {takes}", grid.rows(), grid.cols())))?;
-    Ok((grid, window))
+    Ok(grid)
+}
+
+/// Places a model's `shape` over maze `index`: the identity for a maze of that shape, else
+/// the frame around its open cells (see [`Window`]), or a message naming the sizes the model
+/// can take.
+pub fn place(index: usize, grid: &Grid, shape: (usize, usize)) -> Result<Window, ApiError> {
+    Window::around_open_cells(grid, shape.0, shape.1).map_err(|e| {
+        ApiError::unprocessable(format!("maze {index} is {}x{} and {e}; {}", grid.rows(), grid.cols(), takes(&[shape])))
+    })
 }
 
 /// Tokens as the benchmark's row-major string; a token that is no cell (padding) shows as `?`.
@@ -64,6 +83,11 @@ mod tests {
     use super::*;
 
     const SHAPE: (usize, usize) = (3, 3);
+
+    fn parse_maze(index: usize, input: &MazeInput, shape: (usize, usize)) -> Result<(Grid, Window), ApiError> {
+        let grid = parse_grid(index, input, &takes(&[shape]))?;
+        Ok((grid.clone(), place(index, &grid, shape)?))
+    }
 
     fn message(input: MazeInput) -> String {
         parse_maze(2, &input, SHAPE).unwrap_err().message

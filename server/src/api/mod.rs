@@ -43,9 +43,9 @@ use state::AppState;
 /// Everything `trm serve` needs.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    /// The model to serve; `None` serves without one (predict answers 503).
-    pub model: Option<ModelSource>,
-    /// Why there is no model, shown in the 503 message when `model` is `None`.
+    /// The models to serve, the default first; none serves without a model (predict answers 503).
+    pub models: Vec<ModelSource>,
+    /// Why there is no model, shown in the 503 message when `models` is empty.
     pub no_model_reason: String,
     /// Backend of the model and of training jobs.
     pub backend: BackendKind,
@@ -95,7 +95,7 @@ pub async fn serve(
     let backend_kind = config.backend;
     let registry = models::ModelRegistry::default();
     let mut backend = format!("{backend_kind:?}").to_lowercase();
-    if let Some(source) = config.model.clone() {
+    for source in config.models.clone() {
         let batch = config.batch.clone();
         let loading = source.clone();
         let engine = tokio::task::spawn_blocking(move || engine::start(loading, backend_kind, batch)).await??;

@@ -35,6 +35,11 @@ impl ModelRegistry {
         self.read().first().cloned()
     }
 
+    /// Every model, the default first.
+    pub fn all(&self) -> Vec<Arc<LoadedModel>> {
+        self.read().clone()
+    }
+
     /// The model named `name`, or a 404 naming those there are.
     pub fn get(&self, name: &str) -> Result<Arc<LoadedModel>, ApiError> {
         let models = self.read();
@@ -129,6 +134,25 @@ pub async fn load_and_insert(state: &AppState, source: ModelSource) -> Result<Mo
     Ok(info)
 }
 
+/// Each directory of `root` holding model.safetensors and config.toml, as a model named after
+/// the directory: `default` first, then the others by name. No `root` means no models.
+pub fn committed_models(root: &Path, default: &str) -> std::io::Result<Vec<ModelSource>> {
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut models = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let dir = entry?.path();
+        let (checkpoint, config) = (dir.join("model.safetensors"), dir.join("config.toml"));
+        let Some(name) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        if checkpoint.is_file() && config.is_file() {
+            models.push(ModelSource { name, checkpoint, config });
+        }
+    }
+    models.sort_by_key(|m| (m.name != default, m.name.clone()));
+    Ok(models)
+}
+
 /// Names go into URLs and logs: keep them plain.
 fn check_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
@@ -199,6 +223,22 @@ mod tests {
         assert_eq!(resolve_under_roots("a", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(resolve_under_roots("nope", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(resolve_under_roots("a/m.safetensors", &[], "x").unwrap_err().status, StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn committed_models_are_the_complete_directories_default_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, complete) in [("b-model", true), ("default", true), ("a-model", true), ("half", false)] {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("model.safetensors"), b"x").unwrap();
+            if complete {
+                std::fs::write(d.join("config.toml"), b"x").unwrap();
+            }
+        }
+        let names: Vec<String> = committed_models(dir.path(), "default").unwrap().into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["default", "a-model", "b-model"]);
+        assert!(committed_models(&dir.path().join("none"), "default").unwrap().is_empty());
     }
 
     #[test]

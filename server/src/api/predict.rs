@@ -9,12 +9,12 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use serde::Deserialize;
 use trm_shared::api::{ErrorBody, PredictRequest, PredictResponse, PredictResult, StepAnswer, Timing};
-use trm_shared::maze::{Cell, Grid, check_answer, label};
+use trm_shared::maze::{Cell, Grid, Window, check_answer, label};
 
 use super::body::require_json;
 use super::error::ApiError;
-use super::maze_input::{parse_maze, tokens_to_row_major};
-use super::state::AppState;
+use super::maze_input::{parse_grid, place, takes, tokens_to_row_major};
+use super::state::{AppState, LoadedModel};
 
 const EXPECTED: &str = r#"{"mazes": [...], "steps"?: N, "return_steps"?: bool}, each maze a row-major string, a list of row strings or a list of token ids"#;
 
@@ -26,10 +26,11 @@ pub struct PredictQuery {
     pub model: Option<String>,
 }
 
-/// Runs a model (the default, or `?model=NAME`) on the request's mazes, through its dynamic batcher;
-/// a maze of another size is solved in the model's frame placed over its open cells.
+/// Runs a model (`?model=NAME`, else the default when it takes the mazes, else the first served
+/// model that does) on the request's mazes, through its dynamic batcher; a maze of another
+/// size is solved in the model's frame placed over its open cells.
 #[utoipa::path(post, path = "/api/predict", tag = "mazes", request_body = PredictRequest,
-    params(("model" = Option<String>, Query, description = "a model of GET /api/models (default: the default model)")),
+    params(("model" = Option<String>, Query, description = "a model of GET /api/models (default: the default model when it takes the mazes, else the first served model that does)")),
     responses((status = 200, body = PredictResponse), (status = 400, body = ErrorBody), (status = 404, description = "unknown model", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, description = "a bad maze, named", body = ErrorBody),
         (status = 503, description = "no model, or the queue is full", body = ErrorBody)))]
@@ -41,10 +42,6 @@ pub async fn predict(
     let started = Instant::now();
     let request: PredictRequest = require_json(body, EXPECTED)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(format!("{}; expected ?model=NAME", e.body_text())))?;
-    let model = match &query.model {
-        Some(name) => state.models.get(name)?,
-        None => state.models.default_model().ok_or_else(|| ApiError::unavailable(state.no_model_message()))?,
-    };
     let limits = &state.limits;
     let n = request.mazes.len();
     if n == 0 {
@@ -56,20 +53,29 @@ pub async fn predict(
             limits.max_mazes_per_request
         )));
     }
-    let steps = request.steps.unwrap_or(model.info.halt_max_steps);
-    if steps == 0 || steps > limits.max_steps {
-        return Err(ApiError::unprocessable(format!("steps must be 1..={}, got {steps}", limits.max_steps)));
+    let candidates = match &query.model {
+        Some(name) => vec![state.models.get(name)?],
+        None => state.models.all(),
+    };
+    if candidates.is_empty() {
+        return Err(ApiError::unavailable(state.no_model_message()));
     }
-    let shape = (model.info.rows, model.info.cols);
+    let shapes: Vec<(usize, usize)> = candidates.iter().map(|m| (m.info.rows, m.info.cols)).collect();
+    let takes = takes(&shapes);
     let mut mazes = Vec::with_capacity(n);
-    let mut windows = Vec::with_capacity(n);
     let mut labels = Vec::with_capacity(n);
     for (i, input) in request.mazes.iter().enumerate() {
-        let (maze, window) = parse_maze(i, input, shape)?;
+        let maze = parse_grid(i, input, &takes)?;
         // An unsolvable maze has no answer to score against.
         labels.push(label(&maze).map_err(|e| ApiError::unprocessable(format!("maze {i}: {e}")))?);
         mazes.push(maze);
-        windows.push(window);
+    }
+    let model = choose_model(&candidates, &mazes, &takes)?;
+    let shape = (model.info.rows, model.info.cols);
+    let windows: Vec<Window> = mazes.iter().enumerate().map(|(i, g)| place(i, g, shape)).collect::<Result<_, _>>()?;
+    let steps = request.steps.unwrap_or(model.info.halt_max_steps);
+    if steps == 0 || steps > limits.max_steps {
+        return Err(ApiError::unprocessable(format!("steps must be 1..={}, got {steps}", limits.max_steps)));
     }
     // The model sees its own frame of every maze; its answers are pasted back below.
     let tokens: Vec<u8> = mazes.iter().zip(&windows).flat_map(|(m, w)| w.crop(m).tokens()).collect();
@@ -101,6 +107,25 @@ pub async fn predict(
             total_ms: started.elapsed().as_secs_f64() * 1e3,
         },
         batch: output.batch,
+    }))
+}
+
+/// The first of `candidates` (the `?model=` one, else every served model, the default first)
+/// that takes every maze: a 7x7 default and a 30x30 model send small mazes to the first and
+/// real benchmark mazes to the second. Else a 422 naming a maze none takes, and what they take.
+fn choose_model(candidates: &[Arc<LoadedModel>], mazes: &[Grid], takes: &str) -> Result<Arc<LoadedModel>, ApiError> {
+    let takes_maze = |m: &LoadedModel, g: &Grid| Window::around_open_cells(g, m.info.rows, m.info.cols).is_ok();
+    if let Some(model) = candidates.iter().find(|m| mazes.iter().all(|g| takes_maze(m, g))) {
+        return Ok(model.clone());
+    }
+    let error = match candidates {
+        [only] => mazes.iter().enumerate().find_map(|(i, g)| place(i, g, (only.info.rows, only.info.cols)).err()),
+        _ => mazes.iter().enumerate().find(|(_, g)| !candidates.iter().any(|m| takes_maze(m, g))).map(|(i, g)| {
+            ApiError::unprocessable(format!("maze {i} is {}x{}, and no served model takes it: {takes}", g.rows(), g.cols()))
+        }),
+    };
+    Err(error.unwrap_or_else(|| {
+        ApiError::unprocessable(format!("no one served model takes every maze of this request (send them apart): {takes}"))
     }))
 }
 

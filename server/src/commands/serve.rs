@@ -10,8 +10,10 @@ use trm_server::api::{self, BatchConfig, Limits, ModelSource, ServeConfig};
 use trm_server::backend::BackendKind;
 use trm_server::train::devices::DeviceSet;
 
-/// Where the default model lives (written by the training work).
-const DEFAULT_MODEL_DIR: &str = "public/models/default";
+/// Where the committed models live, one directory each (model.safetensors + config.toml).
+const MODELS_DIR: &str = "public/models";
+/// The default model's directory under [`MODELS_DIR`] (scripts/train-default-model.sh writes it).
+const DEFAULT_MODEL: &str = "default";
 
 /// Arguments of `trm serve`.
 #[derive(Args, Debug)]
@@ -19,8 +21,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Checkpoint to serve (reference `step_N` or safetensors). Default:
-    /// public/models/default/model.safetensors when it exists; else no model is loaded.
+    /// Checkpoint to serve (reference `step_N` or safetensors). Default: the committed models,
+    /// each directory of public/models with model.safetensors and config.toml, named after it:
+    /// `default` (7x7) first, then the others (`maze-hard-cpu`, 30x30). Predict requests without
+    /// ?model= go to the default when it takes their mazes, else to the first model that does.
     #[arg(long, requires = "config")]
     pub model: Option<PathBuf>,
     /// Config of --model (reference `all_config.yaml` or our TOML).
@@ -70,7 +74,7 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Training jobs would fail one by one on a device set the machine does not have.
     trm_server::train::run::check_devices(args.backend, &args.devices)?;
-    let (model, no_model_reason) = model_source(&args)?;
+    let (models, no_model_reason) = model_sources(&args)?;
     let data_dirs = if args.data.is_empty() {
         ["data", "../shared/data"].iter().map(PathBuf::from).filter(|p| p.is_dir()).collect()
     } else {
@@ -89,7 +93,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         token,
         state_dir: args.state_dir.clone(),
         model_roots,
-        model,
+        models,
         no_model_reason,
         backend: args.backend,
         train_devices: args.devices.clone(),
@@ -111,9 +115,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener =
             tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("listening on {}", args.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        match &config.model {
-            Some(m) => tracing::info!("serving {} ({})", m.name, m.checkpoint.display()),
-            None => tracing::warn!("no model loaded: {}", config.no_model_reason),
+        for m in &config.models {
+            tracing::info!("serving {} ({})", m.name, m.checkpoint.display());
+        }
+        if config.models.is_empty() {
+            tracing::warn!("no model loaded: {}", config.no_model_reason);
         }
         let roots: Vec<String> = config.data_dirs.iter().map(|d| d.display().to_string()).collect();
         tracing::info!("datasets from: {}", if roots.is_empty() { "(none)".into() } else { roots.join(", ") });
@@ -132,8 +138,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The model to load: --model/--config, else the default model when its files exist.
-fn model_source(args: &ServeArgs) -> anyhow::Result<(Option<ModelSource>, String)> {
+/// The models to load: --model/--config, else the committed models (the default first).
+fn model_sources(args: &ServeArgs) -> anyhow::Result<(Vec<ModelSource>, String)> {
     if let (Some(checkpoint), Some(config)) = (&args.model, &args.config) {
         for path in [checkpoint, config] {
             if !path.is_file() {
@@ -141,19 +147,16 @@ fn model_source(args: &ServeArgs) -> anyhow::Result<(Option<ModelSource>, String
             }
         }
         let name = checkpoint.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
-        return Ok((Some(ModelSource { name, checkpoint: checkpoint.clone(), config: config.clone() }), String::new()));
+        return Ok((vec![ModelSource { name, checkpoint: checkpoint.clone(), config: config.clone() }], String::new()));
     }
-    let dir = Path::new(DEFAULT_MODEL_DIR);
-    let (checkpoint, config) = (dir.join("model.safetensors"), dir.join("config.toml"));
-    if checkpoint.is_file() && config.is_file() {
-        return Ok((Some(ModelSource { name: "default".into(), checkpoint, config }), String::new()));
-    }
+    let models = api::models::committed_models(Path::new(MODELS_DIR), DEFAULT_MODEL)
+        .with_context(|| format!("listing the committed models in {MODELS_DIR}"))?;
     let reason = format!(
-        "{} (relative to {}) has no model.safetensors and config.toml; start `trm serve --model FILE --config FILE`, or register one with POST /api/models",
-        dir.display(),
+        "{} (relative to {}) has no model directory with model.safetensors and config.toml; start `trm serve --model FILE --config FILE`, or register one with POST /api/models",
+        MODELS_DIR,
         std::env::current_dir().map_or_else(|_| "the working directory".into(), |d| d.display().to_string())
     );
-    Ok((None, reason))
+    Ok((models, reason))
 }
 
 /// Completes on Ctrl-C or (on Unix) SIGTERM.

@@ -172,7 +172,7 @@ pub fn config(dir: &Path) -> ServeConfig {
         token: TOKEN.into(),
         state_dir: dir.join("state"),
         model_roots: vec![dir.to_path_buf()],
-        model: None,
+        models: Vec::new(),
         no_model_reason: "none given in this test".into(),
         backend: BackendKind::Cpu,
         train_devices: Default::default(),
