@@ -70,9 +70,8 @@ pub async fn predict(
         labels.push(label(&maze).map_err(|e| ApiError::unprocessable(format!("maze {i}: {e}")))?);
         mazes.push(maze);
     }
-    let model = choose_model(&candidates, &mazes, &takes)?;
+    let (model, windows) = choose_model(&candidates, &mazes, &takes)?;
     let shape = (model.info.rows, model.info.cols);
-    let windows: Vec<Window> = mazes.iter().enumerate().map(|(i, g)| place(i, g, shape)).collect::<Result<_, _>>()?;
     let steps = request.steps.unwrap_or(model.info.halt_max_steps);
     if steps == 0 || steps > limits.max_steps {
         return Err(ApiError::unprocessable(format!("steps must be 1..={}, got {steps}", limits.max_steps)));
@@ -111,16 +110,23 @@ pub async fn predict(
 }
 
 /// The first of `candidates` (the `?model=` one, else every served model, the default first)
-/// that takes every maze: a 7x7 default and a 30x30 model send small mazes to the first and
-/// real benchmark mazes to the second. Else a 422 naming a maze none takes, and what they take.
-fn choose_model(candidates: &[Arc<LoadedModel>], mazes: &[Grid], takes: &str) -> Result<Arc<LoadedModel>, ApiError> {
-    let takes_maze = |m: &LoadedModel, g: &Grid| Window::around_open_cells(g, m.info.rows, m.info.cols).is_ok();
-    if let Some(model) = candidates.iter().find(|m| mazes.iter().all(|g| takes_maze(m, g))) {
-        return Ok(model.clone());
+/// that takes every maze, with its frame over each: a 7x7 default and a 30x30 model send small
+/// mazes to the first and real benchmark mazes to the second. Else a 422 naming a maze none
+/// takes, and what they take.
+fn choose_model(
+    candidates: &[Arc<LoadedModel>],
+    mazes: &[Grid],
+    takes: &str,
+) -> Result<(Arc<LoadedModel>, Vec<Window>), ApiError> {
+    let frames = |m: &LoadedModel, g: &Grid| Window::around_open_cells(g, m.info.rows, m.info.cols);
+    for model in candidates {
+        if let Ok(windows) = mazes.iter().map(|g| frames(model, g)).collect::<Result<Vec<Window>, _>>() {
+            return Ok((model.clone(), windows));
+        }
     }
     let error = match candidates {
         [only] => mazes.iter().enumerate().find_map(|(i, g)| place(i, g, (only.info.rows, only.info.cols)).err()),
-        _ => mazes.iter().enumerate().find(|(_, g)| !candidates.iter().any(|m| takes_maze(m, g))).map(|(i, g)| {
+        _ => mazes.iter().enumerate().find(|(_, g)| candidates.iter().all(|m| frames(m, g).is_err())).map(|(i, g)| {
             ApiError::unprocessable(format!("maze {i} is {}x{}, and no served model takes it: {takes}", g.rows(), g.cols()))
         }),
     };
