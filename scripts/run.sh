@@ -7,6 +7,9 @@
 #      committed models (public/models: the 7x7 default and the 30x30 maze-hard-cpu), until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The main job builds the web app (Trunk, wasm-bindgen, wasm-opt) but runs no browser tests:
+# no Chromium, Firefox, Node or lavapipe.
+TRM_SETUP_TESTS=0
 source scripts/setup.sh
 
 cargo build --locked --release -p trm-server

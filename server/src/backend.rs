@@ -13,7 +13,7 @@ use burn::prelude::Backend;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use trm_shared::maze::Grid;
-use trm_shared::model::{PredictOptions, Predictions, StateDict, Trm, TrmConfig, predict};
+use trm_shared::model::{GridShape, LocalConfig, LocalTrm, PredictOptions, Predictions, StateDict, Trm, TrmConfig, predict, predict_local};
 
 /// Backends a command can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -228,13 +228,61 @@ pub fn read_puzzle_identifiers(path: &Path, n: usize) -> anyhow::Result<Vec<i32>
     Ok(ids)
 }
 
-/// Reads the config and checkpoint and builds the model for inputs of `seq_len` cells.
+/// A model of either family, as [`load_model`] reads it.
+pub enum AnyModel<B: Backend> {
+    /// The reference TRM (attention or MLP-t), for mazes of its one size.
+    Reference(Trm<B>),
+    /// The size-general TRM (`[arch] mixer = "local"`), for mazes of any size.
+    Local(LocalTrm<B>),
+}
+
+impl<B: Backend> AnyModel<B> {
+    /// The default number of ACT steps: exactly this many for the reference model (as its
+    /// evaluation runs), at most this many for the size-general one (it halts on its own).
+    pub fn halt_max_steps(&self) -> usize {
+        match self {
+            AnyModel::Reference(m) => m.config().halt_max_steps,
+            AnyModel::Local(m) => m.config().halt_max_steps,
+        }
+    }
+
+    /// Answers of every maze of `inputs` after each ACT step.
+    pub fn predict(&self, inputs: &Inputs, opts: &PredictOptions, device: &B::Device, progress: impl FnMut(usize)) -> anyhow::Result<Predictions> {
+        Ok(match self {
+            AnyModel::Reference(m) => predict(m, &inputs.tokens, &inputs.puzzle_identifiers, opts, device, progress)?,
+            AnyModel::Local(m) => {
+                let grid = GridShape { rows: inputs.shape.0, cols: inputs.shape.1 };
+                predict_local(m, &inputs.tokens, grid, opts, device, progress)?
+            }
+        })
+    }
+}
+
+/// Reads the config and checkpoint and builds the model for inputs of `seq_len` cells. A
+/// config whose `[arch]` says `mixer = "local"` gives the size-general model (any size).
 pub fn load_model<B: Backend>(
     checkpoint: &Path,
     config: &Path,
     seq_len: usize,
     device: &B::Device,
-) -> anyhow::Result<Trm<B>> {
+) -> anyhow::Result<AnyModel<B>> {
+    let text = std::fs::read_to_string(config).with_context(|| format!("reading the config {}", config.display()))?;
+    if LocalConfig::is_local_toml(&text) {
+        let cfg = LocalConfig::from_toml_str(&text).with_context(|| format!("reading the config {}", config.display()))?;
+        let sd = StateDict::read(checkpoint).with_context(|| format!("reading the checkpoint {}", checkpoint.display()))?;
+        let model = LocalTrm::from_state_dict(&cfg, &sd, device)
+            .with_context(|| format!("building the model from {}", checkpoint.display()))?;
+        tracing::info!(
+            "model: size-general (local mixer), hidden {}, L_layers {}, H_cycles {}, L_cycles {} ({} ticks per ACT step), at most {} ACT steps",
+            cfg.hidden_size,
+            cfg.l_layers,
+            cfg.h_cycles,
+            cfg.l_cycles,
+            cfg.ticks_per_step(),
+            cfg.halt_max_steps
+        );
+        return Ok(AnyModel::Local(model));
+    }
     let mut cfg = TrmConfig::from_file(config).with_context(|| format!("reading the config {}", config.display()))?;
     TrmConfig::fill(&mut cfg.seq_len, "seq_len", seq_len, "the inputs")?;
     let sd = StateDict::read(checkpoint).with_context(|| format!("reading the checkpoint {}", checkpoint.display()))?;
@@ -254,7 +302,7 @@ pub fn load_model<B: Backend>(
         if c.mlp_t { "mlp_t" } else { "attention" },
         if c.forward_dtype != "float32" { format!(" (trained in {})", c.forward_dtype) } else { String::new() },
     );
-    Ok(model)
+    Ok(AnyModel::Reference(model))
 }
 
 /// A progress bar over mazes.
@@ -270,7 +318,7 @@ pub fn maze_bar(len: u64, what: &str) -> ProgressBar {
 /// Runs the model over every input behind a progress bar labelled `what`; returns the
 /// predictions and the seconds they took.
 pub fn predict_with_bar<B: Backend>(
-    model: &Trm<B>,
+    model: &AnyModel<B>,
     inputs: &Inputs,
     opts: &PredictOptions,
     device: &B::Device,
@@ -278,7 +326,7 @@ pub fn predict_with_bar<B: Backend>(
 ) -> anyhow::Result<(Predictions, f64)> {
     let bar = maze_bar(inputs.len() as u64, what);
     let started = std::time::Instant::now();
-    let preds = predict(model, &inputs.tokens, &inputs.puzzle_identifiers, opts, device, |done| bar.set_position(done as u64))?;
+    let preds = model.predict(inputs, opts, device, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     Ok((preds, started.elapsed().as_secs_f64()))
 }

@@ -9,9 +9,9 @@ use std::time::Instant;
 use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
 use trm_shared::maze::check_answer;
-use trm_shared::model::{PredictOptions, Predictions, predict};
+use trm_shared::model::{GridShape, PredictOptions, Predictions, predict, predict_local};
 
-use crate::backend::{BackendJob, BackendKind, Inputs, load_model, read_inputs, with_backend};
+use crate::backend::{AnyModel, BackendJob, BackendKind, Inputs, load_model, read_inputs, with_backend};
 
 /// What to evaluate, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +87,7 @@ impl BackendJob for Job<'_> {
     fn run<B: Backend>(self, device: B::Device, backend_name: &'static str) -> anyhow::Result<Self::Output> {
         let Job { spec, inputs, progress, stop } = self;
         let model = load_model::<B>(&spec.checkpoint, &spec.config, inputs.seq_len, &device)?;
-        let steps = spec.steps.unwrap_or(model.config().halt_max_steps);
+        let steps = spec.steps.unwrap_or(model.halt_max_steps());
         let opts = PredictOptions { steps, batch_size: spec.batch_size, stop_when_all_halt: false, keep_logits: false };
         let (n, seq) = (inputs.len(), inputs.seq_len);
         tracing::info!("evaluating {n} mazes of {}, {steps} ACT steps, on {backend_name}", spec.split_dir.display());
@@ -100,17 +100,27 @@ impl BackendJob for Job<'_> {
             }
             let end = (start + spec.batch_size).min(n);
             let began = Instant::now();
-            let part = predict(&model, &inputs.tokens[start * seq..end * seq], &inputs.puzzle_identifiers[start..end], &opts, &device, |_| {})?;
+            let part = match &model {
+                AnyModel::Reference(m) => predict(m, &inputs.tokens[start * seq..end * seq], &inputs.puzzle_identifiers[start..end], &opts, &device, |_| {})?,
+                AnyModel::Local(m) => {
+                    let grid = GridShape { rows: inputs.shape.0, cols: inputs.shape.1 };
+                    predict_local(m, &inputs.tokens[start * seq..end * seq], grid, &opts, &device, |_| {})?
+                }
+            };
             seconds += began.elapsed().as_secs_f64();
-            if all.answers.is_empty() {
-                all.answers = vec![Vec::with_capacity(n * seq); part.answers.len()];
-                all.q_halt = vec![Vec::with_capacity(n); part.q_halt.len()];
+            // A size-general model's batch runs until its mazes halt, so batches may run
+            // different numbers of steps: a maze keeps its last answer over the steps it did
+            // not run (the reference model's batches all run the same steps).
+            while all.answers.len() < part.answers.len() {
+                let answers = all.answers.last().cloned().unwrap_or_else(|| Vec::with_capacity(n * seq));
+                let q = all.q_halt.last().cloned().unwrap_or_else(|| Vec::with_capacity(n));
+                all.answers.push(answers);
+                all.q_halt.push(q);
             }
-            for (a, p) in all.answers.iter_mut().zip(part.answers) {
-                a.extend(p);
-            }
-            for (q, p) in all.q_halt.iter_mut().zip(part.q_halt) {
-                q.extend(p);
+            let last = part.answers.len() - 1;
+            for (s, (a, q)) in all.answers.iter_mut().zip(all.q_halt.iter_mut()).enumerate() {
+                a.extend_from_slice(&part.answers[s.min(last)]);
+                q.extend_from_slice(&part.q_halt[s.min(last)]);
             }
             progress(end, n);
         }

@@ -27,7 +27,8 @@ pub struct PredictArgs {
     /// int32 npy of N puzzle identifiers (default: all 0, or the split's own).
     #[arg(long)]
     pub puzzle_identifiers: Option<PathBuf>,
-    /// ACT steps (default: the config's halt_max_steps, as the reference evaluates).
+    /// ACT steps (default: the config's halt_max_steps, as the reference evaluates). For the
+    /// size-general model, a cap: each maze stops when its Q head says halt.
     #[arg(long)]
     pub steps: Option<usize>,
     /// Stop a batch once every maze in it has q_halt > 0 (not in the reference, which always
@@ -78,7 +79,7 @@ impl BackendJob for Job {
     fn run<B: Backend>(self, device: B::Device, backend_name: &'static str) -> anyhow::Result<()> {
         let Job { args, inputs } = self;
         let model = load_model::<B>(&args.checkpoint, &args.config, inputs.seq_len, &device)?;
-        let steps = args.steps.unwrap_or(model.config().halt_max_steps);
+        let steps = args.steps.unwrap_or(model.halt_max_steps());
         let opts = PredictOptions {
             steps,
             batch_size: args.batch_size,
@@ -94,7 +95,7 @@ impl BackendJob for Job {
         let (mut shortest, mut exact) = (0, 0);
         for i in 0..n {
             let answer_tokens = preds.final_answer(i);
-            let q = preds.q_halt[steps - 1][i];
+            let q = preds.q_halt.last().map_or(0.0, |q| q[i]);
             let maze = inputs.grid_of(&inputs.tokens, i).with_context(|| format!("maze {i}"))?;
             let verdict = match inputs.grid_row(answer_tokens) {
                 Err(e) => format!("invalid answer ({e})"),
@@ -120,7 +121,7 @@ impl BackendJob for Job {
                 },
             };
             let early = match preds.stopped_early_at[i] {
-                Some(k) => format!(", stopped early after step {k} (all q_halt > 0)"),
+                Some(k) => format!(", halted after step {k} (q_halt > 0)"),
                 None => String::new(),
             };
             writeln!(text, "maze {i}: {verdict}; q_halt {q:.3}{early}")?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::backend::BackendKind;
@@ -53,6 +53,15 @@ pub struct TrainArgs {
 
 /// Runs `trm train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let config_path = match (&args.resume, &args.config) {
+        (Some(run), _) => run.join("config.toml"),
+        (None, Some(path)) => path.clone(),
+        (None, None) => bail!("give --config FILE or --resume RUN_DIR"),
+    };
+    let text = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
+    if trm_shared::model::LocalConfig::is_local_toml(&text) {
+        return run_local(&args, &config_path, &text);
+    }
     // Before a run directory exists: a wrong device list leaves nothing behind.
     check_devices(args.backend, &args.devices)?;
     let node = match (args.nodes, args.node_rank, &args.orchestrator, &args.node_address) {
@@ -82,5 +91,45 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         Some(e) => eprintln!("done: {} steps; last eval exact accuracy {:.3} (token {:.3})", summary.steps, e.exact_accuracy, e.accuracy),
         None => eprintln!("done: {} steps (no evaluation reached); checkpoint in {}", summary.steps, dir.display()),
     }
+    Ok(())
+}
+
+/// `trm train` for the size-general model (`[arch] mixer = "local"`): one process, mazes drawn
+/// on the fly (no dataset), the run directory holding `config.toml`, `metrics.jsonl`,
+/// `model.safetensors` (the EMA weights) and a resumable checkpoint.
+fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use crate::train::local::{LocalTrainConfig, train_local};
+    let cfg = LocalTrainConfig::from_file(config_path)?;
+    if args.nodes.is_some() || args.devices.len() > 1 {
+        bail!("the size-general model trains in one process on one device for now (no --devices list or --nodes)");
+    }
+    let (dir, resume) = match &args.resume {
+        Some(run) => (run.clone(), true),
+        None => {
+            let stem = config_path.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let dir = args.out.join(format!("{stem}-{stamp}"));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            trm_shared::atomic::write_file(&dir.join("config.toml"), text.as_bytes())
+                .with_context(|| format!("writing {}", dir.join("config.toml").display()))?;
+            (dir, false)
+        }
+    };
+    eprintln!("run directory: {}", dir.display());
+    let summary = match args.backend {
+        BackendKind::Cpu => train_local::<crate::train::CpuTrain>(&cfg, &dir, resume, args.max_steps, &Default::default())?,
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            trm_server::gpu::cuda_device_count().map_err(|e| anyhow::anyhow!("--backend cuda: {e}"))?;
+            train_local::<burn::backend::Autodiff<burn::backend::Cuda>>(&cfg, &dir, resume, args.max_steps, &Default::default())?
+        }
+        other => bail!("the size-general model trains on --backend cpu{} for now, not {other:?}", if cfg!(feature = "cuda") { " or cuda" } else { "" }),
+    };
+    eprintln!(
+        "done: {} steps, {:.0} s of training; weights in {}",
+        summary.steps,
+        summary.train_seconds,
+        summary.dir.join("model.safetensors").display()
+    );
     Ok(())
 }

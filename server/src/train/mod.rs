@@ -16,6 +16,7 @@
 //! - [`step`]: one step's forward and backward split over data-parallel workers.
 //! - [`run`]: a run's mazes (read or generated) and its backend.
 //! - [`update`]: one optimizer update (AdamATan2, SignSGD on the step's puzzle rows).
+//! - [`local`]: training the size-general model (local mixer) on generated mazes of many sizes.
 //! - [`trainer`]: the loop (carry across batches, optimizers, EMA, evaluation, logging).
 
 pub mod checkpoint;
@@ -26,6 +27,7 @@ pub mod data;
 pub mod devices;
 pub mod ema;
 pub mod hooks;
+pub mod local;
 pub mod loss;
 pub mod metrics_log;
 pub mod optim;

@@ -4,11 +4,13 @@
 mod grid;
 mod path;
 mod transform;
+pub mod wave;
 mod window;
 
 pub use grid::{Cell, DEFAULT_SIZE, Grid, PAD, VOCAB_SIZE, square_side};
 pub use path::{AnswerCheck, Solution, check_answer, distances_from, label, shortest_path};
 pub use transform::{DIHEDRAL_INVERSE, Dihedral, dihedral_transform};
+pub use wave::Wave;
 pub use window::{Window, WindowError};
 
 /// Everything that can be wrong with a maze given as text, tokens or cells.

@@ -308,10 +308,28 @@ pub fn sniff(bytes: &[u8]) -> Format {
 
 /// A [`WeightSource`] that hands out the tensors of a state dict, checking their shapes,
 /// and collects every problem instead of stopping at the first.
-struct StateDictSource<'a> {
+pub(crate) struct StateDictSource<'a> {
     sd: &'a StateDict,
     used: BTreeSet<String>,
     problems: Vec<TensorProblem>,
+}
+
+impl<'a> StateDictSource<'a> {
+    /// A source over `sd` that has handed out nothing yet.
+    pub(crate) fn new(sd: &'a StateDict) -> StateDictSource<'a> {
+        StateDictSource { sd, used: BTreeSet::new(), problems: Vec::new() }
+    }
+
+    /// Every problem found, with the tensors of the file that no one took.
+    pub(crate) fn finish(self) -> Result<(), ModelError> {
+        let mut problems = self.problems;
+        for (name, t) in &self.sd.tensors {
+            if !self.used.contains(name) {
+                problems.push(TensorProblem::Unexpected { name: name.clone(), found: t.shape.clone() });
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ModelError::Tensors(problems)) }
+    }
 }
 
 impl WeightSource for StateDictSource<'_> {
@@ -340,17 +358,9 @@ impl<B: Backend> Trm<B> {
     pub fn from_state_dict(config: &TrmConfig, sd: &StateDict, device: &B::Device) -> Result<Trm<B>, ModelError> {
         let mut config = config.clone();
         sd.fill_config(&mut config)?;
-        let mut src = StateDictSource { sd, used: BTreeSet::new(), problems: Vec::new() };
+        let mut src = StateDictSource::new(sd);
         let model = Trm::build(&config, &mut src, device)?;
-        let mut problems = src.problems;
-        for (name, t) in &sd.tensors {
-            if !src.used.contains(name) {
-                problems.push(TensorProblem::Unexpected { name: name.clone(), found: t.shape.clone() });
-            }
-        }
-        if !problems.is_empty() {
-            return Err(ModelError::Tensors(problems));
-        }
+        src.finish()?;
         Ok(model)
     }
 

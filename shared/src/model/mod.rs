@@ -6,6 +6,7 @@
 //! - [`act`]: the ACT wrapper (carry, halting, exploration) and an inference loop.
 //! - [`checkpoint`]: reference checkpoints (`torch.save` files, safetensors) in and out.
 //! - [`predict`]: batched inference keeping the answer after every ACT step.
+//! - [`local`]: the size-general TRM (a local 2D mixer instead of attention), any maze size.
 //! - `cpu` (native builds): attention and SwiGLU kernels [`trm`] uses on the Flex backend.
 
 pub mod act;
@@ -14,6 +15,7 @@ pub mod config;
 #[cfg(all(feature = "native", not(target_family = "wasm")))]
 pub mod cpu;
 pub mod init;
+pub mod local;
 pub mod predict;
 pub mod trm;
 
@@ -21,6 +23,7 @@ pub use act::{ActCarry, ActMode, ActModel, ActStep, Inference, run_inference};
 pub use checkpoint::{HostTensor, StateDict, TensorProblem};
 pub use config::{PosEncoding, TrmConfig};
 pub use init::RandomInit;
+pub use local::{GridShape, LocalConfig, LocalTrm, predict_local, solve};
 pub use predict::{PredictOptions, Predictions, predict};
 pub use trm::{InnerCarry, StepOutput, Trm};
 

@@ -55,6 +55,29 @@ pub struct CastedLinear<B: Backend> {
 }
 
 impl<B: Backend> CastedLinear<B> {
+    /// `name.weight` (and `name.bias` when `bias` says how to initialise one) from `src`.
+    /// Linear weights are `[out, in]` in checkpoints, `[in, out]` in burn.
+    pub fn take(
+        src: &mut dyn WeightSource,
+        name: &str,
+        out: usize,
+        inp: usize,
+        w_init: Init,
+        bias: Option<Init>,
+        device: &B::Device,
+    ) -> Result<CastedLinear<B>, ModelError> {
+        let w = src.take(&format!("{name}.weight"), &[out, inp], w_init)?;
+        let weight = Tensor::<B, 2>::from_data(TensorData::new(w, [out, inp]), device).transpose();
+        let bias = match bias {
+            Some(init) => {
+                let b = src.take(&format!("{name}.bias"), &[out], init)?;
+                Some(Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(b, [out]), device)))
+            }
+            None => None,
+        };
+        Ok(CastedLinear { weight: Param::from_tensor(weight), bias })
+    }
+
     /// `x @ Wᵀ + b` in the reference's terms, the weights cast to `x`'s dtype.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let dtype = FloatDType::from(x.dtype());
@@ -372,18 +395,8 @@ impl<B: Backend> Trm<B> {
             let v = src.take(name, &[rows, cols], init)?;
             Ok::<_, ModelError>(Param::from_tensor(Tensor::<B, 2>::from_data(TensorData::new(v, [rows, cols]), device)))
         };
-        // Linear weights are [out, in] in the checkpoint, [in, out] in burn.
         let linear_w = |src: &mut dyn WeightSource, name: &str, out: usize, inp: usize, w_init: Init, bias: Option<Init>| {
-            let w = src.take(&format!("{name}.weight"), &[out, inp], w_init)?;
-            let weight = Tensor::<B, 2>::from_data(TensorData::new(w, [out, inp]), device).transpose();
-            let bias = match bias {
-                Some(init) => {
-                    let b = src.take(&format!("{name}.bias"), &[out], init)?;
-                    Some(Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(b, [out]), device)))
-                }
-                None => None,
-            };
-            Ok::<_, ModelError>(CastedLinear { weight: Param::from_tensor(weight), bias })
+            CastedLinear::take(src, name, out, inp, w_init, bias, device)
         };
         let swiglu = |src: &mut dyn WeightSource, name: &str, width: usize| {
             let inter = swiglu_inner(width, config.expansion);

@@ -1,0 +1,560 @@
+//! Training the size-general model ([`LocalTrm`], `[arch] mixer = "local"`) on small generated
+//! mazes, as TRM trains: every optimizer step is one ACT step of a batch of mazes in progress,
+//! from their detached carries (deep supervision); a maze whose answer is complete (plus
+//! `extra_steps`) leaves the batch and a fresh one takes its row.
+//!
+//! Beside the answer, every tick of the recursion is supervised with the state of the label
+//! rule's local process after that many updates ([`Wave`]): which cells the wave from G has
+//! reached, each reached cell's choice, and the part of the path traced so far. That is what
+//! makes a tick one update of a rule that works at any size. The Q head learns to halt when
+//! the answer is right, as the reference's does.
+//!
+//! The mazes are drawn on the fly, deterministically from the seed: a random side per axis
+//! (growing over `curriculum_steps` from `start_side` to `max_side`), walls on a random share
+//! of the cells (loops included, as in Maze-Hard), S and G at least `max(rows, cols)` moves
+//! apart, padded onto a `max_side` square canvas whose padding the model sees as the outside.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use trm_shared::maze::{Cell, Grid, Wave, check_answer};
+use trm_shared::model::{GridShape, InnerCarry, LocalConfig, LocalTrm, RandomInit, solve};
+
+use super::ema::Ema;
+use super::metrics_log::MetricsLog;
+use super::optim::AdamAtan2;
+use super::schedule::LrSchedule;
+
+/// A training config for the size-general model (TOML; see `configs/maze-any-cpu.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTrainConfig {
+    /// Mazes in flight (rows of every batch).
+    pub global_batch_size: usize,
+    /// Optimizer steps of the run.
+    pub steps: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate as a share of `lr` (cosine decay).
+    pub lr_min_ratio: f64,
+    /// Linear warmup steps.
+    pub lr_warmup_steps: u64,
+    /// AdamATan2 β1.
+    pub beta1: f64,
+    /// AdamATan2 β2.
+    pub beta2: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// EMA rate of the saved weights (0 = no EMA).
+    pub ema_rate: f64,
+    /// Weight of the per-tick process loss against the answer loss.
+    pub aux_weight: f64,
+    /// Seed of the initial weights and of every maze.
+    pub seed: u64,
+    /// Evaluate (held-out generated mazes) every this many steps.
+    pub eval_interval: u64,
+    /// Save a checkpoint every this many steps.
+    pub checkpoint_interval: u64,
+    /// Log a training line every this many steps.
+    pub log_interval: u64,
+    /// The model.
+    pub arch: LocalConfig,
+    /// The mazes.
+    pub data: LocalDataConfig,
+}
+
+/// How the training mazes are drawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalDataConfig {
+    /// Smallest side.
+    pub min_side: usize,
+    /// Largest side at the start of the curriculum.
+    pub start_side: usize,
+    /// Largest side (and the canvas) once the curriculum is done.
+    pub max_side: usize,
+    /// Steps over which the largest side grows from `start_side` to `max_side`.
+    pub curriculum_steps: u64,
+    /// Walls cover a share of the cells drawn uniformly from this range (Maze-Hard: 0.28-0.45).
+    pub wall_share: [f64; 2],
+    /// ACT steps a maze stays in the batch after its answer is complete (to learn to hold it and halt).
+    pub extra_steps: u32,
+    /// Held-out mazes per evaluation side.
+    pub eval_count: usize,
+    /// Sides of the evaluation mazes.
+    pub eval_sides: Vec<usize>,
+}
+
+impl LocalTrainConfig {
+    /// Reads and checks a config file.
+    pub fn from_file(path: &Path) -> anyhow::Result<LocalTrainConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: LocalTrainConfig = toml::from_str(&text).with_context(|| format!("{}: invalid training config", path.display()))?;
+        cfg.validate().with_context(|| path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Checks the fields against each other and against sane bounds.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.arch.validate()?;
+        let d = &self.data;
+        if self.global_batch_size == 0 || self.global_batch_size > 4096 {
+            bail!("global_batch_size must be in 1..=4096");
+        }
+        if !(2 <= d.min_side && d.min_side <= d.start_side && d.start_side <= d.max_side && d.max_side <= 64) {
+            bail!("[data] needs 2 <= min_side <= start_side <= max_side <= 64");
+        }
+        if !(0.0 <= d.wall_share[0] && d.wall_share[0] <= d.wall_share[1] && d.wall_share[1] < 0.8) {
+            bail!("[data] wall_share must be an increasing pair in [0, 0.8)");
+        }
+        if d.eval_sides.iter().any(|&s| !(2..=64).contains(&s)) {
+            bail!("[data] eval_sides must be in 2..=64");
+        }
+        if !(self.lr > 0.0 && self.lr < 1.0) || self.steps == 0 {
+            bail!("lr must be in (0, 1) and steps at least 1");
+        }
+        if self.log_interval == 0 || self.eval_interval == 0 || self.checkpoint_interval == 0 {
+            bail!("log_interval, eval_interval and checkpoint_interval must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// One maze of the stream: `k` picks its random stream, so the data is a function of the seed.
+pub fn draw_maze(seed: u64, k: u64, min_side: usize, max_side: usize, wall_share: [f64; 2]) -> Grid {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(k);
+    loop {
+        let rows = rng.random_range(min_side..=max_side);
+        let cols = rng.random_range(min_side..=max_side);
+        let share = rng.random_range(wall_share[0]..=wall_share[1]);
+        let mut grid = Grid::open(rows, cols);
+        for i in 0..rows * cols {
+            if rng.random_bool(share) {
+                grid.set(i, Cell::Wall);
+            }
+        }
+        let open: Vec<usize> = (0..rows * cols).filter(|&i| grid.at(i) == Cell::Open).collect();
+        if open.len() < 2 {
+            continue;
+        }
+        let s = open[rng.random_range(0..open.len())];
+        let g = open[rng.random_range(0..open.len())];
+        if s == g {
+            continue;
+        }
+        grid.set(s, Cell::Start);
+        grid.set(g, Cell::Goal);
+        let dist = trm_shared::maze::distances_from(&grid, g)[s];
+        if dist != u32::MAX && dist as usize >= rows.max(cols) {
+            return grid;
+        }
+    }
+}
+
+/// A maze in flight: its process, where it sits on the canvas, and how far it has run.
+struct Row {
+    wave: Wave,
+    label: Vec<u8>,
+    tick: u32,
+    end_tick: u32,
+}
+
+/// Targets of one tick for all rows, on the canvas: answer tokens, reached, choice, mask.
+fn tick_targets(rows: &[Row], canvas: usize, tick_of: impl Fn(&Row) -> u32, tokens: &mut Vec<i64>, reached: &mut Vec<f32>, choice: &mut Vec<i64>) {
+    for row in rows {
+        let t = tick_of(row);
+        let (r, c) = (row.wave.rows(), row.wave.cols());
+        for y in 0..canvas {
+            for x in 0..canvas {
+                if y < r && x < c {
+                    let (re, ch, tok) = row.wave.state_at(y * c + x, t);
+                    tokens.push(i64::from(tok));
+                    reached.push(if re { 1.0 } else { 0.0 });
+                    choice.push(i64::from(ch));
+                } else {
+                    tokens.push(0);
+                    reached.push(0.0);
+                    choice.push(0);
+                }
+            }
+        }
+    }
+}
+
+/// Mean over masked cells of `-log p(target)` for logits `[N, C, K]`, targets `[N, C]`, mask `[N, C]`.
+fn masked_ce<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
+    let logp = log_softmax(logits, 2);
+    let picked = logp.gather(2, targets.unsqueeze_dim(2)).squeeze_dim::<2>(2);
+    let total = mask.clone().sum();
+    (picked * mask).sum().neg() / total
+}
+
+/// Binary cross-entropy with logits, mean over the masked entries.
+fn masked_bce<B: Backend, const D: usize>(logits: Tensor<B, D>, targets: Tensor<B, D>, mask: Tensor<B, D>) -> Tensor<B, 1> {
+    let per = (targets.clone() * log_sigmoid(logits.clone()) + (targets.neg() + 1.0) * log_sigmoid(logits.neg())).neg();
+    let total = mask.clone().sum();
+    (per * mask).sum() / total
+}
+
+/// A training line of `metrics.jsonl` (the fields `trm runs plot` reads, and the process loss).
+#[derive(Debug, Serialize)]
+struct TrainLine {
+    kind: &'static str,
+    step: u64,
+    lr: f64,
+    accuracy: f64,
+    exact_accuracy: Option<f64>,
+    lm_loss: f64,
+    aux_loss: f64,
+    q_halt_loss: f64,
+    examples_per_s: f64,
+    elapsed_s: f64,
+    max_side: usize,
+}
+
+/// An evaluation line: exact and valid-shortest shares per side.
+#[derive(Debug, Serialize)]
+struct EvalLine {
+    kind: &'static str,
+    step: u64,
+    exact_accuracy: f64,
+    accuracy: f64,
+    sides: Vec<SideScore>,
+    elapsed_s: f64,
+}
+
+/// Scores on the held-out mazes of one side.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideScore {
+    /// Side of the mazes.
+    pub side: usize,
+    /// Mazes scored.
+    pub mazes: usize,
+    /// Share equal to the label.
+    pub exact: f64,
+    /// Share with a valid shortest path (any tie-break).
+    pub valid_shortest: f64,
+    /// Share of cells equal to the label.
+    pub cells: f64,
+    /// Mean ACT step at which the model halted (the cap where it did not).
+    pub mean_steps: f64,
+}
+
+/// Scores `model` on `mazes` (all of one size), solving them in batches.
+pub fn score_mazes<B: Backend>(model: &LocalTrm<B>, mazes: &[Grid], max_steps: usize, batch: usize, device: &B::Device) -> anyhow::Result<SideScore> {
+    let (rows, cols) = (mazes[0].rows(), mazes[0].cols());
+    let (mut exact, mut valid, mut cells_ok, mut steps) = (0usize, 0usize, 0usize, 0usize);
+    for chunk in mazes.chunks(batch.max(1)) {
+        let tokens: Vec<u8> = chunk.iter().flat_map(|g| g.tokens()).collect();
+        let out = solve(model, &tokens, GridShape { rows, cols }, max_steps, device, |_, _, _| true)?;
+        for (maze, (answer, halted)) in chunk.iter().zip(out.answers.iter().zip(&out.halted_at)) {
+            steps += halted.unwrap_or(out.steps_run);
+            match Grid::from_tokens(rows, cols, answer) {
+                Ok(grid) => {
+                    let check = check_answer(maze, &grid)?;
+                    exact += usize::from(check.exact);
+                    valid += usize::from(check.shortest);
+                    cells_ok += rows * cols - check.wrong_cells.len();
+                }
+                // A PAD token in the answer: nothing is right about it but what matches by chance.
+                Err(_) => {}
+            }
+        }
+    }
+    let n = mazes.len() as f64;
+    Ok(SideScore {
+        side: rows.max(cols),
+        mazes: mazes.len(),
+        exact: exact as f64 / n,
+        valid_shortest: valid as f64 / n,
+        cells: cells_ok as f64 / (n * (rows * cols) as f64),
+        mean_steps: steps as f64 / n,
+    })
+}
+
+/// Held-out mazes of one side: a stream the training draws never use (stream ids from 2^62).
+pub fn eval_mazes(seed: u64, side: usize, count: usize, wall_share: [f64; 2]) -> Vec<Grid> {
+    (0..count as u64).map(|k| draw_maze(seed, (1 << 62) + ((side as u64) << 32) + k, side, side, wall_share)).collect()
+}
+
+/// What a finished run leaves.
+pub struct LocalSummary {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Seconds of training (evaluations excluded).
+    pub train_seconds: f64,
+}
+
+/// Saves `model` as `dir/name` atomically.
+fn save_model<B: Backend>(model: &LocalTrm<B>, path: &Path) -> anyhow::Result<()> {
+    let bytes = model.to_safetensors_bytes()?;
+    trm_shared::atomic::write_file(path, &bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Trains per `cfg` in `dir` (created by the caller, holding `config.toml`). With `resume`, the
+/// newest `checkpoint.safetensors` and `checkpoint.json` give the weights and step to continue
+/// from (the optimizer's moments start again; the maze stream continues where it was).
+pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, resume: bool, max_steps: Option<u64>, device: &B::Device) -> anyhow::Result<LocalSummary> {
+    let arch = &cfg.arch;
+    let data = &cfg.data;
+    let canvas = data.max_side;
+    let grid = GridShape { rows: canvas, cols: canvas };
+    let cells = grid.cells();
+    let batch = cfg.global_batch_size;
+    let ticks_per_step = arch.ticks_per_step() as u32;
+    // The ticks the trainer sees are those of the last (gradient) recursion round.
+    let recorded = (arch.l_cycles + 1) as u32;
+    let first_recorded = ticks_per_step - recorded + 1;
+
+    let mut model: LocalTrm<B> = LocalTrm::build(arch, &mut RandomInit::new(cfg.seed), device)?;
+    let (mut step, mut next_maze) = (0u64, 0u64);
+    let ckpt = dir.join("checkpoint.safetensors");
+    let ckpt_state = dir.join("checkpoint.json");
+    if resume && ckpt.exists() {
+        let bytes = std::fs::read(&ckpt).with_context(|| format!("reading {}", ckpt.display()))?;
+        model = LocalTrm::from_safetensors_bytes(arch, &bytes, &ckpt.display().to_string(), device)?;
+        let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ckpt_state)?)?;
+        step = state["step"].as_u64().context("checkpoint.json: no step")?;
+        next_maze = state["next_maze"].as_u64().context("checkpoint.json: no next_maze")?;
+        tracing::info!("resuming from step {step}");
+    }
+    model.h_init = model.h_init.clone().set_require_grad(false);
+    model.l_init = model.l_init.clone().set_require_grad(false);
+    let skip: HashSet<_> = [model.h_init.id, model.l_init.id].into();
+    let mut ema = (cfg.ema_rate > 0.0).then(|| Ema::new(&model, &skip, cfg.ema_rate));
+    let mut optim: OptimizerAdaptor<AdamAtan2, LocalTrm<B>, B> =
+        OptimizerAdaptor::from(AdamAtan2 { beta1: cfg.beta1, beta2: cfg.beta2, weight_decay: cfg.weight_decay });
+    let schedule = LrSchedule { base: cfg.lr, warmup_steps: cfg.lr_warmup_steps, total_steps: cfg.steps, min_ratio: cfg.lr_min_ratio };
+    let mut log = MetricsLog::open(dir, resume.then_some(step))?;
+
+    let evals: Vec<Vec<Grid>> = data.eval_sides.iter().map(|&s| eval_mazes(cfg.seed, s, data.eval_count, data.wall_share)).collect();
+    // Each set runs at most two ACT steps past the longest answer it needs, so that an
+    // evaluation costs a bounded time even before the Q head has learned to halt.
+    let eval_caps: Vec<usize> = evals
+        .iter()
+        .map(|mazes| {
+            let ticks = mazes.iter().filter_map(|m| Wave::new(m).ok()?.done_at).max().unwrap_or(0) as usize;
+            (arch.steps_for_ticks(ticks) + 2).min(arch.halt_max_steps)
+        })
+        .collect();
+    let last = max_steps.map_or(cfg.steps, |m| m.min(cfg.steps));
+    let bar = ProgressBar::new(last);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed_precise} eta {eta} {msg}").expect("valid template"));
+    bar.set_position(step);
+
+    let side_at = |step: u64| {
+        let f = (step as f64 / data.curriculum_steps.max(1) as f64).min(1.0);
+        data.start_side + ((data.max_side - data.start_side) as f64 * f).round() as usize
+    };
+    let mut rows: Vec<Option<Row>> = (0..batch).map(|_| None).collect();
+    let mut carry: Option<InnerCarry<B>> = None;
+    let began = Instant::now();
+    let mut train_seconds = 0.0;
+    let (mut sum_lm, mut sum_aux, mut sum_q, mut sum_acc, mut n_logged) = (0.0, 0.0, 0.0, 0.0, 0u64);
+    let (mut ended, mut ended_exact, mut examples) = (0u64, 0u64, 0u64);
+    let mut window_start = Instant::now();
+
+    while step < last {
+        let t0 = Instant::now();
+        // Fresh mazes into the rows that are free.
+        let max_side = side_at(step);
+        let mut reset = vec![false; batch];
+        for (i, slot) in rows.iter_mut().enumerate() {
+            if slot.as_ref().is_none_or(|r| r.tick >= r.end_tick) {
+                let maze = draw_maze(cfg.seed, next_maze, data.min_side, max_side, data.wall_share);
+                next_maze += 1;
+                let wave = Wave::new(&maze)?;
+                let done = wave.done_at.context("drawn mazes are connected")?;
+                let end_tick = done.div_ceil(ticks_per_step) * ticks_per_step + data.extra_steps * ticks_per_step;
+                let label = wave.answer_at(done);
+                *slot = Some(Row { wave, label, tick: 0, end_tick });
+                reset[i] = true;
+                examples += 1;
+            }
+        }
+        let live: Vec<Row> = rows.iter_mut().map(|r| r.take().expect("filled above")).collect();
+
+        // Inputs and mask on the canvas.
+        let (mut inputs, mut mask) = (Vec::with_capacity(batch * cells), Vec::with_capacity(batch * cells));
+        for row in &live {
+            let (r, c) = (row.wave.rows(), row.wave.cols());
+            for y in 0..canvas {
+                for x in 0..canvas {
+                    let inside = y < r && x < c;
+                    mask.push(if inside { 1.0f32 } else { 0.0 });
+                    inputs.push(if inside { i64::from(row.wave.state_at(y * c + x, 0).2) } else { 0 });
+                }
+            }
+        }
+        let inputs_t = Tensor::<B, 2, Int>::from_data(TensorData::new(inputs, [batch, cells]), device);
+        let mask_t = Tensor::<B, 3>::from_data(TensorData::new(mask.clone(), [batch, cells, 1]), device);
+        let reset_t = Tensor::<B, 1, Int>::from_data(TensorData::new(reset.iter().map(|&r| i64::from(r)).collect::<Vec<_>>(), [batch]), device).equal_elem(1);
+        let x = model.input_embeddings(inputs_t, Some(&mask_t));
+        let c = match carry.take() {
+            Some(c) => model.reset_rows(c, reset_t, Some(&mask_t)),
+            None => model.initial_carry(batch, cells, Some(&mask_t)),
+        };
+        let (next, out) = model.step(c, &x, grid, Some(&mask_t), true);
+        carry = Some(next);
+
+        // Per-tick targets of the recorded ticks, stacked like the states.
+        let (mut tokens, mut reached, mut choice) = (Vec::new(), Vec::new(), Vec::new());
+        for j in 0..recorded {
+            tick_targets(&live, canvas, |r| r.tick + first_recorded + j, &mut tokens, &mut reached, &mut choice);
+        }
+        let n = recorded as usize * batch;
+        let states = Tensor::cat(out.ticks, 0);
+        let (logits, wave) = model.readout(states);
+        let tokens_t = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [n, cells]), device);
+        let reached_t = Tensor::<B, 2>::from_data(TensorData::new(reached, [n, cells]), device);
+        let choice_t = Tensor::<B, 2, Int>::from_data(TensorData::new(choice, [n, cells]), device);
+        let mask_n = mask_t.clone().reshape([batch, cells]).repeat_dim(0, recorded as usize);
+        let lm_loss = masked_ce(logits, tokens_t, mask_n.clone());
+        let reach_logit = wave.clone().narrow(2, 0, 1).squeeze_dim::<2>(2);
+        let choice_logits = wave.narrow(2, 1, trm_shared::maze::wave::dir::COUNT);
+        let aux_loss = masked_bce(reach_logit, reached_t, mask_n.clone()) + masked_ce(choice_logits, choice_t, mask_n);
+
+        // The Q target: the answer after this step equals the label, as the reference's.
+        let answers: Vec<i64> = out.logits.clone().argmax(2).into_data().convert::<i64>().iter::<i64>().collect();
+        let mut correct = vec![0.0f32; batch];
+        let mut cell_hits = 0usize;
+        let mut cell_total = 0usize;
+        for (i, row) in live.iter().enumerate() {
+            let (r, c) = (row.wave.rows(), row.wave.cols());
+            let mut all = true;
+            for y in 0..r {
+                for x in 0..c {
+                    let ok = answers[i * cells + y * canvas + x] == i64::from(row.label[y * c + x]);
+                    all &= ok;
+                    cell_hits += usize::from(ok);
+                }
+            }
+            cell_total += r * c;
+            correct[i] = if all { 1.0 } else { 0.0 };
+        }
+        let q_target = Tensor::<B, 1>::from_data(TensorData::new(correct.clone(), [batch]), device);
+        let q_loss = masked_bce(out.q_halt, q_target, Tensor::ones([batch], device));
+        let loss = lm_loss.clone() + aux_loss.clone().mul_scalar(cfg.aux_weight) + q_loss.clone().mul_scalar(0.5);
+
+        let lr = schedule.lr(step + 1);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr, model, grads);
+        if let Some(e) = ema.as_mut() {
+            e.update(&model);
+        }
+        step += 1;
+
+        // Advance the rows; count the answers of those that leave.
+        rows = live
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut row)| {
+                row.tick += ticks_per_step;
+                if row.tick >= row.end_tick {
+                    ended += 1;
+                    ended_exact += correct[i] as u64;
+                }
+                Some(row)
+            })
+            .collect();
+        let scalar = |t: Tensor<B, 1>| t.into_scalar().elem::<f64>();
+        sum_lm += scalar(lm_loss);
+        sum_aux += scalar(aux_loss);
+        sum_q += scalar(q_loss);
+        sum_acc += cell_hits as f64 / cell_total as f64;
+        n_logged += 1;
+        train_seconds += t0.elapsed().as_secs_f64();
+        bar.set_position(step);
+
+        if step % cfg.log_interval == 0 || step == last {
+            let secs = window_start.elapsed().as_secs_f64();
+            let line = TrainLine {
+                kind: "train",
+                step,
+                lr,
+                accuracy: sum_acc / n_logged as f64,
+                exact_accuracy: (ended > 0).then(|| ended_exact as f64 / ended as f64),
+                lm_loss: sum_lm / n_logged as f64,
+                aux_loss: sum_aux / n_logged as f64,
+                q_halt_loss: sum_q / n_logged as f64,
+                examples_per_s: examples as f64 / secs.max(1e-9),
+                elapsed_s: began.elapsed().as_secs_f64(),
+                max_side,
+            };
+            bar.set_message(format!(
+                "lm {:.4} aux {:.4} q {:.3} exact {:.1}% side {max_side}",
+                line.lm_loss,
+                line.aux_loss,
+                line.q_halt_loss,
+                100.0 * line.exact_accuracy.unwrap_or(0.0)
+            ));
+            log.append(&line)?;
+            (sum_lm, sum_aux, sum_q, sum_acc, n_logged, ended, ended_exact, examples) = (0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0);
+            window_start = Instant::now();
+        }
+        let eval_model = || {
+            let inner = model.valid();
+            match &ema {
+                Some(e) => e.apply(model.clone()).valid(),
+                None => inner,
+            }
+        };
+        if step % cfg.checkpoint_interval == 0 || step == last {
+            let m = eval_model();
+            save_model(&m, &dir.join("model.safetensors"))?;
+            save_model(&model.valid(), &ckpt)?;
+            let state = serde_json::json!({ "step": step, "next_maze": next_maze });
+            trm_shared::atomic::write_file(&ckpt_state, state.to_string().as_bytes())?;
+            // The maze stream restarts from `next_maze` with fresh carries on resume.
+        }
+        if step % cfg.eval_interval == 0 || step == last {
+            let m = eval_model();
+            let t = Instant::now();
+            let mut sides = Vec::new();
+            for (mazes, &cap) in evals.iter().zip(&eval_caps) {
+                sides.push(score_mazes(&m, mazes, cap, 64, &m.devices()[0])?);
+            }
+            let n: usize = sides.iter().map(|s| s.mazes).sum();
+            let exact = sides.iter().map(|s| s.exact * s.mazes as f64).sum::<f64>() / n.max(1) as f64;
+            let cells = sides.iter().map(|s| s.cells * s.mazes as f64).sum::<f64>() / n.max(1) as f64;
+            let summary: Vec<String> = sides.iter().map(|s| format!("{}: {:.0}%/{:.0}%", s.side, 100.0 * s.exact, 100.0 * s.valid_shortest)).collect();
+            bar.println(format!("step {step}: eval exact/valid-shortest {} ({:.0} s)", summary.join(", "), t.elapsed().as_secs_f64()));
+            log.append(&EvalLine { kind: "eval", step, exact_accuracy: exact, accuracy: cells, sides, elapsed_s: began.elapsed().as_secs_f64() })?;
+        }
+    }
+    bar.finish();
+    Ok(LocalSummary { dir: dir.to_path_buf(), steps: step, train_seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drawn_mazes_follow_the_config_and_the_seed() {
+        for k in 0..200 {
+            let g = draw_maze(5, k, 5, 9, [0.3, 0.5]);
+            assert!((5..=9).contains(&g.rows()) && (5..=9).contains(&g.cols()));
+            let wave = Wave::new(&g).unwrap();
+            let d = wave.done_at.unwrap() / 2;
+            assert!(d as usize >= g.rows().max(g.cols()));
+            assert_eq!(draw_maze(5, k, 5, 9, [0.3, 0.5]), g);
+        }
+        assert_ne!(draw_maze(5, 0, 5, 9, [0.3, 0.5]), draw_maze(6, 0, 5, 9, [0.3, 0.5]));
+    }
+}
