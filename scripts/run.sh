@@ -4,7 +4,7 @@
 #   2. generates a fresh Maze-Hard-style dataset (1000 + 1000 hard 30x30 mazes) into data/,
 #      prints its statistics next to the real benchmark's, so the app can browse both;
 #   3. serves the app and the API on http://127.0.0.1:8080 (ADDR=host:port to change) with the
-#      committed models (public/models: the 7x7 default and the 30x30 maze-hard-cpu), until Ctrl-C.
+#      committed model (public/models/default: the size-general TRM, any maze size), until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The main job builds the web app (Trunk, wasm-bindgen, wasm-opt) but runs no browser tests:

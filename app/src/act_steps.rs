@@ -1,41 +1,260 @@
-//! The recursion one ACT step at a time, exactly as `trm predict` runs it (fresh carry, the
-//! same inputs every step, puzzle id 0), on any backend: WebGPU on the page, Flex in the
-//! CPU worker. Each step's answer is read back asynchronously (WebGPU has no synchronous
-//! reads), so that its caller decides what happens between steps.
+//! The recursion one ACT step at a time, on any backend: WebGPU on the page, Flex in the CPU
+//! worker. Each step's answer is read back asynchronously (WebGPU has no synchronous reads),
+//! so that its caller decides what happens between steps.
+//!
+//! - The reference model runs exactly as `trm predict` runs it (fresh carry, the same inputs
+//!   every step, puzzle id 0), on its own `side` x `side` frame.
+//! - The size-general model runs as [`trm_shared::model::solve`] runs it, on the maze's own
+//!   `rows` x `cols` grid, and stops after the step where its Q head says halt (`q_halt > 0`).
+
+use std::future::Future;
 
 use burn::prelude::*;
 use trm_shared::model::act::{ActBatch, make_batch};
-use trm_shared::model::{InnerCarry, Trm};
+use trm_shared::model::local::MAX_SIDE;
+use trm_shared::model::{GridShape, InnerCarry, LocalTrm, Trm};
 
 use crate::analysis::StepAnswer;
+use crate::model_files::{Arch, ModelSpec};
 
-/// One maze in flight through the model.
-pub struct ActSteps<B: Backend> {
+/// A model of either family, built on a backend.
+#[derive(Clone, Debug)]
+pub enum AnyModel<B: Backend> {
+    /// The reference TRM (one maze size).
+    Reference(Trm<B>),
+    /// The size-general TRM (any maze size).
+    Local(LocalTrm<B>),
+}
+
+impl<B: Backend> AnyModel<B> {
+    /// Builds the model of `spec` on `device`.
+    pub fn build(spec: &ModelSpec, device: &B::Device) -> Result<AnyModel<B>, String> {
+        let named = |e: trm_shared::model::ModelError| format!("{}: {e}", spec.name);
+        Ok(match &spec.arch {
+            Arch::Reference { config, .. } => AnyModel::Reference(Trm::from_state_dict(config, &spec.state, device).map_err(named)?),
+            Arch::Local { config } => AnyModel::Local(LocalTrm::from_state_dict(config, &spec.state, device).map_err(named)?),
+        })
+    }
+}
+
+/// One maze in flight through a reference model.
+struct Reference<B: Backend> {
     model: Trm<B>,
     batch: ActBatch<B>,
+}
+
+/// One maze in flight through the size-general model.
+struct Local<B: Backend> {
+    model: LocalTrm<B>,
+    /// The embedded maze `[1, rows·cols, D]`, the same every step.
+    x: Tensor<B, 3>,
+    grid: GridShape,
+}
+
+enum Family<B: Backend> {
+    Reference(Reference<B>),
+    Local(Local<B>),
+}
+
+/// One maze in flight through a model of either family.
+pub struct ActSteps<B: Backend> {
+    family: Family<B>,
     carry: Option<InnerCarry<B>>,
     done: usize,
 }
 
+/// How a run of ACT steps ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunEnd {
+    /// ACT steps run.
+    pub steps: usize,
+    /// The step after which the size-general model halted (`q_halt > 0`) and stopped;
+    /// `None` when it ran to the cap, and always for the reference model (which runs every step).
+    pub halted_at: Option<usize>,
+}
+
 impl<B: Backend> ActSteps<B> {
-    /// Starts `model` on the maze `tokens` (row-major; checked against the model).
-    pub fn new(model: Trm<B>, tokens: &[u8], device: &B::Device) -> Result<ActSteps<B>, String> {
+    /// Starts `model` on the `rows` x `cols` maze `tokens` (row-major; checked against the
+    /// model: the reference model takes only its own size, the size-general one any size).
+    pub fn new(model: AnyModel<B>, tokens: &[u8], rows: usize, cols: usize, device: &B::Device) -> Result<ActSteps<B>, String> {
+        if tokens.len() != rows * cols {
+            return Err(format!("{} tokens are no {rows}x{cols} maze", tokens.len()));
+        }
         let ids: Vec<i32> = tokens.iter().map(|&t| i32::from(t)).collect();
-        let batch = make_batch::<B>(model.config(), &ids, &[0], device).map_err(|e| e.to_string())?;
-        let carry = Some(model.initial_carry(1));
-        Ok(ActSteps { model, batch, carry, done: 0 })
+        let (family, carry) = match model {
+            AnyModel::Reference(model) => {
+                let batch = make_batch::<B>(model.config(), &ids, &[0], device).map_err(|e| e.to_string())?;
+                let carry = model.initial_carry(1);
+                (Family::Reference(Reference { model, batch }), carry)
+            }
+            AnyModel::Local(model) => {
+                if rows == 0 || cols == 0 || rows > MAX_SIDE || cols > MAX_SIDE {
+                    return Err(format!("the maze is {rows}x{cols}; the model takes 1..={MAX_SIDE} cells a side"));
+                }
+                let vocab = model.config().vocab_size;
+                if let Some(t) = tokens.iter().find(|&&t| usize::from(t) >= vocab) {
+                    return Err(format!("token {t} is outside the vocabulary 0..{vocab}"));
+                }
+                let cells = rows * cols;
+                let inputs = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, cells]), device);
+                let x = model.input_embeddings(inputs, None);
+                let carry = model.initial_carry(1, cells, None);
+                (Family::Local(Local { model, x, grid: GridShape { rows, cols } }), carry)
+            }
+        };
+        Ok(ActSteps { family, carry: Some(carry), done: 0 })
+    }
+
+    /// Whether the run stops after the step where the model halts (the size-general model).
+    pub fn stops_on_halt(&self) -> bool {
+        matches!(self.family, Family::Local(_))
     }
 
     /// Runs the next ACT step and reads its answer.
     pub async fn next(&mut self) -> Result<StepAnswer, String> {
         let carry = self.carry.take().ok_or("a previous step failed: start again")?;
-        let (next, out) = self.model.forward(carry, self.batch.inputs.clone(), self.batch.puzzle_identifiers.clone());
-        let answer = out.logits.argmax(2).into_data_async().await.map_err(|e| format!("reading the answer: {e:?}"))?;
-        let q = out.q_halt.into_data_async().await.map_err(|e| format!("reading q_halt: {e:?}"))?;
+        let (next, logits, q_halt) = match &self.family {
+            Family::Reference(r) => {
+                let (next, out) = r.model.forward(carry, r.batch.inputs.clone(), r.batch.puzzle_identifiers.clone());
+                (next, out.logits, out.q_halt)
+            }
+            Family::Local(l) => {
+                let (next, out) = l.model.step(carry, &l.x, l.grid, None, false);
+                (next, out.logits, out.q_halt)
+            }
+        };
+        let answer = logits.argmax(2).into_data_async().await.map_err(|e| format!("reading the answer: {e:?}"))?;
+        let q = q_halt.into_data_async().await.map_err(|e| format!("reading q_halt: {e:?}"))?;
         self.carry = Some(next);
         self.done += 1;
         let tokens = answer.iter::<i64>().map(|v| u8::try_from(v).unwrap_or(0)).collect();
         let q_halt = q.iter::<f32>().next().unwrap_or(f32::NAN);
         Ok(StepAnswer { step: self.done, tokens, q_halt })
+    }
+
+    /// Runs up to `max_steps` ACT steps, handing every answer to `on_step` as it arrives (its
+    /// future runs before the next step: to post the answer, let the page draw it, or end the
+    /// run with an error such as a cancel). The size-general model stops after the step where
+    /// it halts; the reference model runs every step.
+    pub async fn run<F, Fut>(&mut self, max_steps: usize, mut on_step: F) -> Result<RunEnd, String>
+    where
+        F: FnMut(StepAnswer) -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        for _ in 0..max_steps {
+            let answer = self.next().await?;
+            let (step, halts) = (answer.step, self.stops_on_halt() && answer.q_halt > 0.0);
+            on_step(answer).await?;
+            if halts {
+                return Ok(RunEnd { steps: step, halted_at: Some(step) });
+            }
+        }
+        Ok(RunEnd { steps: self.done, halted_at: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use burn::module::Param;
+    use trm_shared::maze::Grid;
+    use trm_shared::model::{Cpu, solve};
+
+    use super::*;
+    use crate::model_files::tests::{CONFIG, LOCAL_CONFIG, local_weights, weights};
+
+    /// Polls a future that never waits (Flex's reads are ready at once) to its end.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..1_000_000 {
+            if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+                return value;
+            }
+        }
+        panic!("the future never finished");
+    }
+
+    fn local_model() -> AnyModel<Cpu> {
+        let spec = crate::model_files::load(("config.toml", LOCAL_CONFIG), ("model.safetensors", &local_weights()), "t").unwrap();
+        AnyModel::build(&spec, &Default::default()).unwrap()
+    }
+
+    fn maze() -> Grid {
+        Grid::parse_lines("S  #   \n## # # \n     # \n #### G\n").unwrap()
+    }
+
+    fn answers(model: AnyModel<Cpu>, maze: &Grid, max_steps: usize) -> (Vec<StepAnswer>, RunEnd) {
+        let mut run = ActSteps::new(model, &maze.tokens(), maze.rows(), maze.cols(), &Default::default()).unwrap();
+        let mut seen = Vec::new();
+        let end = block_on(run.run(max_steps, |a| {
+            seen.push(a);
+            async { Ok(()) }
+        }))
+        .unwrap();
+        (seen, end)
+    }
+
+    #[test]
+    fn the_size_general_model_runs_on_the_mazes_own_grid_as_solve_does() {
+        let maze = maze();
+        let model = local_model();
+        let (seen, end) = answers(model.clone(), &maze, 5);
+        // Fresh Q head weights are random here: compare with shared's solve, step by step.
+        let AnyModel::Local(m) = model else { unreachable!() };
+        let grid = GridShape { rows: 4, cols: 7 };
+        let mut expected = Vec::new();
+        let solved = solve(&m, &maze.tokens(), grid, 5, &Default::default(), |step, a, q| {
+            expected.push(StepAnswer { step, tokens: a.to_vec(), q_halt: q[0] });
+            true
+        })
+        .unwrap();
+        assert_eq!(seen.len(), expected.len());
+        for (a, b) in seen.iter().zip(&expected) {
+            assert_eq!((a.step, &a.tokens), (b.step, &b.tokens));
+            assert!((a.q_halt - b.q_halt).abs() < 1e-5, "{} vs {}", a.q_halt, b.q_halt);
+        }
+        assert_eq!(end.halted_at, solved.halted_at[0]);
+        assert_eq!(end.steps, solved.steps_run);
+        assert!(seen.iter().all(|a| a.tokens.len() == 28));
+    }
+
+    #[test]
+    fn the_size_general_model_stops_at_the_step_where_it_halts() {
+        let AnyModel::Local(mut m) = local_model() else { unreachable!() };
+        let device = Default::default();
+        // A Q head that says "halt" everywhere, then one that never does.
+        m.q_head.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![50.0f32], [1]), &device)));
+        let (seen, end) = answers(AnyModel::Local(m.clone()), &maze(), 9);
+        assert_eq!((seen.len(), end), (1, RunEnd { steps: 1, halted_at: Some(1) }));
+        m.q_head.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![-50.0f32], [1]), &device)));
+        let (seen, end) = answers(AnyModel::Local(m), &maze(), 9);
+        assert_eq!((seen.len(), end), (9, RunEnd { steps: 9, halted_at: None }));
+        // Any size: a 1x2 maze and a long thin one.
+        for text in ["SG\n", "S                                 G\n"] {
+            let g = Grid::parse_lines(text).unwrap();
+            let (seen, _) = answers(local_model(), &g, 2);
+            assert!(seen.iter().all(|a| a.tokens.len() == g.len()));
+        }
+    }
+
+    #[test]
+    fn the_reference_model_runs_every_step_on_its_own_size_only() {
+        let spec = crate::model_files::load(("config.toml", CONFIG), ("model.safetensors", &weights()), "t").unwrap();
+        let model = AnyModel::<Cpu>::build(&spec, &Default::default()).unwrap();
+        let maze = crate::editor::blank(5, 5).unwrap();
+        let (seen, end) = answers(model.clone(), &maze, 3);
+        assert_eq!((seen.len(), end), (3, RunEnd { steps: 3, halted_at: None }));
+        assert!(ActSteps::new(model, &[2; 36], 6, 6, &Default::default()).is_err());
+    }
+
+    #[test]
+    fn an_error_from_the_caller_ends_the_run() {
+        let mut run = ActSteps::new(local_model(), &maze().tokens(), 4, 7, &Default::default()).unwrap();
+        let e = block_on(run.run(5, |a| async move { if a.step == 2 { Err("cancelled".to_string()) } else { Ok(()) } }));
+        assert_eq!(e.unwrap_err(), "cancelled");
+        assert!(ActSteps::new(local_model(), &[2; 5], 2, 3, &Default::default()).is_err());
     }
 }

@@ -6,17 +6,19 @@
 //! between steps, and a cancel takes effect between steps). The CPU runs in the worker
 //! (`crate::worker`), since a Flex step is synchronous and, with a big model, seconds long:
 //! the page stays responsive throughout, and a cancel terminates the worker at once.
+//!
+//! The size-general model runs the maze on its own grid and stops after the step where it
+//! halts (at most the page's step count); the reference model runs every step on its frame
+//! placed over the maze, and its answers are pasted back.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use burn::backend::wgpu::{Wgpu, WgpuDevice, graphics::WebGpu, init_setup_async};
-use burn::prelude::Backend;
 use trm_shared::api::{MazeInput, PredictRequest, PredictResponse};
 use trm_shared::maze::{Grid, Window};
-use trm_shared::model::Trm;
 
-use crate::act_steps::ActSteps;
+use crate::act_steps::{ActSteps, AnyModel};
 use crate::analysis::StepAnswer;
 use crate::model_files::ModelSpec;
 use crate::web;
@@ -57,6 +59,27 @@ impl Choice {
     }
 }
 
+/// How a run's ACT steps ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Halting {
+    /// The reference model: every step asked for ran (its q_halt only advises).
+    Fixed,
+    /// The size-general model halted (`q_halt > 0`) after this step, and stopped there.
+    Halted(usize),
+    /// The size-general model did not halt within the step cap.
+    Capped,
+}
+
+impl Halting {
+    fn of(stops_on_halt: bool, halted_at: Option<usize>) -> Halting {
+        match (stops_on_halt, halted_at) {
+            (false, _) => Halting::Fixed,
+            (true, Some(step)) => Halting::Halted(step),
+            (true, None) => Halting::Capped,
+        }
+    }
+}
+
 /// A finished run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
@@ -66,6 +89,8 @@ pub struct Outcome {
     pub elapsed_ms: f64,
     /// ACT steps that ran.
     pub steps: usize,
+    /// Whether and where the model halted.
+    pub halting: Halting,
 }
 
 /// The models built so far, per backend, for the current spec.
@@ -75,7 +100,7 @@ pub struct Engine {
     /// Tells the specs apart: the CPU worker keeps a model between solves by this id.
     spec_id: u64,
     gpu: Option<(WgpuDevice, String)>,
-    gpu_model: Option<Trm<Wgpu>>,
+    gpu_model: Option<AnyModel<Wgpu>>,
     /// Started on the first CPU solve, and again after a cancel terminated it.
     cpu_worker: Option<CpuWorker>,
     /// Set by [`Engine::cancel`]: the run in progress stops (after its current step on WebGPU).
@@ -108,12 +133,8 @@ impl Engine {
     }
 }
 
-fn build<B: Backend>(spec: &ModelSpec, device: &B::Device) -> Result<Trm<B>, String> {
-    Trm::from_state_dict(&spec.config, &spec.state, device).map_err(|e| e.to_string())
-}
-
 /// The WebGPU device and the model on it, set up on first use.
-async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(Trm<Wgpu>, WgpuDevice, String), String> {
+async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(AnyModel<Wgpu>, WgpuDevice, String), String> {
     if let (Some((device, name)), Some(model)) = (engine.borrow().gpu.clone(), engine.borrow().gpu_model.clone()) {
         return Ok((model, device, name));
     }
@@ -129,13 +150,14 @@ async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(Trm<Wgpu>
             d
         }
     };
-    let model = build::<Wgpu>(spec, &device)?;
+    let model = AnyModel::<Wgpu>::build(spec, &device)?;
     engine.borrow_mut().gpu_model = Some(model.clone());
     Ok((model, device, name))
 }
 
 /// Solves `maze` with `choice`, calling `on_step` with the answer after every ACT step as
-/// it arrives. Returns what ran and how long it took; a cancel ends it with an error.
+/// it arrives; `steps` is the number of ACT steps (the reference model) or their cap (the
+/// size-general model). Returns what ran and how long it took; a cancel ends it with an error.
 pub async fn solve(
     engine: &SharedEngine,
     choice: Choice,
@@ -149,44 +171,60 @@ pub async fn solve(
         return solve_on_server(maze, steps, on_step).await;
     }
     let spec = engine.borrow().spec().ok_or("no model loaded")?;
-    // A maze of another size is solved in the model's frame over its open cells, and each
-    // answer pasted back (the server does the same; see trm_shared::maze::Window).
-    let window = Window::around_open_cells(maze, spec.side, spec.side).map_err(|e| {
-        format!(
-            "the model takes {s}x{s} mazes, or mazes whose open cells fit in {s}x{s}; this one is {}x{} and {e}: \
-             draw it smaller or load another model",
-            maze.rows(),
-            maze.cols(),
-            s = spec.side
-        )
-    })?;
-    let tokens = window.crop(maze).tokens();
-    let mut on_step = move |answer: StepAnswer| on_step(StepAnswer { tokens: window.paste(maze, &answer.tokens), ..answer });
+    let (tokens, rows, cols, window) = match spec.side() {
+        // The size-general model takes the maze as it is, on its own grid.
+        None => (maze.tokens(), maze.rows(), maze.cols(), None),
+        // A maze of another size is solved in the reference model's frame over its open
+        // cells, and each answer pasted back (see trm_shared::maze::Window).
+        Some(side) => {
+            let window = Window::around_open_cells(maze, side, side).map_err(|e| {
+                format!(
+                    "the model takes {side}x{side} mazes, or mazes whose open cells fit in {side}x{side}; this one is {}x{} \
+                     and {e}: draw it smaller or load another model",
+                    maze.rows(),
+                    maze.cols(),
+                )
+            })?;
+            (window.crop(maze).tokens(), side, side, Some(window))
+        }
+    };
+    let stops_on_halt = spec.is_local();
+    let mut on_step = move |answer: StepAnswer| match &window {
+        Some(w) => on_step(StepAnswer { tokens: w.paste(maze, &answer.tokens), ..answer }),
+        None => on_step(answer),
+    };
     if choice == Choice::Cpu {
-        return solve_on_cpu(engine, &tokens, steps, on_step).await;
+        let (outcome, halted_at) = solve_on_cpu(engine, &tokens, (rows, cols), steps, on_step).await?;
+        return Ok(Outcome { halting: Halting::of(stops_on_halt, halted_at), ..outcome });
     }
     let (model, device, name) = gpu_model(engine, &spec).await?;
     let start = web::now_ms();
-    let mut run = ActSteps::new(model, &tokens, &device)?;
-    for step in 0..steps {
-        if cancel.get() {
-            return Err(format!("cancelled after {step} of {steps} steps"));
-        }
-        on_step(run.next().await?);
-        // One turn of the event loop: the page draws this step and sees clicks (cancel).
-        web::sleep_ms(0).await;
-    }
-    Ok(Outcome { backend: name, elapsed_ms: web::now_ms() - start, steps })
+    let mut run = ActSteps::new(model, &tokens, rows, cols, &device)?;
+    let end = run
+        .run(steps, |answer| {
+            let step = answer.step;
+            on_step(answer);
+            let cancel = cancel.clone();
+            async move {
+                // One turn of the event loop: the page draws this step and sees clicks (cancel).
+                web::sleep_ms(0).await;
+                if cancel.get() { Err(format!("cancelled after {step} of {steps} steps")) } else { Ok(()) }
+            }
+        })
+        .await?;
+    Ok(Outcome { backend: name, elapsed_ms: web::now_ms() - start, steps: end.steps, halting: Halting::of(stops_on_halt, end.halted_at) })
 }
 
 /// Solves in the CPU worker, started here if none runs, sending the model along when the
 /// worker does not hold it yet. A cancel drops the worker, which ends the wait at once.
+/// Returns the outcome and the step where the size-general model halted.
 async fn solve_on_cpu(
     engine: &SharedEngine,
     tokens: &[u8],
+    (rows, cols): (usize, usize),
     steps: usize,
     mut on_step: impl FnMut(StepAnswer),
-) -> Result<Outcome, String> {
+) -> Result<(Outcome, Option<usize>), String> {
     let inbox = {
         let mut e = engine.borrow_mut();
         if e.cpu_worker.is_none() {
@@ -209,7 +247,7 @@ async fn solve_on_cpu(
         let (spec, id) = (e.spec().ok_or("no model loaded")?, e.spec_id);
         let worker = e.cpu_worker.as_mut().ok_or_else(|| cancelled(0))?;
         let model = if worker.holds(id) { None } else { Some(ModelUpload::from_spec(&spec)?) };
-        worker.send(Request::Solve { model_id: id, model, tokens: tokens.to_vec(), steps })?;
+        worker.send(Request::Solve { model_id: id, model, tokens: tokens.to_vec(), rows, cols, steps })?;
     }
     loop {
         match inbox.next().await {
@@ -217,8 +255,9 @@ async fn solve_on_cpu(
                 done += 1;
                 on_step(answer);
             }
-            Event::Reply(Reply::Done { steps, elapsed_ms }) => {
-                return Ok(Outcome { backend: Choice::Cpu.label().into(), elapsed_ms, steps });
+            Event::Reply(Reply::Done { steps, halted_at, elapsed_ms }) => {
+                let outcome = Outcome { backend: Choice::Cpu.label().into(), elapsed_ms, steps, halting: Halting::Fixed };
+                return Ok((outcome, halted_at));
             }
             event => return Err(fail_cpu(engine, why(event, done))),
         }
@@ -232,26 +271,34 @@ fn fail_cpu(engine: &SharedEngine, message: String) -> String {
     message
 }
 
+/// Solves on the server, whatever model it runs: the maze goes as its rows (any size: a
+/// size-general model takes it as it is, a reference model in its frame), with the page's
+/// step count (a cap for a size-general model).
 async fn solve_on_server(maze: &Grid, steps: usize, mut on_step: impl FnMut(StepAnswer)) -> Result<Outcome, String> {
-    let request = PredictRequest {
-        mazes: vec![MazeInput::Text(maze.to_row_major())],
-        steps: Some(steps),
-        return_steps: true,
-    };
+    let rows = maze.to_lines().lines().map(str::to_string).collect();
+    let request = PredictRequest { mazes: vec![MazeInput::Rows(rows)], steps: Some(steps), return_steps: true };
     let start = web::now_ms();
     let response: PredictResponse = web::post_json("api/predict", &request).await?;
     let elapsed_ms = web::now_ms() - start;
     let result = response.results.into_iter().next().ok_or("the server answered no result")?;
-    match result.steps {
-        Some(all) => all.iter().for_each(|s| on_step(StepAnswer::from_row_major(s.step, &s.grid, s.q_halt))),
-        None => on_step(StepAnswer::from_row_major(response.steps, &result.grid, result.q_halt)),
-    }
+    let answers: Vec<StepAnswer> = match &result.steps {
+        Some(all) => all.iter().map(|s| StepAnswer::from_row_major(s.step, &s.grid, s.q_halt)).collect(),
+        None => vec![StepAnswer::from_row_major(response.steps, &result.grid, result.q_halt)],
+    };
+    // A size-general model on the server says how many steps this maze ran and where it halted.
+    let (steps, halting) = match (result.steps_run, result.halted_at) {
+        (Some(run), Some(k)) => (run, Halting::Halted(k)),
+        (Some(run), None) => (run, Halting::Capped),
+        _ => (response.steps, Halting::Fixed),
+    };
+    answers.into_iter().for_each(&mut on_step);
     Ok(Outcome {
         backend: format!(
             "server, model {} ({:.0} ms compute, {:.0} ms queued)",
             response.model, response.timing.compute_ms, response.timing.queue_ms
         ),
         elapsed_ms,
-        steps: response.steps,
+        steps,
+        halting,
     })
 }

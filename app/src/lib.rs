@@ -1,11 +1,13 @@
 //! The trm web app: a Leptos client-side app, built with Trunk, that edits mazes and solves
 //! them with the TRM model from `trm_shared`, in the browser (WebGPU or CPU) or on the server.
 //!
-//! The logic modules (editing, formats, verdicts, model files, the CPU worker's messages) are
-//! plain Rust, tested on the host with `cargo test -p trm-app`; the page itself (`ui`,
+//! The logic modules (editing, formats, verdicts, model files, the ACT step loop on any
+//! burn backend, the CPU worker's messages) are plain Rust, tested on the host with
+//! `cargo test -p trm-app` (the step loop on Flex); the page itself (`ui`,
 //! `engine`, `web`) and the CPU worker's two sides are wasm-only. Two binaries use this
 //! library: the page (`src/main.rs`) and the CPU worker (`src/bin/trm-worker.rs`).
 
+pub mod act_steps;
 pub mod analysis;
 pub mod editor;
 pub mod formats;
@@ -13,8 +15,6 @@ pub mod model_files;
 pub mod torch_file;
 pub mod worker;
 
-#[cfg(target_family = "wasm")]
-mod act_steps;
 #[cfg(target_family = "wasm")]
 mod engine;
 #[cfg(target_family = "wasm")]

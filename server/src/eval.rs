@@ -88,7 +88,12 @@ impl BackendJob for Job<'_> {
         let Job { spec, inputs, progress, stop } = self;
         let model = load_model::<B>(&spec.checkpoint, &spec.config, inputs.seq_len, &device)?;
         let steps = spec.steps.unwrap_or(model.halt_max_steps());
-        let opts = PredictOptions { steps, batch_size: spec.batch_size, stop_when_all_halt: false, keep_logits: false };
+        // The reference is scored after exactly `steps` ACT steps, as its evaluation runs. The
+        // size-general model halts on its own: by default each maze stops where its Q head says
+        // so (at most halt_max_steps); with `steps` given, every maze runs all of them, to score
+        // each step (the halting statistics still say where the Q head would have stopped).
+        let halt = matches!(model, AnyModel::Local(_)) && spec.steps.is_none();
+        let opts = PredictOptions { steps, batch_size: spec.batch_size, stop_when_all_halt: halt, keep_logits: false };
         let (n, seq) = (inputs.len(), inputs.seq_len);
         tracing::info!("evaluating {n} mazes of {}, {steps} ACT steps, on {backend_name}", spec.split_dir.display());
         // Batch by batch, so that a stop request takes effect between batches.

@@ -1,8 +1,9 @@
 //! The same model gives the same answers on the CPU backend (Flex) and on wgpu: a small random
-//! model, the reference fixture `attn` (loaded through `trm_server::backend::load_model`, as
-//! `trm predict` loads it) and the committed default model on freshly generated 7x7 mazes, run
-//! through every ACT step on both. Step 0 must agree to 1e-3 in f32 (logits and q_halt), and
-//! the argmax answer of every cell must be the same after every step.
+//! model and the reference fixture `attn` (loaded through `trm_server::backend::load_model`, as
+//! `trm predict` loads it), run through every ACT step on both; and the committed default
+//! model, the size-general one, on freshly generated mazes of several sizes (each on its own
+//! grid), for as many ACT steps as a 30x30 maze takes. Step 0 must agree to 1e-3 in f32
+//! (logits and q_halt), and the argmax answer of every cell must be the same after every step.
 //!
 //! Needs `--features wgpu`. Without a wgpu adapter (no GPU, no lavapipe) the parity tests
 //! print "skipped: no wgpu adapter (...)" and return: burn would panic on a worker thread.
@@ -14,11 +15,11 @@ use std::process::Command;
 
 use burn::backend::wgpu::WgpuDevice;
 use burn::backend::{Flex, Wgpu};
-use burn::prelude::Backend;
-use trm_server::backend::load_model;
+use burn::prelude::{Backend, Int, Tensor, TensorData};
+use trm_server::backend::{AnyModel, load_model};
 use trm_server::wgpu_probe::{default_adapter, describe};
 use trm_shared::generate::{GenerateConfig, generate_splits};
-use trm_shared::model::{PredictOptions, Predictions, RandomInit, StateDict, Trm, TrmConfig, predict};
+use trm_shared::model::{GridShape, LocalTrm, PredictOptions, Predictions, RandomInit, StateDict, Trm, TrmConfig, predict};
 
 mod support;
 
@@ -89,10 +90,54 @@ fn agree(case: &str, cpu_model: &Trm<Flex>, gpu_model: &Trm<Wgpu>, tokens: &[u8]
 }
 
 /// A checkpoint and config loaded on both backends the way `trm predict` loads them.
-fn load_both(checkpoint: &Path, config: &Path, seq_len: usize, gpu: &WgpuDevice) -> (Trm<Flex>, Trm<Wgpu>) {
+fn load_both(checkpoint: &Path, config: &Path, seq_len: usize, gpu: &WgpuDevice) -> (AnyModel<Flex>, AnyModel<Wgpu>) {
     let cpu = load_model::<Flex>(checkpoint, config, seq_len, &Default::default()).expect("cpu model");
     let wgpu = load_model::<Wgpu>(checkpoint, config, seq_len, gpu).expect("wgpu model");
     (cpu, wgpu)
+}
+
+/// A reference model of [`load_both`].
+fn reference<B: Backend>(model: AnyModel<B>) -> Trm<B> {
+    match model {
+        AnyModel::Reference(m) => m,
+        AnyModel::Local(_) => panic!("expected a reference model, got the size-general one"),
+    }
+}
+
+/// A size-general model of [`load_both`].
+fn local<B: Backend>(model: AnyModel<B>) -> LocalTrm<B> {
+    match model {
+        AnyModel::Local(m) => m,
+        AnyModel::Reference(_) => panic!("expected the size-general model, got a reference one"),
+    }
+}
+
+/// `steps` ACT steps of the size-general model on `n` mazes of `grid` (row-major `tokens`),
+/// every step's logits `[n * cells * vocab]`, argmax answers and q_halt, whatever the model's
+/// halting says (so that the backends are compared step for step).
+fn run_local<B: Backend>(model: &LocalTrm<B>, tokens: &[u8], grid: GridShape, steps: usize, device: &B::Device) -> Predictions {
+    let cells = grid.cells();
+    let n = tokens.len() / cells;
+    let ids: Vec<i32> = tokens.iter().map(|&t| i32::from(t)).collect();
+    let x = model.input_embeddings(Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, cells]), device), None);
+    let mut carry = model.initial_carry(n, cells, None);
+    let (mut answers, mut q_halt, mut logits): (Vec<Vec<u8>>, Vec<Vec<f32>>, Vec<Vec<f32>>) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..steps {
+        let (next, out) = model.step(carry, &x, grid, None, false);
+        carry = next;
+        answers.push(out.logits.clone().argmax(2).into_data().convert::<i64>().iter::<i64>().map(|t| t as u8).collect());
+        logits.push(out.logits.into_data().convert::<f32>().to_vec::<f32>().expect("logits"));
+        q_halt.push(out.q_halt.into_data().convert::<f32>().to_vec::<f32>().expect("q_halt"));
+    }
+    Predictions {
+        n,
+        seq_len: cells,
+        vocab_size: model.config().vocab_size,
+        answers,
+        q_halt,
+        logits: Some(logits),
+        stopped_early_at: vec![None; n],
+    }
 }
 
 #[test]
@@ -131,24 +176,30 @@ fn reference_fixture_agrees() {
     let ids: Vec<i32> = sd["puzzle_identifiers"].values.iter().map(|&v| v as i32).collect();
     let (checkpoint, config) = (dir.join("attn_step_1"), dir.join("attn_all_config.yaml"));
     let (cpu_model, gpu_model) = load_both(&checkpoint, &config, 36, &gpu);
-    agree("attn fixture", &cpu_model, &gpu_model, &tokens, &ids, &gpu);
+    agree("attn fixture", &reference(cpu_model), &reference(gpu_model), &tokens, &ids, &gpu);
 }
 
 #[test]
-fn default_model_solves_generated_mazes_alike() {
+fn default_model_solves_mazes_of_several_sizes_alike() {
     let Some(gpu) = wgpu_device() else { return };
     let dir = repo("public/models/default");
     let (checkpoint, config) = (dir.join("model.safetensors"), dir.join("config.toml"));
-    // Fresh 7x7 mazes of the default model's recipe (at least 9 moves), from a seed its
-    // training data did not use.
-    let gen_cfg = GenerateConfig { rows: 7, cols: 7, min_moves: Some(9), seed: 6161, ..GenerateConfig::default() };
-    let mazes = generate_splits(&gen_cfg, &[20], &mut |_| {}).expect("generating mazes").remove(0);
-    let tokens: Vec<u8> = mazes.iter().flat_map(|m| m.puzzle.tokens()).collect();
-    let ids = vec![0; mazes.len()];
-    let (cpu_model, gpu_model) = load_both(&checkpoint, &config, 49, &gpu);
-    let cpu = agree("default model", &cpu_model, &gpu_model, &tokens, &ids, &gpu);
-    let exact = mazes.iter().enumerate().filter(|(i, m)| cpu.final_answer(*i) == m.label.tokens().as_slice()).count();
-    eprintln!("default model: {exact} of {} mazes exact on both backends", mazes.len());
+    // The size-general model ignores the sequence length it is given.
+    let (cpu_model, gpu_model) = load_both(&checkpoint, &config, 0, &gpu);
+    let (cpu_model, gpu_model) = (local(cpu_model), local(gpu_model));
+    // Fresh mazes of three sizes, each batch on its own grid; 40 ACT steps (320 ticks) cover a
+    // 30x30 maze's wave and trace.
+    for (rows, cols, count, seed) in [(9, 13, 6, 6161), (30, 30, 3, 6162), (17, 8, 4, 6163)] {
+        let gen_cfg = GenerateConfig { rows, cols, min_moves: Some(((rows + cols) / 2) as u32), seed, ..GenerateConfig::default() };
+        let mazes = generate_splits(&gen_cfg, &[count], &mut |_| {}).expect("generating mazes").remove(0);
+        let tokens: Vec<u8> = mazes.iter().flat_map(|m| m.puzzle.tokens()).collect();
+        let grid = GridShape { rows, cols };
+        let cpu = run_local(&cpu_model, &tokens, grid, 40, &Default::default());
+        let wgpu = run_local(&gpu_model, &tokens, grid, 40, &gpu);
+        assert_same(&format!("default model {rows}x{cols}"), &cpu, &wgpu);
+        let exact = mazes.iter().enumerate().filter(|(i, m)| cpu.final_answer(*i) == m.label.tokens().as_slice()).count();
+        eprintln!("default model {rows}x{cols}: {exact} of {} mazes exact after 40 steps on both backends", mazes.len());
+    }
 }
 
 /// Runs `trm predict --backend wgpu` with the Vulkan loader pointed at no driver, so wgpu

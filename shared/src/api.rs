@@ -44,11 +44,19 @@ pub struct ModelInfo {
     pub checkpoint: String,
     /// The config file it was built from.
     pub config: String,
-    /// Maze rows the model takes.
+    /// Maze rows the model takes (for a size-general model, see `any_size`: the size of the
+    /// benchmark, what `POST /api/generate` makes by default).
     pub rows: usize,
-    /// Maze columns the model takes.
+    /// Maze columns the model takes (as `rows`).
     pub cols: usize,
-    /// ACT steps a prediction runs by default (the config's `halt_max_steps`).
+    /// The size-general model (`[arch] mixer = "local"`): it answers a maze of any size on the
+    /// maze's own grid (up to the server's largest canvas), halting per maze on its own within
+    /// a cap of `halt_max_steps` ACT steps (or the request's `steps`). Absent (false) for the
+    /// reference models, which take `rows` x `cols` mazes and run exactly their steps.
+    #[serde(default)]
+    pub any_size: bool,
+    /// ACT steps a prediction runs by default (the config's `halt_max_steps`); for a
+    /// size-general model the default cap, each maze stopping sooner when the model halts.
     pub halt_max_steps: usize,
     /// Width of the hidden state.
     pub hidden_size: usize,
@@ -111,12 +119,15 @@ pub enum MazeInput {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
-    /// The mazes, each of the size the model takes; answered in the same order.
+    /// The mazes, each of the size the model takes (any size up to the server's largest canvas
+    /// for a size-general model); answered in the same order.
     pub mazes: Vec<MazeInput>,
-    /// ACT steps to run (default: the model's `halt_max_steps`).
+    /// ACT steps to run (default: the model's `halt_max_steps`); for a size-general model the
+    /// cap, each maze stopping at the step where the model halts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
-    /// Also return the answer and q_halt after every ACT step.
+    /// Also return the answer and q_halt after every ACT step (for a size-general model, up
+    /// to the step where each maze halted).
     #[serde(default)]
     pub return_steps: bool,
 }
@@ -129,8 +140,13 @@ pub struct PredictResponse {
     pub results: Vec<PredictResult>,
     /// Name of the model that answered.
     pub model: String,
-    /// ACT steps run.
+    /// ACT steps run: for a reference model, exactly the steps asked for; for a size-general
+    /// one, the most that any maze of this request ran (each stops where the model halts).
     pub steps: usize,
+    /// Size-general models only: the cap on ACT steps this request ran under (its `steps`,
+    /// else the model's `halt_max_steps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_cap: Option<usize>,
     /// Where the time went.
     pub timing: Timing,
     /// The forward batch this request was part of.
@@ -162,9 +178,18 @@ pub struct PredictResult {
     pub wrong_cells: usize,
     /// The halting logit after the last step (`> 0`: the model would stop).
     pub q_halt: f32,
-    /// The answer after every ACT step, when `return_steps` was asked for.
+    /// The answer after every ACT step, when `return_steps` was asked for (for a size-general
+    /// model, steps 1 to `steps_run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<StepAnswer>>,
+    /// Size-general models only: the ACT steps this maze ran; `grid` is the answer after the
+    /// last of them (`halted_at`, else the request's cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_run: Option<usize>,
+    /// Size-general models only: the ACT step at which the model halted on this maze (its Q
+    /// head said the answer is done); absent when it reached the cap without halting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted_at: Option<usize>,
 }
 
 /// The answer after one ACT step.

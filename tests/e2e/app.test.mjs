@@ -1,6 +1,8 @@
 // End-to-end tests of the web app: `trm serve` on an ephemeral port, the app in headless
 // Chromium (WebGPU through SwiftShader on the CPU), answers compared with `trm predict`.
-// Run through run.sh, which prepares the model, the dataset and the dist/ copy named below.
+// Run through run.sh, which prepares the reference model, the dataset and the dist/ copy
+// named below. The app's default model (and the server's) is the committed size-general one
+// (E2E_DEFAULT); the tests' small 7x7 reference model (E2E_MODEL) is opened as model files.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -8,14 +10,89 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { env, startServer, stopServer, predictWith, predictFile } from './support.mjs';
+import {
+  env, startServer, stopServer, predictWith, predictFile, predictDefault, haltMaxSteps, assertAnswerKeepsTheMaze,
+  alwaysHaltingCopy, shortestPathCheck,
+} from './support.mjs';
 
 const MODEL = env('E2E_MODEL');
+const DEFAULT = env('E2E_DEFAULT');
 const SHOTS = env('E2E_SHOTS');
 const SIDE = 7;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const scratch = mkdtempSync(join(tmpdir(), 'trm-e2e-'));
 mkdirSync(SHOTS, { recursive: true });
+
+// A 30x30 maze (generated, 31 moves) that the committed default model solves within 10 ACT
+// steps, and the cap the tests run it under: WebGPU on SwiftShader takes seconds per 30x30 step.
+const MAZE30 = [
+  '#            #  # # #   #    #',
+  '  ## #S###  # ##   #   # ##   ',
+  '    ##   ##   #    ##  #####  ',
+  ' ##      #    #  # # ####  #  ',
+  '#  ## #   ####  ##  ##    # # ',
+  '             #   #          # ',
+  '##   #       #  #  #          ',
+  '# #     #   ##            ##  ',
+  '###  #         #   ##  #  #   ',
+  '      # ## #    ###      #    ',
+  ' ## # #    # ##   #  # # # # #',
+  '  ### ##  # # ###             ',
+  '    #  ### #     # #     # ## ',
+  ' ##   #  # # ##  #   #  ##  # ',
+  '  # #### ##             #    #',
+  '  #  ## ##    ### # #      # #',
+  '         #  #      #     #    ',
+  '  ###   ######  # ##  ##      ',
+  ' # #  #  #G#  # #   # # ##  ##',
+  ' ##### #                    # ',
+  ' # ###  #  #      ##         #',
+  '     # #   #  ##     #  #  ## ',
+  '     #   ##     # #  #        ',
+  '   ##    #    #   # #   # # ##',
+  '      #####    #     ## #   # ',
+  '  #      ##    #  ##      #   ',
+  '    # # #    #  ##  # ##    # ',
+  '## #  #####   #     # # #    #',
+  '    #   ##        ##  # #    #',
+  '   #     #     ##  #  #       ',
+].join('\n') + '\n';
+const CAP30 = 12;
+// A hard 30x30 maze (generated, 123 moves, above the benchmark's 109) that the default model
+// solves within 40 ACT steps: run on the CPU worker and the server (fast enough there).
+const HARD30 = [
+  ' ## # ##  ## #  #   #  ### #  ',
+  '#        #    #  ##   #   # ##',
+  '#     #         ##    # # ####',
+  '  #   #### #              #   ',
+  ' #         ## #           #   ',
+  '     ####             ###     ',
+  '        #    # ##  #   # # #  ',
+  '      ### # # #    ####  # ## ',
+  '    #### # ## ######  # #     ',
+  '       # ## #####  # ## # #   ',
+  '    #### #   ####  ## # ##  # ',
+  '## #     # #  ##   ##   #  ## ',
+  '       # ###     ##  ## # #   ',
+  ' #        # ## ####  #      # ',
+  '  #   #          # ### #  #   ',
+  '## ## ## ## #  # #     #  ### ',
+  '#    ##    ##  #  # # ## ##  #',
+  '   #####  #      #            ',
+  '##  # ##  #  #    # ##  #  # #',
+  '#   ## #  #  ## ##   ##   #  #',
+  '   #####    #  ### #### #  ## ',
+  '     #   ###    #    # ##     ',
+  '   #    ###   #  #   ## #   ##',
+  '  # ###     ##   #  #G## #   #',
+  '#  #    ##   #   # #  #  #####',
+  '  ##   # #  #   #    #  #   # ',
+  '### #       # #  ##  #   #####',
+  '### # ## #### ##   ##  #   # #',
+  '        # # ### #  #      #  S',
+  ' #  ####  ###  ###   ###      ',
+].join('\n') + '\n';
+const CAP_HARD = 40;
 
 let server;
 let context;
@@ -55,19 +132,36 @@ async function importMaze(text) {
   await page.locator('#import').click();
 }
 
-/** Solves with a backend; returns { status, grid, steps }. */
-async function solve(backend) {
+/**
+ * Solves with a backend; returns { status, grid, steps, halted, seconds }: `halted` is the step
+ * where the size-general model halted, 'cap' when it did not within the cap, '' for the
+ * reference model.
+ */
+async function solve(backend, timeout = 120_000) {
   await page.locator(`input[name=backend][value=${backend}]`).check();
+  const start = Date.now();
   await page.locator('#solve').click();
-  await page.waitForSelector('#status[data-status=done], #status[data-status=failed]', { timeout: 120_000 });
+  await page.waitForSelector('#status[data-status=done], #status[data-status=failed]', { timeout });
+  const seconds = (Date.now() - start) / 1000;
   const status = await page.locator('#status').innerText();
+  const halted = await page.locator('#status').getAttribute('data-halted');
   const grid = await page.locator('#answer').getAttribute('data-grid').catch(() => null);
   const steps = await page.locator('.qbar').count();
-  return { status, grid, steps };
+  return { status, grid, steps, halted, seconds };
 }
 
 async function waitForModel(prefix) {
   await page.waitForFunction((p) => document.querySelector('#model-line')?.textContent.startsWith(p), prefix, { timeout: 60_000 });
+}
+
+async function setSteps(n) {
+  await page.locator('#steps').fill(String(n));
+  assert.equal(await page.locator('#steps').inputValue(), String(n));
+}
+
+/** What the page says for a size-general run that `trm predict` ended with `halted` (a step, or null). */
+function haltedAttr(halted) {
+  return halted === null ? 'cap' : String(halted);
 }
 
 before(async () => {
@@ -83,7 +177,7 @@ before(async () => {
   page.on('pageerror', (e) => console.error('page error:', e.message));
   page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
   await page.goto(server.base + '/');
-  await waitForModel('default: 7x7');
+  await waitForModel('default: any maze size');
 });
 
 after(async () => {
@@ -104,8 +198,24 @@ const EXPECTED_MAZE = [
 let maze;
 let final;
 
-test('the editor opens at the model size and draws walls by click and drag, with undo and redo', async () => {
+test('the app opens at 30x30 with a generated hard maze and the size-general default model', async () => {
+  await page.waitForFunction(() => document.querySelector('#note')?.textContent.startsWith('generated a 30x30 maze'), null, { timeout: 60_000 });
+  assert.equal(await page.locator('#size').inputValue(), '30');
+  assert.match(await page.locator('#facts').innerText(), /^solvable: shortest path \d+ moves \(hard: at least the 109-move threshold\)/);
+  const text = await mazeText();
+  assert.equal(text.split('\n').filter((l) => l.length).length, 30);
+  assert.match(await page.locator('#model-line').innerText(), /^default: any maze size \(size-general, local mixer\)/);
+  // The step count is a cap, the config's halt_max_steps by default.
+  assert.equal(await page.locator('#steps').inputValue(), String(haltMaxSteps(DEFAULT)));
+  assert.match(await page.locator('label:has(#steps)').innerText(), /^Max ACT steps/);
+  await shot('0-opened');
+});
+
+test('a reference model opened from files: the editor takes its size and draws walls by click and drag, with undo and redo', async () => {
+  await page.locator('#model-files').setInputFiles([join(MODEL, 'model.safetensors'), join(MODEL, 'config.toml')]);
+  await waitForModel('model.safetensors: 7x7');
   assert.equal(await page.locator('#size').inputValue(), String(SIDE));
+  assert.match(await page.locator('label:has(#steps)').innerText(), /^ACT steps/);
   await drag([1, 0], [1, 4]);
   await drag([3, 2], [3, 6]);
   await drag([5, 0], [5, 4]);
@@ -122,10 +232,11 @@ test('the editor opens at the model size and draws walls by click and drag, with
   await shot('1-drawn');
 });
 
-test('solves on WebGPU like trm predict, step by step', async () => {
+test('the reference model solves on WebGPU like trm predict, step by step', async () => {
   const r = await solve('webgpu');
-  assert.match(r.status, /^ran on WebGPU/, r.status);
-  final = predictFile(maze, SIDE);
+  assert.match(r.status, /^ran on WebGPU.*\(6 steps\)$/, r.status);
+  assert.equal(r.halted, '');
+  final = predictFile(maze);
   assert.equal(r.grid, final);
   assert.equal(r.steps, 6);
   assert.equal(await page.locator('#answer').getAttribute('data-final'), 'true');
@@ -133,22 +244,19 @@ test('solves on WebGPU like trm predict, step by step', async () => {
   // The first ACT step, replayed with the slider, is trm predict's answer after one step.
   await page.locator('#step-slider').fill('0');
   assert.equal(await page.locator('#answer').getAttribute('data-step'), '1');
-  assert.equal(await page.locator('#answer').getAttribute('data-grid'), predictFile(maze, SIDE, 1));
+  assert.equal(await page.locator('#answer').getAttribute('data-grid'), predictFile(maze, 1));
   assert.match(await page.locator('#verdict').innerText(), /^(exact|valid|invalid)/);
   await shot('3-step-1');
 });
 
-test('solves on the CPU in the browser and on the server with the same answer', async () => {
+test('the reference model solves on the CPU in the browser with the same answer', async () => {
   const cpu = await solve('cpu');
   assert.match(cpu.status, /^ran on CPU/, cpu.status);
   assert.equal(cpu.grid, final);
-  const srv = await solve('server');
-  assert.match(srv.status, /^ran on server/, srv.status);
-  assert.equal(srv.grid, final);
-  assert.equal(srv.steps, 6);
+  assert.equal(cpu.steps, 6);
 });
 
-test('a small maze on a 30x30 canvas is solved in the model\'s 7x7 frame, on every backend', async () => {
+test('a small maze on a 30x30 canvas is solved in the reference model\'s 7x7 frame, in the browser', async () => {
   // The drawn maze at row 11, column 17 of a canvas of walls; the answer must be the 7x7
   // answer in the same place.
   const at = (small, r, c) => {
@@ -159,7 +267,7 @@ test('a small maze on a 30x30 canvas is solved in the model\'s 7x7 frame, on eve
   const text = canvas(maze.replaceAll('\n', '')).match(/.{30}/g).join('\n') + '\n';
   await importMaze(text);
   assert.equal(await mazeText(), text);
-  for (const backend of ['webgpu', 'cpu', 'server']) {
+  for (const backend of ['webgpu', 'cpu']) {
     const r = await solve(backend);
     assert.match(r.status, /^ran on/, `${backend}: ${r.status}`);
     assert.equal(r.grid, canvas(final), backend);
@@ -186,6 +294,10 @@ test('opens model files, and says what is wrong with bad ones', async () => {
   await page.locator('#model-files').setInputFiles([join(MODEL, 'config.toml'), broken]);
   await page.waitForSelector('#note.error');
   assert.match(await page.locator('#note').innerText(), /broken\.safetensors: not a readable checkpoint/);
+  // The size-general config with the reference model's weights: every misfit tensor, by name.
+  await page.locator('#model-files').setInputFiles([join(DEFAULT, 'config.toml'), join(MODEL, 'model.safetensors')]);
+  await page.waitForFunction(() => /model\.safetensors: checkpoint does not fit the model:.*missing tensor L_level\.layers\.0\.mix\.proj\.weight/s
+    .test(document.querySelector('#note.error')?.textContent ?? ''));
   // A reference PyTorch checkpoint (torch.save zip) with its all_config.yaml, read in the page.
   const fixtures = join(ROOT, 'shared/tests/fixtures/trm');
   await page.locator('#model-files').setInputFiles([join(fixtures, 'learned_step_1'), join(fixtures, 'learned_all_config.yaml')]);
@@ -195,7 +307,7 @@ test('opens model files, and says what is wrong with bad ones', async () => {
   await importMaze(torchMaze);
   const t = await solve('webgpu');
   const args = ['predict', '--checkpoint', join(fixtures, 'learned_step_1'), '--config', join(fixtures, 'learned_all_config.yaml')];
-  assert.equal(t.grid, predictWith(args, torchMaze, 6));
+  assert.equal(t.grid, predictWith(args, torchMaze));
   await page.locator('#model-files').setInputFiles([join(MODEL, 'model.safetensors'), join(MODEL, 'config.toml')]);
   await waitForModel('model.safetensors: 7x7');
   await importMaze(maze);
@@ -216,7 +328,7 @@ test('a CPU solve runs in a worker: the page paints during a step, and Cancel st
   await page.locator('#model-files').setInputFiles([join(MODEL, 'model.safetensors'), join(scratch, 'slow', 'config.toml')]);
   await page.waitForFunction((hl) => document.querySelector('#model-line')?.textContent.includes(hl), `H${H}xL${L}`, { timeout: 60_000 });
   await importMaze(maze);
-  await page.locator('#steps').fill('64');
+  await setSteps(64);
   await page.locator('input[name=backend][value=cpu]').check();
   await page.locator('#solve').click();
   await page.waitForSelector('#status[data-status=running]');
@@ -275,16 +387,105 @@ test('a CPU solve runs in a worker: the page paints during a step, and Cancel st
   assert.equal(again.grid, final);
 });
 
+let answer30;
+
+test('the default model solves a 30x30 maze on its own grid on WebGPU, as trm predict does, step by step', async () => {
+  await page.getByRole('button', { name: 'Default model', exact: true }).click();
+  await waitForModel('default: any maze size');
+  await importMaze(MAZE30);
+  assert.equal(await mazeText(), MAZE30);
+  await setSteps(CAP30);
+  answer30 = predictDefault(MAZE30, CAP30);
+  // The committed weights solve this maze: one shortest path from S to G, as BFS finds it.
+  assert.match(answer30.verdict, /^valid shortest path/, `trm predict: ${answer30.verdict}; the default model changed? pick another MAZE30`);
+  const r = await solve('webgpu', 600_000);
+  console.log(`# 30x30 on WebGPU (SwiftShader): ${r.steps} ACT steps in ${r.seconds.toFixed(1)} s (${(r.seconds / r.steps).toFixed(2)} s a step, shader compilation included)`);
+  assert.match(r.status, /^ran on WebGPU/, r.status);
+  assert.equal(r.grid, answer30.grid);
+  assertAnswerKeepsTheMaze(r.grid, MAZE30);
+  assert.equal(shortestPathCheck(MAZE30, r.grid), 'shortest');
+  assert.match(await page.locator('#verdict').innerText(), /^(exact|valid and shortest)/);
+  // Halted (at trm predict's step) or ran to the cap, and the page says which.
+  assert.equal(r.halted, haltedAttr(answer30.halted));
+  if (r.halted === 'cap') {
+    assert.equal(r.steps, CAP30);
+    assert.match(r.status, new RegExp(`: ${CAP30} ACT steps, no halt within the cap$`), r.status);
+  } else {
+    assert.equal(r.steps, answer30.halted);
+    assert.match(r.status, new RegExp(`: halted at ACT step ${answer30.halted} \\(q_halt > 0\\)$`), r.status);
+    assert.match(await page.locator('#halt-note').innerText(), /the model halted here$/);
+  }
+  await shot('8-webgpu-30x30');
+  // The answer unfolds: step 1, replayed with the slider, is trm predict's answer after one step.
+  await page.locator('#step-slider').fill('0');
+  assert.equal(await page.locator('#answer').getAttribute('data-step'), '1');
+  assert.equal(await page.locator('#answer').getAttribute('data-grid'), predictDefault(MAZE30, 1).grid);
+  await shot('9-webgpu-30x30-step-1');
+});
+
+test('the default model solves the 30x30 maze on the CPU worker and on the server with the same answer', async () => {
+  const cpu = await solve('cpu');
+  console.log(`# 30x30 in the CPU worker: ${cpu.steps} ACT steps in ${cpu.seconds.toFixed(1)} s (${(cpu.seconds / cpu.steps).toFixed(2)} s a step)`);
+  assert.match(cpu.status, /^ran on CPU/, cpu.status);
+  assert.equal(cpu.grid, answer30.grid);
+  assert.equal(cpu.halted, haltedAttr(answer30.halted));
+  const srv = await solve('server');
+  assert.match(srv.status, /^ran on server/, srv.status);
+  assert.equal(srv.grid, answer30.grid);
+  assert.equal(srv.halted, haltedAttr(answer30.halted));
+  assert.equal(srv.steps, cpu.steps);
+  await shot('10-server-30x30');
+});
+
+test('the default model solves a hard 30x30 maze on the CPU worker and on the server, as trm predict does', async () => {
+  await importMaze(HARD30);
+  assert.match(await page.locator('#facts').innerText(), /shortest path 123 moves \(hard/);
+  await setSteps(CAP_HARD);
+  const expected = predictDefault(HARD30, CAP_HARD);
+  assert.match(expected.verdict, /^valid shortest path/, `trm predict: ${expected.verdict}; the default model changed? pick another HARD30`);
+  const cpu = await solve('cpu', 300_000);
+  console.log(`# hard 30x30 in the CPU worker: ${cpu.steps} ACT steps in ${cpu.seconds.toFixed(1)} s`);
+  assert.equal(cpu.grid, expected.grid);
+  assert.equal(cpu.halted, haltedAttr(expected.halted));
+  assert.equal(shortestPathCheck(HARD30, cpu.grid), 'shortest');
+  const srv = await solve('server', 300_000);
+  assert.equal(srv.grid, expected.grid);
+  assert.equal(srv.halted, haltedAttr(expected.halted));
+  await shot('11-hard-30x30');
+});
+
+test('the size-general model stops at the step where it halts, on WebGPU and on the CPU worker', async () => {
+  // The default weights with a Q head that always says halt: every maze stops after step 1.
+  const halting = alwaysHaltingCopy(DEFAULT);
+  await page.locator('#model-files').setInputFiles([join(halting, 'model.safetensors'), join(halting, 'config.toml')]);
+  await waitForModel('model.safetensors: any maze size');
+  await importMaze(maze);
+  assert.equal(await page.locator('#steps').inputValue(), String(haltMaxSteps(DEFAULT)));
+  const expected = predictWith(['predict', '--checkpoint', join(halting, 'model.safetensors'), '--config', join(halting, 'config.toml')], maze);
+  for (const backend of ['webgpu', 'cpu']) {
+    const r = await solve(backend);
+    assert.match(r.status, /: halted at ACT step 1 \(q_halt > 0\)$/, `${backend}: ${r.status}`);
+    assert.equal(r.halted, '1', backend);
+    assert.equal(r.steps, 1, backend);
+    assert.equal(r.grid, expected, backend);
+    assert.match(await page.locator('#halt-note').innerText(), /: the model halted here$/);
+  }
+  await shot('12-halted');
+});
+
 test('works offline: the server stopped, the page reloads and solves', async () => {
   await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
   await stopServer(server);
   await page.reload();
-  await waitForModel('default: 7x7');
+  await waitForModel('default: any maze size');
   await importMaze(maze);
+  await setSteps(8);
+  const expected = predictDefault(maze, 8);
   const r = await solve('webgpu');
-  assert.equal(r.grid, final);
+  assert.equal(r.grid, expected.grid);
+  assert.equal(r.halted, haltedAttr(expected.halted));
   const cpu = await solve('cpu');
-  assert.equal(cpu.grid, final);
+  assert.equal(cpu.grid, expected.grid);
   const srv = await solve('server');
   assert.match(srv.status, /^stopped: api\/predict: the server cannot be reached/, srv.status);
   await shot('7-offline');

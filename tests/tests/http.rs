@@ -2,14 +2,13 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Server, config, shared_data, tiny_model};
+use support::{Server, committed_models, config, shared_data, tiny_model};
 use trm_server::api::{BatchConfig, Limits};
-use trm_shared::api::{DatasetList, DatasetPage, ErrorBody, GenerateResponse, Health, ModelList, PredictResponse};
+use trm_shared::api::{DatasetList, DatasetPage, ErrorBody, GenerateResponse, Health, ModelList, PredictResponse, PredictResult};
 use trm_shared::dataset::read_split;
 use trm_shared::maze::{Grid, check_answer, label};
 
@@ -67,6 +66,8 @@ fn predicts_benchmark_mazes_in_every_input_form_with_steps() {
     assert_eq!((response.model.as_str(), response.steps, response.results.len()), ("tiny", 2, 3));
     assert!(response.batch.mazes >= 3 && response.batch.requests >= 1);
     assert!(response.timing.total_ms >= response.timing.compute_ms);
+    // A reference model's answer has none of the size-general model's fields.
+    assert!(!body.contains("step_cap") && !body.contains("steps_run") && !body.contains("halted_at"), "{body}");
 
     for (i, result) in response.results.iter().enumerate() {
         let maze = Grid::parse_square(&mazes[i]).unwrap();
@@ -105,121 +106,202 @@ fn predicts_benchmark_mazes_in_every_input_form_with_steps() {
     server.stop().unwrap();
 }
 
-/// The committed models (public/models), served as `trm serve` serves them with no flags:
-/// `default`, the 7x7 CPU preset, and `maze-hard-cpu`, a 30x30 model trained on the real
-/// benchmark. Predict requests without ?model= go to the default when it takes their mazes,
-/// else to the 30x30 model.
+/// A maze drawn by hand, 3x4: too small for the generator's defaults.
+const SMALL: &str = "S # \n  # \n#  G";
+
+/// The first `n` test mazes of the benchmark and their labels, row-major.
+fn benchmark_mazes_and_labels(n: usize) -> Vec<(String, String)> {
+    let split = read_split(&shared_data().join(DATASET).join("test")).unwrap();
+    let grid = |tokens: &[u8], i: usize| Grid::from_tokens(30, 30, &tokens[i * 900..(i + 1) * 900]).unwrap().to_row_major();
+    (0..n).map(|i| (grid(&split.inputs, i), grid(&split.labels, i))).collect()
+}
+
+/// Checks one answer of the size-general model to `maze` against BFS: the size, the score the
+/// server gave (exact against `label`, the benchmark's or BFS's; valid and shortest by
+/// `check_answer`), the steps it ran within `cap`, and the per-step answers up to its halt.
+fn check_local_result(what: &str, maze: &Grid, label: &Grid, result: &PredictResult, cap: usize) {
+    assert_eq!((result.rows, result.cols, result.grid.chars().count()), (maze.rows(), maze.cols(), maze.len()), "{what}");
+    assert_eq!(result.optimal_moves, label.to_row_major().matches('o').count() + 1, "{what}");
+    let differ = result.grid.chars().zip(label.to_row_major().chars()).filter(|(a, b)| a != b).count();
+    assert_eq!((result.wrong_cells, result.exact), (differ, differ == 0), "{what}");
+    match Grid::parse_row_major(&result.grid, maze.rows(), maze.cols()) {
+        Ok(answer) => {
+            let check = check_answer(maze, &answer).unwrap();
+            assert_eq!((result.valid, result.shortest, result.exact), (check.valid, check.shortest, check.exact), "{what}");
+            assert_eq!(result.path_moves, check.path_moves, "{what}");
+        }
+        Err(_) => assert!(result.grid.contains('?') && !result.valid && !result.exact, "{what}"),
+    }
+    let ran = result.steps_run.unwrap_or_else(|| panic!("{what}: no steps_run"));
+    assert!((1..=cap).contains(&ran), "{what}: ran {ran} steps, cap {cap}");
+    match result.halted_at {
+        Some(step) => assert!(step == ran && result.q_halt > 0.0, "{what}: halted at {step}, ran {ran}, q {}", result.q_halt),
+        None => assert!(ran == cap && result.q_halt <= 0.0, "{what}: ran {ran} of {cap} without halting"),
+    }
+    if let Some(steps) = &result.steps {
+        assert_eq!(steps.iter().map(|s| s.step).collect::<Vec<_>>(), (1..=ran).collect::<Vec<_>>(), "{what}");
+        let last = steps.last().unwrap();
+        assert_eq!((&last.grid, last.q_halt), (&result.grid, result.q_halt), "{what}");
+        assert!(steps[..steps.len() - 1].iter().all(|s| s.q_halt <= 0.0), "{what}: a step before the last said halt");
+    }
+}
+
+/// The committed models (public/models), served as `trm serve` serves them with no flags, and
+/// a reference model registered next to them. `default` is the size-general model: it answers
+/// every maze on the maze's own grid and halts per maze on its own.
 ///
-/// The default model, on fresh mazes of its size from `/api/generate` (seeds it never trained
-/// on): its metrics.json gives 47.4% exact on 500 such mazes (40-51% on other fresh sets); 48
-/// mazes at fixed seeds must give at least 10 exact answers (a random model gives none),
-/// every answer scored by BFS.
+/// Real Maze-Hard test mazes (30x30, never trained on: it learned on generated mazes up to
+/// 16x16) and mazes of other sizes go in one request without ?model=; every answer has the
+/// maze's size, is scored against BFS (exact against the benchmark's own label for the real
+/// mazes), and ran at most the cap. The current checkpoint solves EXACT_FLOOR of the 8 real
+/// mazes at least (see the test's output for the count).
 #[test]
-fn the_committed_models_solve_fresh_small_mazes_and_answer_real_benchmark_mazes() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/models");
+fn the_committed_size_general_model_answers_real_and_other_size_mazes_on_their_own_grid() {
+    /// The exact answers required on the first 8 real mazes. The early checkpoint committed
+    /// now solves 1 of them (from step 35; `trm eval --limit 8 --steps 48` says the same), and
+    /// its Q head never says halt on them, so every maze runs to the cap; past about 50 steps
+    /// its answers drift and that one is lost again. Raise the floor with better weights.
+    const EXACT_FLOOR: usize = 1;
+    /// The cap on ACT steps of the big request: a 30x30 maze takes about 30-40 (its
+    /// config.toml), so 48 covers them, and 11 mazes take about 25 s here.
+    const CAP: usize = 48;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.models = trm_server::api::models::committed_models(&root, "default").unwrap();
+    cfg.models = committed_models();
+    cfg.models.push(tiny_model(dir.path()));
     let server = Server::start(cfg);
     let models: ModelList = serde_json::from_str(&server.get("/api/models").1).unwrap();
-    let sizes: Vec<(&str, usize, usize)> = models.models.iter().map(|m| (m.name.as_str(), m.rows, m.cols)).collect();
-    assert_eq!(sizes, [("default", 7, 7), ("maze-hard-cpu", 30, 30)], "sizes come from each config's [data]");
     assert_eq!(models.default.as_deref(), Some("default"));
-    let side = 7;
+    let kinds: Vec<(&str, bool)> = models.models.iter().map(|m| (m.name.as_str(), m.any_size)).collect();
+    assert_eq!((kinds[0], kinds[kinds.len() - 1]), (("default", true), ("tiny", false)));
+    let default = &models.models[0];
+    assert_eq!((default.rows, default.cols), (30, 30), "the size generated mazes default to");
 
-    let mazes: Vec<String> = (0..48)
-        .map(|i| {
-            // The size comes from the default model: an empty generate request uses it.
-            let request = json!({ "seed": 900_000 + i, "min_moves": 9 }).to_string();
-            let (status, body) = server.post("/api/generate", &request);
-            assert_eq!(status, 200, "{body}");
-            let maze: GenerateResponse = serde_json::from_str(&body).unwrap();
-            assert_eq!((maze.rows, maze.cols), (side, side));
-            maze.maze
-        })
-        .collect();
-    let (status, body) = server.post("/api/predict", &json!({ "mazes": mazes }).to_string());
-    assert_eq!(status, 200, "{body}");
-    let response: PredictResponse = serde_json::from_str(&body).unwrap();
-    assert_eq!((response.model.as_str(), response.results.len()), ("default", mazes.len()));
-    let mut exact = 0;
-    for (maze, result) in mazes.iter().zip(&response.results) {
-        let maze = Grid::parse_square(maze).unwrap();
-        assert_eq!(result.optimal_moves, label(&maze).unwrap().to_row_major().matches('o').count() + 1);
-        if let Ok(answer) = Grid::parse_square(&result.grid) {
-            let check = check_answer(&maze, &answer).unwrap();
-            assert_eq!((result.valid, result.shortest, result.exact), (check.valid, check.shortest, check.exact));
-        }
-        exact += usize::from(result.exact);
-    }
-    assert!(exact >= 10, "only {exact} of {} fresh mazes solved exactly", mazes.len());
-
-    // The same mazes drawn on a walled 30x30 canvas: the default model still takes them (its
-    // 7x7 frame is placed over each), and the answers, pasted back, are the 7x7 answers.
-    let on_canvas = |maze: &str| {
-        let mut canvas = vec!['#'; 900];
-        for (k, ch) in maze.chars().enumerate() {
-            canvas[(11 + k / side) * 30 + 17 + k % side] = ch;
-        }
-        canvas.into_iter().collect::<String>()
+    let generated = |rows: usize, cols: usize, seed: u64, min_moves: u32| {
+        let request = json!({ "rows": rows, "cols": cols, "seed": seed, "min_moves": min_moves }).to_string();
+        let (status, body) = server.post("/api/generate", &request);
+        assert_eq!(status, 200, "{body}");
+        let maze: GenerateResponse = serde_json::from_str(&body).unwrap();
+        let rows: Vec<String> = maze.maze.chars().collect::<Vec<_>>().chunks(cols).map(|r| r.iter().collect()).collect();
+        rows.join("\n")
     };
-    let canvases: Vec<String> = mazes[..8].iter().map(|m| on_canvas(m)).collect();
-    let (status, body) = server.post("/api/predict", &json!({ "mazes": canvases }).to_string());
-    assert_eq!(status, 200, "{body}");
-    let big: PredictResponse = serde_json::from_str(&body).unwrap();
-    assert_eq!(big.model, "default");
-    for (small, big) in response.results.iter().zip(&big.results) {
-        assert_eq!((big.rows, big.cols), (30, 30));
-        assert_eq!(big.grid, on_canvas(&small.grid));
-        assert_eq!((big.exact, big.valid, big.shortest, big.optimal_moves), (small.exact, small.valid, small.shortest, small.optimal_moves));
-    }
-
-    // Real Maze-Hard test mazes span the whole 30x30 grid: the 30x30 model answers them, each
-    // answer scored against the benchmark's own label.
-    let split = read_split(&shared_data().join(DATASET).join("test")).unwrap();
-    let count = 8;
-    let real: Vec<String> = benchmark_mazes(count);
-    let (status, body) = server.post("/api/predict", &json!({ "mazes": real, "return_steps": true }).to_string());
-    assert_eq!(status, 200, "{body}");
-    let answers: PredictResponse = serde_json::from_str(&body).unwrap();
-    assert_eq!((answers.model.as_str(), answers.results.len(), answers.steps), ("maze-hard-cpu", count, 4));
-    let (mut wrong, mut path_cells, mut path_found) = (0, 0, 0);
-    for (i, result) in answers.results.iter().enumerate() {
-        let benchmark_label = Grid::from_tokens(30, 30, &split.labels[i * 900..(i + 1) * 900]).unwrap().to_row_major();
-        let maze = Grid::parse_square(&real[i]).unwrap();
-        assert_eq!((result.rows, result.cols, result.grid.len()), (30, 30, 900));
-        assert_eq!(result.optimal_moves, benchmark_label.matches('o').count() + 1, "maze {i}");
-        let differ = result.grid.chars().zip(benchmark_label.chars()).filter(|(a, b)| a != b).count();
-        assert_eq!((result.wrong_cells, result.exact), (differ, differ == 0), "maze {i}");
-        if let Ok(answer) = Grid::parse_square(&result.grid) {
-            let check = check_answer(&maze, &answer).unwrap();
-            assert_eq!((result.valid, result.shortest), (check.valid, check.shortest), "maze {i}");
+    let real = benchmark_mazes_and_labels(8);
+    let others = [generated(9, 13, 5, 14), generated(40, 40, 6, 70), SMALL.to_string()];
+    // Real mazes and the others interleaved: the server groups them by size.
+    let mut mazes: Vec<String> = Vec::new();
+    for (i, (maze, _)) in real.iter().enumerate() {
+        mazes.push(maze.clone());
+        if let Some(other) = others.get(i) {
+            mazes.push(other.clone());
         }
-        assert_eq!(result.steps.as_ref().map(Vec::len), Some(4));
-        wrong += differ;
-        path_cells += benchmark_label.matches('o').count();
-        path_found += result.grid.chars().zip(benchmark_label.chars()).filter(|&(a, b)| a == 'o' && b == 'o').count();
     }
-    // A trained model, not a random one (which gets about 1 cell in 6 right). In its 80 minutes
-    // of CPU training it learned to copy walls and open cells but not yet to mark paths: 87.2%
-    // of cells right here (every wrong cell but 16 a path cell), no path cell found, no maze
-    // solved; the metrics.json of the whole test split says the same.
-    let cells = count * 900;
-    assert!(wrong * 100 <= cells * 15, "{wrong} of {cells} cells wrong ({path_cells} path cells, {path_found} found)");
-
-    // ?model= still picks a model; the default one cannot take a real maze, and says so.
-    assert_error(
-        server.post("/api/predict?model=default", &json!({ "mazes": [&real[0]] }).to_string()),
-        422,
-        "more than the model's 7x7; the model takes 7x7 mazes",
+    let started = std::time::Instant::now();
+    let request = json!({ "mazes": mazes, "steps": CAP, "return_steps": true });
+    let (status, body) = server.post("/api/predict", &request.to_string());
+    assert_eq!(status, 200, "{body}");
+    let elapsed = started.elapsed();
+    let response: PredictResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!((response.model.as_str(), response.results.len(), response.step_cap), ("default", mazes.len(), Some(CAP)));
+    let most = response.results.iter().filter_map(|r| r.steps_run).max();
+    assert_eq!(Some(response.steps), most, "the response's steps are the most any maze ran");
+    let (mut exact, mut real_steps, mut k) = (0, Vec::new(), 0);
+    for (i, maze_text) in mazes.iter().enumerate() {
+        let result = &response.results[i];
+        let maze = Grid::parse_any(maze_text).unwrap();
+        let is_real = k < real.len() && *maze_text == real[k].0;
+        let label = if is_real { Grid::parse_square(&real[k].1).unwrap() } else { trm_shared::maze::label(&maze).unwrap() };
+        check_local_result(&format!("maze {i} ({}x{})", maze.rows(), maze.cols()), &maze, &label, result, CAP);
+        if is_real {
+            assert_eq!((result.rows, result.cols), (30, 30));
+            exact += usize::from(result.exact);
+            real_steps.push((result.halted_at, result.wrong_cells));
+            k += 1;
+        }
+    }
+    assert_eq!(k, real.len());
+    println!(
+        "default model: {exact} of {} real Maze-Hard mazes exact; (halted at, wrong cells) {real_steps:?}; others {:?}; {:.1} s for {} mazes (compute {:.0} ms)",
+        real.len(),
+        response.results.iter().filter(|r| r.rows != 30).map(|r| (r.rows, r.cols, r.halted_at, r.exact, r.valid)).collect::<Vec<_>>(),
+        elapsed.as_secs_f64(),
+        mazes.len(),
+        response.timing.compute_ms
     );
-    // Open cells no served model takes: the message names both sizes.
+    assert!(exact >= EXACT_FLOOR, "only {exact} of {} real mazes solved exactly", real.len());
+
+    // No steps asked for: the cap is the model's halt_max_steps; no return_steps: no per-step answers.
+    let (status, body) = server.post("/api/predict", &json!({ "mazes": [&others[0]] }).to_string());
+    assert_eq!(status, 200, "{body}");
+    let plain: PredictResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!(plain.step_cap, Some(default.halt_max_steps));
+    let maze = Grid::parse_any(&others[0]).unwrap();
+    check_local_result("9x13 with the default cap", &maze, &trm_shared::maze::label(&maze).unwrap(), &plain.results[0], default.halt_max_steps);
+    assert!(plain.results[0].steps.is_none());
+
+    // ?model= picks the reference model, which runs exactly its steps in its 30x30 frame.
+    let (status, body) = server.post("/api/predict?model=tiny", &json!({ "mazes": [&real[0].0] }).to_string());
+    assert_eq!(status, 200, "{body}");
+    let tiny: PredictResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!((tiny.model.as_str(), tiny.steps, tiny.step_cap), ("tiny", 2, None));
+    assert!(tiny.results[0].steps_run.is_none() && tiny.results[0].halted_at.is_none());
     let wide = format!("S{}G", " ".repeat(31 * 31 - 2));
     assert_error(
-        server.post("/api/predict", &json!({ "mazes": [wide] }).to_string()),
+        server.post("/api/predict?model=tiny", &json!({ "mazes": [&wide] }).to_string()),
         422,
-        "maze 0 is 31x31, and no served model takes it: the served models take 7x7 or 30x30 mazes, or mazes of any size whose open cells fit in one of those",
+        "more than the model's 30x30; the model takes 30x30 mazes",
     );
+    // The same maze without ?model= goes to the default, which takes any size.
+    let (status, body) = server.post("/api/predict", &json!({ "mazes": [&wide], "steps": 2 }).to_string());
+    assert_eq!(status, 200, "{body}");
+    let answer: PredictResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!((answer.model.as_str(), answer.results[0].rows, answer.results[0].cols), ("default", 31, 31));
+    server.stop().unwrap();
+}
+
+/// Requests beyond the size-general model's limits are refused before any work, with a 4xx
+/// naming the limit, and the server answers normally afterwards.
+#[test]
+fn the_size_general_model_refuses_mazes_steps_and_answers_beyond_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.models = committed_models();
+    let server = Server::start(cfg);
+    let limits = Limits::default();
+    let predict = |body: Value| server.post("/api/predict", &body.to_string());
+
+    // A 65x65 canvas: one side past the editor's range.
+    let big: Vec<String> = (0..65).map(|r| if r == 0 { format!("S{}", " ".repeat(64)) } else if r == 64 { format!("{}G", " ".repeat(64)) } else { " ".repeat(65) }).collect();
+    assert_error(predict(json!({ "mazes": [SMALL, big] })), 422, "maze 1 is 65x65; mazes may be at most 64x64");
+    let tall: Vec<String> = (0..65).map(|r| match r { 0 => "S ".to_string(), 64 => " G".to_string(), _ => "  ".to_string() }).collect();
+    assert_error(predict(json!({ "mazes": [tall] })), 422, "maze 0 is 65x2; mazes may be at most 64x64");
+    // Steps past the cap's limit, or none.
+    let max = limits.max_local_steps;
+    assert_error(predict(json!({ "mazes": [SMALL], "steps": max + 1 })), 422, &format!("steps must be 1..={max} for the size-general model default"));
+    assert_error(predict(json!({ "mazes": [SMALL], "steps": 0 })), 422, &format!("steps must be 1..={max}"));
+    // Every step's answer of 64 Maze-Hard-sized mazes for the longest cap: too big an answer.
+    let real = benchmark_mazes(1).remove(0);
+    let many = vec![real; limits.max_mazes_per_request];
+    let cells = limits.max_mazes_per_request * 900 * max;
+    assert_error(
+        predict(json!({ "mazes": many, "steps": max, "return_steps": true })),
+        422,
+        &format!("this answer would hold {cells} grid cells ({} mazes, {max} steps each with return_steps); at most {} are allowed", many.len(), limits.max_answer_cells),
+    );
+
+    // The server is still fine afterwards, and the largest canvas is taken.
+    let (status, body) = predict(json!({ "mazes": [SMALL], "steps": 3 }));
+    assert_eq!(status, 200, "{body}");
+    let largest: Vec<String> = (0..64).map(|r| match r { 0 => format!("S{}", "#".repeat(63)), 63 => format!("{}G", "#".repeat(63)), _ => "#".repeat(64) }).collect();
+    let mut largest = largest;
+    largest[1] = " ".repeat(64);
+    largest[62] = " ".repeat(64);
+    for row in &mut largest[2..62] {
+        row.replace_range(0..1, " ");
+    }
+    let (status, body) = predict(json!({ "mazes": [largest], "steps": 2 }));
+    assert_eq!(status, 200, "{body}");
+    let response: PredictResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!((response.results[0].rows, response.results[0].cols, response.results[0].steps_run), (64, 64, Some(2)));
     server.stop().unwrap();
 }
 

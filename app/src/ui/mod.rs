@@ -1,5 +1,5 @@
 //! The page: the board beside the panels, keyboard shortcuts, and start-up (default model,
-//! datasets, service worker).
+//! a generated maze, datasets, service worker).
 
 mod board;
 mod palette;
@@ -27,6 +27,8 @@ fn typing_in_field(ev: &web_sys::KeyboardEvent) -> bool {
 pub fn App() -> impl IntoView {
     let state = State::new();
     state.load_default_model();
+    // The page opens with a hard maze ready to solve (30x30, the benchmark's size).
+    state.generate_first();
     state.fetch_datasets();
     crate::web::register_service_worker();
 

@@ -5,10 +5,10 @@ use leptos::task::spawn_local;
 use trm_shared::maze::Grid;
 use wasm_bindgen::JsCast;
 
-use super::state::{RunStatus, State};
+use super::state::{MAX_STEPS, RunStatus, State};
 use crate::analysis::{Verdict, facts, score};
 use crate::editor::{MAX_SIDE, MIN_SIDE, Tool};
-use crate::engine::Choice;
+use crate::engine::{Choice, Halting};
 use crate::formats::{self, Action, SHORTCUTS_HELP};
 use crate::model_files;
 use crate::web;
@@ -190,7 +190,8 @@ pub fn ModelPanel(state: State) -> impl IntoView {
                 </label>
                 <button on:click=move |_| state.load_default_model()>"Default model"</button>
             </div>
-            <p class="help">"A checkpoint (model.safetensors, or a reference step_N) and its config (config.toml or all_config.yaml), chosen together."</p>
+            <p class="help">"A checkpoint (model.safetensors, or a reference step_N) and its config (config.toml or all_config.yaml), chosen together. \
+                A config.toml with mixer = \"local\" is the size-general model: any maze size, and it halts by itself."</p>
         </section>
     }
 }
@@ -211,7 +212,13 @@ pub fn SolvePanel(state: State) -> impl IntoView {
         state.run.with(|r| match &r.status {
             RunStatus::Idle => String::new(),
             RunStatus::Running(c) => format!("running on {} … step {}", c.label(), r.steps.len()),
-            RunStatus::Done(o) => format!("ran on {} in {:.0} ms ({} steps)", o.backend, o.elapsed_ms, o.steps),
+            RunStatus::Done(o) => match o.halting {
+                Halting::Fixed => format!("ran on {} in {:.0} ms ({} steps)", o.backend, o.elapsed_ms, o.steps),
+                Halting::Halted(k) => format!("ran on {} in {:.0} ms: halted at ACT step {k} (q_halt > 0)", o.backend, o.elapsed_ms),
+                Halting::Capped => {
+                    format!("ran on {} in {:.0} ms: {} ACT steps, no halt within the cap", o.backend, o.elapsed_ms, o.steps)
+                }
+            },
             RunStatus::Failed(e) => format!("stopped: {e}"),
         })
     };
@@ -221,17 +228,37 @@ pub fn SolvePanel(state: State) -> impl IntoView {
         RunStatus::Running(_) => "running",
         RunStatus::Idle => "idle",
     });
+    // For tests and scripts: the step where the model halted, "cap" when it did not within
+    // the cap, empty for the reference model (or before a run ends).
+    let halted = move || {
+        state.run.with(|r| match &r.status {
+            RunStatus::Done(o) => match o.halting {
+                Halting::Halted(k) => k.to_string(),
+                Halting::Capped => "cap".into(),
+                Halting::Fixed => String::new(),
+            },
+            _ => String::new(),
+        })
+    };
+    let steps_label = move || if state.model_local.get() { "Max ACT steps " } else { "ACT steps " };
+    let steps_title = move || {
+        if state.model_local.get() {
+            "the size-general model stops when it halts (q_halt > 0), at the latest after this many steps"
+        } else {
+            "the reference model runs exactly this many steps"
+        }
+    };
     view! {
         <section aria-label="solve">
             <h2>"Solve"</h2>
             <div class="choices">{choices}</div>
             <div class="row">
-                <label>"ACT steps "<input id="steps" type="number" min="1" max="64" prop:value=move || state.steps.get().to_string()
-                    on:input=move |ev| state.steps.set(event_target_value(&ev).parse::<usize>().unwrap_or(1).clamp(1, 64)) /></label>
+                <label title=steps_title>{steps_label}<input id="steps" type="number" min="1" max=MAX_STEPS prop:value=move || state.steps.get().to_string()
+                    on:input=move |ev| state.steps.set(event_target_value(&ev).parse::<usize>().unwrap_or(1).clamp(1, MAX_STEPS)) /></label>
                 <button id="solve" class="primary" on:click=move |_| state.solve() disabled=move || state.busy.get()>"Solve"</button>
                 <button id="cancel" on:click=move |_| state.cancel() disabled=move || !state.busy.get()>"Cancel"</button>
             </div>
-            <p id="status" data-status=status_kind>{status}</p>
+            <p id="status" data-status=status_kind data-halted=halted>{status}</p>
         </section>
     }
 }
@@ -287,7 +314,17 @@ pub fn ResultPanel(state: State) -> impl IntoView {
                         on:input=move |ev| state.run.update(|r| r.shown = event_target_value(&ev).parse().unwrap_or(0)) />
                 </label>
                 <div class="qbars" aria-label="q_halt per step">{q_bars}</div>
-                <p>{move || shown().map(|s| format!("q_halt {:.3}: {}", s.q_halt, if s.q_halt > 0.0 { "the model would halt here" } else { "the model would keep thinking" }))}</p>
+                <p id="halt-note">{move || shown().map(|s| {
+                    let halted_here = state.run.with(|r| matches!(&r.status, RunStatus::Done(o) if o.halting == Halting::Halted(s.step)));
+                    let what = if halted_here {
+                        "the model halted here"
+                    } else if s.q_halt > 0.0 {
+                        "the model would halt here"
+                    } else {
+                        "the model would keep thinking"
+                    };
+                    format!("q_halt {:.3}: {what}", s.q_halt)
+                })}</p>
                 <p class=verdict_class id="verdict">{move || verdict().map(|v| v.1)}</p>
                 <output id="answer" data-step=move || shown().map(|s| s.step).unwrap_or(0)
                     data-grid=move || shown().map(|s| s.to_row_major()).unwrap_or_default()

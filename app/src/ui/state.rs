@@ -15,6 +15,9 @@ use crate::formats::Action;
 use crate::model_files::{self, ModelSpec};
 use crate::web;
 
+/// Largest step count the page takes (the size-general model's cap may be raised to it).
+pub const MAX_STEPS: usize = 1024;
+
 /// Where a solve stands.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum RunStatus {
@@ -51,6 +54,11 @@ pub struct Note {
     pub text: String,
 }
 
+/// The blank benchmark-sized maze the page holds until its first generated maze arrives.
+fn opening_maze() -> Grid {
+    blank(DEFAULT_SIZE, DEFAULT_SIZE).unwrap_or_else(|_| Grid::open(2, 2))
+}
+
 /// Every signal of the page, cheap to copy into handlers.
 #[derive(Clone, Copy)]
 pub struct State {
@@ -62,6 +70,8 @@ pub struct State {
     pub run: RwSignal<Run>,
     pub model_line: RwSignal<String>,
     pub model_side: RwSignal<Option<usize>>,
+    /// Whether the model in use is the size-general one (the step count is then a cap).
+    pub model_local: RwSignal<bool>,
     pub note: RwSignal<Note>,
     pub busy: RwSignal<bool>,
     pub datasets: RwSignal<Vec<DatasetInfo>>,
@@ -72,14 +82,15 @@ pub struct State {
 }
 
 impl State {
-    /// Fresh state: a blank benchmark-sized maze until the default model says its size.
+    /// Fresh state: a blank benchmark-sized maze until the generator's first maze arrives.
     pub fn new() -> State {
         State {
-            editor: RwSignal::new(Editor::new(blank(DEFAULT_SIZE, DEFAULT_SIZE).unwrap_or_else(|_| Grid::open(2, 2)))),
+            editor: RwSignal::new(Editor::new(opening_maze())),
             tool: RwSignal::new(Tool::Wall),
             show_path: RwSignal::new(false),
             choice: RwSignal::new(Choice::WebGpu),
             steps: RwSignal::new(16),
+            model_local: RwSignal::new(false),
             run: RwSignal::new(Run::default()),
             model_line: RwSignal::new("loading the default model…".into()),
             model_side: RwSignal::new(None),
@@ -172,6 +183,16 @@ impl State {
 
     /// A new hard maze from the generator, in this page (the size of the editor).
     pub fn generate(&self) {
+        self.generate_maze(false);
+    }
+
+    /// The maze the page opens with: a hard one of the editor's size (30x30), with no undo
+    /// step before it.
+    pub fn generate_first(&self) {
+        self.generate_maze(true);
+    }
+
+    fn generate_maze(&self, first: bool) {
         let state = *self;
         let (rows, cols) = self.editor.with_untracked(|e| (e.grid().rows(), e.grid().cols()));
         let seed = (js_sys::Math::random() * 4_294_967_296.0) as u64;
@@ -185,7 +206,18 @@ impl State {
                 Ok(mut splits) => match splits.pop().and_then(|mut s| s.pop()) {
                     Some(m) => {
                         let ms = web::now_ms() - start;
-                        state.load_maze(m.puzzle, format!("generated in {ms:.0} ms: {} moves, seed {seed}", m.moves));
+                        let what = format!("generated a {rows}x{cols} maze in {ms:.0} ms: {} moves, seed {seed}", m.moves);
+                        if first {
+                            // Unless the maze was replaced meanwhile (a reference default model's
+                            // size, an import): the first maze is no edit to undo.
+                            let untouched = state.editor.with_untracked(|e| !e.can_undo() && e.grid() == &opening_maze());
+                            if untouched {
+                                state.editor.set(Editor::new(m.puzzle.without_path()));
+                                state.say(what);
+                            }
+                        } else {
+                            state.load_maze(m.puzzle, what);
+                        }
                     }
                     None => state.fail("the generator returned no maze"),
                 },
@@ -231,20 +263,25 @@ impl State {
         });
     }
 
-    /// Makes `spec` the model in use: local backends rebuild, the editor takes its size.
+    /// Makes `spec` the model in use: local backends rebuild, the step count becomes the
+    /// model's default, and the editor takes a reference model's size (the size-general model
+    /// takes the maze as it is).
     pub fn use_model(&self, spec: ModelSpec) {
-        let side = spec.side;
+        let side = spec.side();
         self.model_line.set(spec.describe());
-        self.model_side.set(Some(side));
-        self.steps.set(spec.config.halt_max_steps.max(1));
+        self.model_side.set(side);
+        self.model_local.set(spec.is_local());
+        self.steps.set(spec.halt_max_steps().clamp(1, MAX_STEPS));
         self.engine.with_value(|e| e.borrow_mut().set_spec(Rc::new(spec)));
+        let Some(side) = side else { return };
         let same = self.editor.with_untracked(|e| (e.grid().rows(), e.grid().cols()) == (side, side));
         if !same && let Err(e) = self.editor.try_update(|e| e.resize(side, side)).unwrap_or(Ok(())) {
             self.fail(e);
         }
     }
 
-    /// Loads the committed default model (`models/default/`); the editor opens at its size.
+    /// Loads the committed default model (`models/default/`); a reference model's editor
+    /// opens at its size.
     pub fn load_default_model(&self) {
         let state = *self;
         spawn_local(async move {

@@ -6,12 +6,16 @@
 //! once when it starts, then one [`Reply::Step`] per ACT step and a [`Reply::Done`] (or a
 //! [`Reply::Failed`] naming what went wrong) per request. `public/cpu-worker.js` writes a
 //! `failed` header itself when the worker's wasm cannot be loaded.
+//!
+//! A model travels with its family ([`Arch`]): the reference TRM runs exactly `steps` ACT
+//! steps on its own frame, the size-general TRM runs the maze on its own `rows` x `cols` grid
+//! and stops after the step where it halts (at most `steps`).
 
 use serde::{Deserialize, Serialize};
-use trm_shared::model::{StateDict, TrmConfig};
+use trm_shared::model::StateDict;
 
 use crate::analysis::StepAnswer;
-use crate::model_files::ModelSpec;
+use crate::model_files::{Arch, ModelSpec};
 
 /// One message as it crosses `postMessage`.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,16 +26,15 @@ pub struct Envelope {
     pub bytes: Option<Vec<u8>>,
 }
 
-/// A model for the worker: the page's resolved config and its weights as safetensors.
+/// A model for the worker: its family with the page's resolved config, and its weights as
+/// safetensors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelUpload {
     /// Where the model came from (for messages).
     pub name: String,
-    /// Maze side the model takes.
-    pub side: usize,
-    /// The config with every dataset field filled.
-    pub config: TrmConfig,
-    /// The weights, f32 safetensors under the reference's names.
+    /// The model family and its config (with every dataset field filled, for the reference).
+    pub arch: Arch,
+    /// The weights, f32 safetensors under the checkpoint's names.
     pub weights: Vec<u8>,
 }
 
@@ -39,22 +42,24 @@ impl ModelUpload {
     /// The model of `spec`, ready to send (its weights written as safetensors).
     pub fn from_spec(spec: &ModelSpec) -> Result<ModelUpload, String> {
         let weights = spec.state.to_safetensors_bytes("", &[]).map_err(|e| format!("model {}: {e}", spec.name))?;
-        Ok(ModelUpload { name: spec.name.clone(), side: spec.side, config: spec.config.clone(), weights })
+        Ok(ModelUpload { name: spec.name.clone(), arch: spec.arch.clone(), weights })
     }
 
     /// The model spec again, on the worker's side.
     pub fn into_spec(self) -> Result<ModelSpec, String> {
         let state = StateDict::from_safetensors_bytes(&self.weights, &self.name).map_err(|e| e.to_string())?;
-        Ok(ModelSpec { name: self.name, config: self.config, state, side: self.side })
+        Ok(ModelSpec { name: self.name, arch: self.arch, state })
     }
 }
 
 /// What the page asks of the worker.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    /// Runs `steps` ACT steps on the maze `tokens` (row-major) with model `model_id`; `model`
-    /// comes along when the worker does not hold that model yet, and replaces the one it holds.
-    Solve { model_id: u64, model: Option<ModelUpload>, tokens: Vec<u8>, steps: usize },
+    /// Runs ACT steps on the `rows` x `cols` maze `tokens` (row-major) with model `model_id`:
+    /// `steps` of them for the reference model, at most `steps` for the size-general one (it
+    /// stops after the step where it halts). `model` comes along when the worker does not hold
+    /// that model yet, and replaces the one it holds.
+    Solve { model_id: u64, model: Option<ModelUpload>, tokens: Vec<u8>, rows: usize, cols: usize, steps: usize },
 }
 
 /// What the worker tells the page.
@@ -64,8 +69,10 @@ pub enum Reply {
     Ready,
     /// The answer after one ACT step.
     Step(StepAnswer),
-    /// The request finished: ACT steps run and their wall time (model building excluded).
-    Done { steps: usize, elapsed_ms: f64 },
+    /// The request finished: ACT steps run, the step where the size-general model halted
+    /// (`None`: it ran to the cap, or the model is the reference one), and their wall time
+    /// (model building excluded).
+    Done { steps: usize, halted_at: Option<usize>, elapsed_ms: f64 },
     /// The request failed, and why.
     Failed(String),
 }
@@ -73,14 +80,13 @@ pub enum Reply {
 #[derive(Serialize, Deserialize)]
 struct ModelHeader {
     name: String,
-    side: usize,
-    config: TrmConfig,
+    arch: Arch,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum RequestHeader {
-    Solve { model_id: u64, model: Option<ModelHeader>, tokens: Vec<u8>, steps: usize },
+    Solve { model_id: u64, model: Option<ModelHeader>, tokens: Vec<u8>, rows: usize, cols: usize, steps: usize },
 }
 
 /// q_halt travels as its bits: JSON has no NaN or infinity, and a diverged model gives them.
@@ -89,7 +95,7 @@ enum RequestHeader {
 enum ReplyHeader {
     Ready,
     Step { step: usize, tokens: Vec<u8>, q_halt_bits: u32 },
-    Done { steps: usize, elapsed_ms: f64 },
+    Done { steps: usize, halted_at: Option<usize>, elapsed_ms: f64 },
     Failed { message: String },
 }
 
@@ -105,24 +111,24 @@ fn from_json<'a, T: Deserialize<'a>>(what: &str, header: &'a str) -> Result<T, S
 impl Request {
     /// The request as it is posted; a model's weights go into the envelope's bytes.
     pub fn encode(self) -> Envelope {
-        let Request::Solve { model_id, model, tokens, steps } = self;
+        let Request::Solve { model_id, model, tokens, rows, cols, steps } = self;
         let (model, bytes) = match model {
-            Some(m) => (Some(ModelHeader { name: m.name, side: m.side, config: m.config }), Some(m.weights)),
+            Some(m) => (Some(ModelHeader { name: m.name, arch: m.arch }), Some(m.weights)),
             None => (None, None),
         };
-        Envelope { header: to_json(&RequestHeader::Solve { model_id, model, tokens, steps }), bytes }
+        Envelope { header: to_json(&RequestHeader::Solve { model_id, model, tokens, rows, cols, steps }), bytes }
     }
 
     /// Reads a posted request, refusing weights without a model and a model without weights.
     pub fn decode(envelope: Envelope) -> Result<Request, String> {
-        let RequestHeader::Solve { model_id, model, tokens, steps } = from_json("request", &envelope.header)?;
+        let RequestHeader::Solve { model_id, model, tokens, rows, cols, steps } = from_json("request", &envelope.header)?;
         let model = match (model, envelope.bytes) {
-            (Some(m), Some(weights)) => Some(ModelUpload { name: m.name, side: m.side, config: m.config, weights }),
+            (Some(m), Some(weights)) => Some(ModelUpload { name: m.name, arch: m.arch, weights }),
             (None, None) => None,
             (Some(m), None) => return Err(format!("model {} came without its weights", m.name)),
             (None, Some(b)) => return Err(format!("{} bytes of weights came without a model", b.len())),
         };
-        Ok(Request::Solve { model_id, model, tokens, steps })
+        Ok(Request::Solve { model_id, model, tokens, rows, cols, steps })
     }
 }
 
@@ -132,7 +138,9 @@ impl Reply {
         let header = match self {
             Reply::Ready => ReplyHeader::Ready,
             Reply::Step(s) => ReplyHeader::Step { step: s.step, tokens: s.tokens.clone(), q_halt_bits: s.q_halt.to_bits() },
-            Reply::Done { steps, elapsed_ms } => ReplyHeader::Done { steps: *steps, elapsed_ms: *elapsed_ms },
+            Reply::Done { steps, halted_at, elapsed_ms } => {
+                ReplyHeader::Done { steps: *steps, halted_at: *halted_at, elapsed_ms: *elapsed_ms }
+            }
             Reply::Failed(message) => ReplyHeader::Failed { message: message.clone() },
         };
         Envelope { header: to_json(&header), bytes: None }
@@ -145,7 +153,7 @@ impl Reply {
             ReplyHeader::Step { step, tokens, q_halt_bits } => {
                 Reply::Step(StepAnswer { step, tokens, q_halt: f32::from_bits(q_halt_bits) })
             }
-            ReplyHeader::Done { steps, elapsed_ms } => Reply::Done { steps, elapsed_ms },
+            ReplyHeader::Done { steps, halted_at, elapsed_ms } => Reply::Done { steps, halted_at, elapsed_ms },
             ReplyHeader::Failed { message } => Reply::Failed(message),
         })
     }
@@ -154,7 +162,7 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model_files::tests::{CONFIG, weights};
+    use crate::model_files::tests::{CONFIG, LOCAL_CONFIG, local_weights, weights};
 
     fn spec() -> ModelSpec {
         crate::model_files::load(("config.toml", CONFIG), ("model.safetensors", &weights()), "test").unwrap()
@@ -164,7 +172,7 @@ mod tests {
     fn a_solve_with_its_model_round_trips_with_the_weights_outside_the_json() {
         let spec = spec();
         let upload = ModelUpload::from_spec(&spec).unwrap();
-        let request = Request::Solve { model_id: 7, model: Some(upload.clone()), tokens: vec![3, 2, 1, 4], steps: 5 };
+        let request = Request::Solve { model_id: 7, model: Some(upload.clone()), tokens: vec![3, 2, 1, 4], rows: 2, cols: 2, steps: 5 };
         let envelope = request.clone().encode();
         assert_eq!(envelope.bytes.as_deref(), Some(upload.weights.as_slice()));
         assert!(envelope.header.len() < 2000, "weights leaked into the header: {} bytes", envelope.header.len());
@@ -175,8 +183,8 @@ mod tests {
     fn a_model_upload_gives_back_the_same_weights_and_config() {
         let spec = spec();
         let back = ModelUpload::from_spec(&spec).unwrap().into_spec().unwrap();
-        assert_eq!((back.name.as_str(), back.side), ("test", 5));
-        assert_eq!(back.config, spec.config);
+        assert_eq!((back.name.as_str(), back.side()), ("test", Some(5)));
+        assert_eq!(back.arch, spec.arch);
         assert_eq!(back.state.tensors.keys().collect::<Vec<_>>(), spec.state.tensors.keys().collect::<Vec<_>>());
         for (name, t) in &spec.state.tensors {
             let b = &back.state.tensors[name];
@@ -186,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_solve_without_a_model_carries_no_bytes() {
-        let request = Request::Solve { model_id: u64::MAX, model: None, tokens: vec![0; 49], steps: 64 };
+        let request = Request::Solve { model_id: u64::MAX, model: None, tokens: vec![0; 49], rows: 7, cols: 7, steps: 64 };
         let envelope = request.clone().encode();
         assert_eq!(envelope.bytes, None);
         assert_eq!(Request::decode(envelope).unwrap(), request);
@@ -198,7 +206,8 @@ mod tests {
             Reply::Ready,
             Reply::Step(StepAnswer { step: 3, tokens: vec![1, 2, 5, 0], q_halt: -1.25 }),
             Reply::Step(StepAnswer { step: 4, tokens: vec![], q_halt: f32::NEG_INFINITY }),
-            Reply::Done { steps: 16, elapsed_ms: 1234.5 },
+            Reply::Done { steps: 16, halted_at: None, elapsed_ms: 1234.5 },
+            Reply::Done { steps: 35, halted_at: Some(35), elapsed_ms: 0.25 },
             Reply::Failed("the maze has 48 cells".into()),
         ];
         for reply in replies {
@@ -226,17 +235,40 @@ mod tests {
             model_id: 1,
             model: Some(ModelUpload::from_spec(&spec()).unwrap()),
             tokens: vec![2; 25],
+            rows: 5,
+            cols: 5,
             steps: 1,
         }
         .encode();
         with_model.bytes = None;
         let e = Request::decode(with_model).unwrap_err();
         assert_eq!(e, "model test came without its weights");
-        let mut bare = Request::Solve { model_id: 1, model: None, tokens: vec![], steps: 1 }.encode();
+        let mut bare = Request::Solve { model_id: 1, model: None, tokens: vec![], rows: 0, cols: 0, steps: 1 }.encode();
         bare.bytes = Some(vec![0; 12]);
         assert_eq!(Request::decode(bare).unwrap_err(), "12 bytes of weights came without a model");
         let e = Request::decode(Envelope { header: r#"{"kind":"solve","steps":1}"#.into(), bytes: None }).unwrap_err();
         assert!(e.contains("missing field"), "{e}");
+    }
+
+    #[test]
+    fn a_size_general_model_travels_with_its_family_and_any_maze_size() {
+        let spec = crate::model_files::load(("config.toml", LOCAL_CONFIG), ("model.safetensors", &local_weights()), "default").unwrap();
+        let upload = ModelUpload::from_spec(&spec).unwrap();
+        let request = Request::Solve { model_id: 2, model: Some(upload.clone()), tokens: vec![2; 30 * 17], rows: 30, cols: 17, steps: 256 };
+        let envelope = request.clone().encode();
+        assert!(envelope.header.contains(r#""family":"local""#), "{}", envelope.header);
+        assert!(envelope.header.contains(r#""mixer":"local""#), "{}", envelope.header);
+        assert_eq!(envelope.bytes.as_deref(), Some(upload.weights.as_slice()));
+        assert_eq!(Request::decode(envelope).unwrap(), request);
+        let back = upload.into_spec().unwrap();
+        assert!(back.is_local());
+        assert_eq!(back.side(), None);
+        assert_eq!(back.arch, spec.arch);
+        assert_eq!(back.state.tensors.keys().collect::<Vec<_>>(), spec.state.tensors.keys().collect::<Vec<_>>());
+        // A family the worker does not know is refused, by name.
+        let header = r#"{"kind":"solve","model_id":1,"model":{"name":"x","arch":{"family":"quantum"}},"tokens":[],"rows":0,"cols":0,"steps":1}"#;
+        let e = Request::decode(Envelope { header: header.into(), bytes: Some(vec![0; 4]) }).unwrap_err();
+        assert!(e.contains("unknown variant `quantum`"), "{e}");
     }
 
     #[test]

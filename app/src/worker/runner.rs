@@ -1,23 +1,23 @@
-//! Inside the CPU worker: keeps the last model it was sent (built on burn's Flex), runs each
-//! solve's ACT steps and posts the answer after every one. Nothing here is cancelled: the
-//! page terminates the whole worker instead, even in the middle of a step.
+//! Inside the CPU worker: keeps the last model it was sent (built on burn's Flex, either
+//! family), runs each solve's ACT steps and posts the answer after every one (the size-general
+//! model stops after the step where it halts). Nothing here is cancelled: the page terminates
+//! the whole worker instead, even in the middle of a step.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use burn::backend::Flex;
-use trm_shared::model::Trm;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use super::post::{from_js, to_js};
 use super::protocol::{Reply, Request};
-use crate::act_steps::ActSteps;
+use crate::act_steps::{ActSteps, AnyModel};
 use crate::web;
 
 /// The model the worker holds, by the page's id for it.
-type Held = Rc<RefCell<Option<(u64, Trm<Flex>)>>>;
+type Held = Rc<RefCell<Option<(u64, AnyModel<Flex>)>>>;
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -51,13 +51,12 @@ pub fn start() {
 
 /// One request: takes in its model if it brings one, posts every step, returns the final reply.
 async fn solve(held: &Held, data: &wasm_bindgen::JsValue) -> Result<Reply, String> {
-    let Request::Solve { model_id, model, tokens, steps } = Request::decode(from_js(data)?)?;
+    let Request::Solve { model_id, model, tokens, rows, cols, steps } = Request::decode(from_js(data)?)?;
     if let Some(upload) = model {
         // The old model goes first: two big models at once may not fit in wasm's memory.
         held.borrow_mut().take();
         let spec = upload.into_spec()?;
-        let built = Trm::<Flex>::from_state_dict(&spec.config, &spec.state, &Default::default())
-            .map_err(|e| format!("{}: {e}", spec.name))?;
+        let built = AnyModel::<Flex>::build(&spec, &Default::default())?;
         *held.borrow_mut() = Some((model_id, built));
     }
     let model = match &*held.borrow() {
@@ -65,9 +64,12 @@ async fn solve(held: &Held, data: &wasm_bindgen::JsValue) -> Result<Reply, Strin
         _ => return Err(format!("the CPU worker does not hold model {model_id}, and none was sent")),
     };
     let start = web::now_ms();
-    let mut run = ActSteps::new(model, &tokens, &Default::default())?;
-    for _ in 0..steps {
-        post(Reply::Step(run.next().await?));
-    }
-    Ok(Reply::Done { steps, elapsed_ms: web::now_ms() - start })
+    let mut run = ActSteps::new(model, &tokens, rows, cols, &Default::default())?;
+    let end = run
+        .run(steps, |answer| {
+            post(Reply::Step(answer));
+            async { Ok(()) }
+        })
+        .await?;
+    Ok(Reply::Done { steps: end.steps, halted_at: end.halted_at, elapsed_ms: web::now_ms() - start })
 }

@@ -1,6 +1,11 @@
 //! The model worker: a dedicated thread that loads the model on the chosen backend and then
 //! serves the batcher's queue until the server stops.
+//!
+//! Either family: a reference model (one maze size, exactly the steps asked for) or the
+//! size-general one (`[arch] mixer = "local"`: each maze on its own grid, mazes of one size
+//! batched together, each stopping where the model halts).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel as std_channel};
 use std::sync::{Arc, Mutex};
@@ -8,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use burn::prelude::Backend;
 use trm_shared::api::{BatcherStats, ModelInfo};
 use trm_shared::maze::{DEFAULT_SIZE, square_side};
-use trm_shared::model::{PredictOptions, StateDict, Trm, TrmConfig, predict};
+use trm_shared::model::{GridShape, LocalConfig, LocalTrm, PredictOptions, StateDict, Trm, TrmConfig, predict, solve};
 
-use super::batcher::{self, BatchConfig, BatcherHandle, Job};
-use crate::backend::{BackendJob, BackendKind, with_backend};
+use super::batcher::{self, BatchConfig, BatcherHandle, Job, MazeOutput, MazeRef};
+use crate::backend::{AnyModel, BackendJob, BackendKind, with_backend};
 
 /// A checkpoint and the config to build it with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,19 +92,26 @@ impl BackendJob for Worker {
                 return Ok(());
             }
         };
-        tracing::info!(
-            "model {} loaded on {backend_name}: {}x{} mazes, {} ACT steps",
-            info.name,
-            info.rows,
-            info.cols,
-            info.halt_max_steps
-        );
+        if info.any_size {
+            tracing::info!(
+                "model {} loaded on {backend_name}: size-general (mazes of any size), at most {} ACT steps",
+                info.name,
+                info.halt_max_steps
+            );
+        } else {
+            tracing::info!(
+                "model {} loaded on {backend_name}: {}x{} mazes, {} ACT steps",
+                info.name,
+                info.rows,
+                info.cols,
+                info.halt_max_steps
+            );
+        }
         let _ = ready.send(Ok((info, backend_name.to_string())));
         let max_batch = config.max_batch.max(1);
-        let mut runner = |tokens: &[u8], rows: usize, steps: usize| {
-            // Mazes all use the blank puzzle identifier 0, as in the benchmark.
-            let opts = PredictOptions { steps, batch_size: max_batch, stop_when_all_halt: false, keep_logits: false };
-            predict(&model, tokens, &vec![0; rows], &opts, &device, |_| {}).map_err(|e| e.to_string())
+        let mut runner = |mazes: &[MazeRef<'_>], gone: &dyn Fn() -> bool| match &model {
+            AnyModel::Reference(m) => run_reference(m, mazes, max_batch, &device),
+            AnyModel::Local(m) => run_local(m, mazes, max_batch, &device, gone),
         };
         batcher::run_loop(&rx, &config, &stats, &mut runner);
         tracing::info!("model worker stopped");
@@ -107,9 +119,123 @@ impl BackendJob for Worker {
     }
 }
 
+/// Runs a reference model on mazes of its size (in its frame): every maze for exactly its
+/// job's steps, in chunks of `max_batch`.
+fn run_reference<B: Backend>(model: &Trm<B>, mazes: &[MazeRef<'_>], max_batch: usize, device: &B::Device) -> Result<Vec<MazeOutput>, String> {
+    let steps = mazes.iter().map(|m| m.steps).max().unwrap_or(1);
+    let tokens: Vec<u8> = mazes.iter().flat_map(|m| m.tokens.iter().copied()).collect();
+    // Mazes all use the blank puzzle identifier 0, as in the benchmark.
+    let opts = PredictOptions { steps, batch_size: max_batch, stop_when_all_halt: false, keep_logits: false };
+    let preds = predict(model, &tokens, &vec![0; mazes.len()], &opts, device, |_| {}).map_err(|e| e.to_string())?;
+    let seq = preds.seq_len;
+    Ok(mazes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let kept: Vec<usize> = if m.keep_steps { (0..m.steps).collect() } else { vec![m.steps - 1] };
+            MazeOutput {
+                answers: kept.iter().map(|&s| preds.answers[s][i * seq..(i + 1) * seq].to_vec()).collect(),
+                q_halt: kept.iter().map(|&s| preds.q_halt[s][i]).collect(),
+                steps_run: m.steps,
+                halted_at: None,
+            }
+        })
+        .collect())
+}
+
+/// Runs the size-general model on mazes of any sizes: grouped by size, in chunks of at most
+/// `max_batch` mazes, each chunk for ACT steps until every maze in it has halted or reached
+/// its job's cap. A maze's answer is frozen at its halt (or cap). Stops early, leaving the
+/// rest unanswered, once `gone()` (nobody waits for the answers).
+pub fn run_local<B: Backend>(
+    model: &LocalTrm<B>,
+    mazes: &[MazeRef<'_>],
+    max_batch: usize,
+    device: &B::Device,
+    gone: &dyn Fn() -> bool,
+) -> Result<Vec<MazeOutput>, String> {
+    let mut groups: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    for (i, m) in mazes.iter().enumerate() {
+        groups.entry((m.shape.rows, m.shape.cols)).or_default().push(i);
+    }
+    let mut outputs = vec![MazeOutput::default(); mazes.len()];
+    for ((rows, cols), members) in groups {
+        let grid = GridShape { rows, cols };
+        let cells = grid.cells();
+        for chunk in members.chunks(max_batch.max(1)) {
+            if gone() {
+                return Ok(outputs);
+            }
+            let tokens: Vec<u8> = chunk.iter().flat_map(|&i| mazes[i].tokens.iter().copied()).collect();
+            let cap = chunk.iter().map(|&i| mazes[i].steps).max().unwrap_or(1);
+            let mut done = vec![false; chunk.len()];
+            solve(model, &tokens, grid, cap, device, |step, answers, q| {
+                for (k, &i) in chunk.iter().enumerate() {
+                    if done[k] {
+                        continue;
+                    }
+                    let (maze, out) = (&mazes[i], &mut outputs[i]);
+                    let answer = answers[k * cells..(k + 1) * cells].to_vec();
+                    if maze.keep_steps || out.answers.is_empty() {
+                        out.answers.push(answer);
+                        out.q_halt.push(q[k]);
+                    } else {
+                        out.answers[0] = answer;
+                        out.q_halt[0] = q[k];
+                    }
+                    out.steps_run = step;
+                    if q[k] > 0.0 {
+                        out.halted_at = Some(step);
+                    }
+                    done[k] = out.halted_at.is_some() || step >= maze.steps;
+                }
+                !done.iter().all(|&d| d) && !gone()
+            })
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(outputs)
+}
+
+/// Reads the config and checkpoint and builds the model of either family.
+fn load<B: Backend>(source: &ModelSource, device: &B::Device) -> Result<(AnyModel<B>, ModelInfo), String> {
+    let text = std::fs::read_to_string(&source.config)
+        .map_err(|e| format!("reading the config {}: {e}", source.config.display()))?;
+    if LocalConfig::is_local_toml(&text) {
+        let (model, info) = load_local(source, &text, device)?;
+        return Ok((AnyModel::Local(model), info));
+    }
+    let (model, info) = load_reference(source, device)?;
+    Ok((AnyModel::Reference(model), info))
+}
+
+/// The size-general model: any maze size, so the info's size is the benchmark's 30x30 (what
+/// generated mazes default to).
+fn load_local<B: Backend>(source: &ModelSource, text: &str, device: &B::Device) -> Result<(LocalTrm<B>, ModelInfo), String> {
+    let cfg = LocalConfig::from_toml_str(text).map_err(|e| format!("reading the config {}: {e}", source.config.display()))?;
+    let sd = StateDict::read(&source.checkpoint)
+        .map_err(|e| format!("reading the checkpoint {}: {e}", source.checkpoint.display()))?;
+    let model = LocalTrm::from_state_dict(&cfg, &sd, device)
+        .map_err(|e| format!("building the model from {}: {e}", source.checkpoint.display()))?;
+    let info = ModelInfo {
+        name: source.name.clone(),
+        checkpoint: source.checkpoint.display().to_string(),
+        config: source.config.display().to_string(),
+        rows: DEFAULT_SIZE,
+        cols: DEFAULT_SIZE,
+        any_size: true,
+        halt_max_steps: cfg.halt_max_steps,
+        hidden_size: cfg.hidden_size,
+        l_layers: cfg.l_layers,
+        h_cycles: cfg.h_cycles,
+        l_cycles: cfg.l_cycles,
+    };
+    Ok((model, info))
+}
+
 /// Reads the config and checkpoint and builds the model; the maze size comes from the config
 /// or the weights, else it is the benchmark's 30x30.
-fn load<B: Backend>(source: &ModelSource, device: &B::Device) -> Result<(Trm<B>, ModelInfo), String> {
+fn load_reference<B: Backend>(source: &ModelSource, device: &B::Device) -> Result<(Trm<B>, ModelInfo), String> {
     let mut cfg = TrmConfig::from_file(&source.config)
         .map_err(|e| format!("reading the config {}: {e}", source.config.display()))?;
     let sd = StateDict::read(&source.checkpoint)
@@ -133,6 +259,7 @@ fn load<B: Backend>(source: &ModelSource, device: &B::Device) -> Result<(Trm<B>,
         config: source.config.display().to_string(),
         rows: side,
         cols: side,
+        any_size: false,
         halt_max_steps: c.halt_max_steps,
         hidden_size: c.hidden_size,
         l_layers: c.l_layers,
@@ -140,4 +267,70 @@ fn load<B: Backend>(source: &ModelSource, device: &B::Device) -> Result<(Trm<B>,
         l_cycles: c.l_cycles,
     };
     Ok((model, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::prelude::{Tensor, TensorData};
+    use trm_shared::model::{Cpu, RandomInit};
+
+    use super::*;
+
+    fn tiny() -> LocalTrm<Cpu> {
+        let cfg = LocalConfig { hidden_size: 8, expansion: 2.0, l_layers: 1, h_cycles: 1, l_cycles: 1, ..LocalConfig::default() };
+        LocalTrm::build(&cfg, &mut RandomInit::new(9), &Default::default()).unwrap()
+    }
+
+    fn maze(shape: GridShape, seed: usize) -> Vec<u8> {
+        (0..shape.cells()).map(|i| (1 + (i * 7 + seed) % 4) as u8).collect()
+    }
+
+    #[test]
+    fn the_size_general_model_runs_mazes_grouped_by_size_each_to_its_own_cap() {
+        let model = tiny();
+        let device = Default::default();
+        let (a, b) = (GridShape { rows: 3, cols: 5 }, GridShape { rows: 4, cols: 4 });
+        let tokens: Vec<Vec<u8>> = vec![maze(a, 0), maze(b, 1), maze(a, 2), maze(b, 3)];
+        let refs: Vec<MazeRef<'_>> = [(a, 3, true), (b, 2, false), (a, 5, false), (b, 4, true)]
+            .iter()
+            .zip(&tokens)
+            .map(|(&(shape, steps, keep_steps), t)| MazeRef { tokens: t, shape, steps, keep_steps })
+            .collect();
+        // max_batch 1: every maze in a chunk of its own; 8: both of a size together.
+        for max_batch in [1, 8] {
+            let out = run_local(&model, &refs, max_batch, &device, &|| false).unwrap();
+            // The fresh Q head says -5 everywhere: no maze halts, each runs to its cap.
+            let runs: Vec<(usize, Option<usize>, usize)> = out.iter().map(|o| (o.steps_run, o.halted_at, o.answers.len())).collect();
+            assert_eq!(runs, vec![(3, None, 3), (2, None, 1), (5, None, 1), (4, None, 4)], "max_batch {max_batch}");
+            for (i, m) in refs.iter().enumerate() {
+                // The same maze alone, step by step.
+                let mut alone = Vec::new();
+                solve(&model, m.tokens, m.shape, m.steps, &device, |_, answers, _| {
+                    alone.push(answers.to_vec());
+                    true
+                })
+                .unwrap();
+                let kept = if m.keep_steps { alone.clone() } else { vec![alone[m.steps - 1].clone()] };
+                assert_eq!(out[i].answers, kept, "maze {i}, max_batch {max_batch}");
+                assert!(out[i].answers.iter().all(|a| a.len() == m.shape.cells()));
+            }
+        }
+        // Nobody waiting: nothing runs.
+        let out = run_local(&model, &refs, 8, &device, &|| true).unwrap();
+        assert!(out.iter().all(|o| o.answers.is_empty() && o.steps_run == 0));
+    }
+
+    #[test]
+    fn a_maze_stops_where_the_model_halts() {
+        let mut model = tiny();
+        let device = Default::default();
+        model.q_head.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![5.0f32], [1]), &device)));
+        let shape = GridShape { rows: 2, cols: 3 };
+        let t = maze(shape, 0);
+        let refs = [MazeRef { tokens: &t, shape, steps: 50, keep_steps: true }];
+        let out = run_local(&model, &refs, 4, &device, &|| false).unwrap();
+        assert_eq!((out[0].steps_run, out[0].halted_at, out[0].answers.len()), (1, Some(1), 1));
+        assert!(out[0].q_halt[0] > 0.0);
+    }
 }

@@ -1,9 +1,15 @@
-//! The API's error answer: a status and `{"error": "..."}`.
+//! The API's error answer: a status and `{"error": "..."}`, and the one place where the
+//! domain errors of the API's parts (request limits, the batcher, loading a model) get their
+//! HTTP status.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use trm_shared::api::ErrorBody;
+
+use super::batcher::BatchError;
+use super::engine::EngineError;
+use super::state::LimitError;
 
 /// An error answer. Handlers return it for every failure, so that no request ends in a bare
 /// 500 or a panic and every message names the problem.
@@ -54,5 +60,31 @@ impl IntoResponse for ApiError {
             tracing::warn!("{}: {}", self.status, self.message);
         }
         (self.status, Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+impl From<LimitError> for ApiError {
+    /// 422: the request reads, but asks for more than this server answers.
+    fn from(e: LimitError) -> ApiError {
+        ApiError::unprocessable(e.to_string())
+    }
+}
+
+impl From<BatchError> for ApiError {
+    /// 503 while the queue is full or the worker is gone (retrying may help), 500 when the
+    /// model failed.
+    fn from(e: BatchError) -> ApiError {
+        let status = match e {
+            BatchError::QueueFull | BatchError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            BatchError::Model(_) | BatchError::Unanswered => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<EngineError> for ApiError {
+    /// 422: the named checkpoint or config does not give a model this server can serve.
+    fn from(e: EngineError) -> ApiError {
+        ApiError::unprocessable(e.to_string())
     }
 }

@@ -6,19 +6,41 @@ use trm_shared::maze::{Cell, Grid, MazeError, Window, square_side};
 
 use super::error::ApiError;
 
-/// What models of these shapes take, for error messages.
-pub fn takes(shapes: &[(usize, usize)]) -> String {
-    match shapes {
-        [(rows, cols)] => format!(
+/// What a served model takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takes {
+    /// Mazes of this size (rows, cols), or mazes whose open cells fit in it (its frame).
+    Size(usize, usize),
+    /// Mazes of any size up to the largest canvas, each on its own grid (size-general).
+    AnySize,
+}
+
+/// What models taking these take, for error messages; `max_side` is the largest canvas.
+pub fn takes(models: &[Takes], max_side: usize) -> String {
+    let sizes: Vec<(usize, usize)> = models
+        .iter()
+        .filter_map(|t| match *t {
+            Takes::Size(r, c) => Some((r, c)),
+            Takes::AnySize => None,
+        })
+        .collect();
+    let any = sizes.len() < models.len();
+    match (any, sizes.as_slice()) {
+        (false, [(rows, cols)]) => format!(
             "the model takes {rows}x{cols} mazes ({} cells), or mazes of any size whose open cells fit in {rows}x{cols}",
             rows * cols
         ),
-        _ => {
-            let sizes: Vec<String> = shapes.iter().map(|(r, c)| format!("{r}x{c}")).collect();
+        (false, _) => {
+            let sizes: Vec<String> = sizes.iter().map(|(r, c)| format!("{r}x{c}")).collect();
             format!(
                 "the served models take {} mazes, or mazes of any size whose open cells fit in one of those",
                 sizes.join(" or ")
             )
+        }
+        (true, []) => format!("the model takes rectangular mazes of any size up to {max_side}x{max_side}"),
+        (true, _) => {
+            let sizes: Vec<String> = sizes.iter().map(|(r, c)| format!("{r}x{c}")).collect();
+            format!("the served models take rectangular mazes of any size up to {max_side}x{max_side} (a size-general model), or {} mazes", sizes.join(" or "))
         }
     }
 }
@@ -69,8 +91,14 @@ pub fn parse_grid(index: usize, input: &MazeInput, takes: &str) -> Result<Grid, 
 /// can take.
 pub fn place(index: usize, grid: &Grid, shape: (usize, usize)) -> Result<Window, ApiError> {
     Window::around_open_cells(grid, shape.0, shape.1).map_err(|e| {
-        ApiError::unprocessable(format!("maze {index} is {}x{} and {e}; {}", grid.rows(), grid.cols(), takes(&[shape])))
+        let takes = takes(&[Takes::Size(shape.0, shape.1)], 0);
+        ApiError::unprocessable(format!("maze {index} is {}x{} and {e}; {takes}", grid.rows(), grid.cols()))
     })
+}
+
+/// The whole maze as its own frame: a size-general model sees the maze itself.
+pub fn own_grid(grid: &Grid) -> Window {
+    Window { top: 0, left: 0, rows: grid.rows(), cols: grid.cols() }
 }
 
 /// Tokens as the benchmark's row-major string; a token that is no cell (padding) shows as `?`.
@@ -85,7 +113,7 @@ mod tests {
     const SHAPE: (usize, usize) = (3, 3);
 
     fn parse_maze(index: usize, input: &MazeInput, shape: (usize, usize)) -> Result<(Grid, Window), ApiError> {
-        let grid = parse_grid(index, input, &takes(&[shape]))?;
+        let grid = parse_grid(index, input, &takes(&[Takes::Size(shape.0, shape.1)], 64))?;
         Ok((grid.clone(), place(index, &grid, shape)?))
     }
 
@@ -102,6 +130,17 @@ mod tests {
         assert_eq!(text, tokens);
         assert!(window.is_identity(&text));
         assert_eq!(tokens_to_row_major(&[1, 2, 3, 4, 5, 0]), "# SGo?");
+        assert!(own_grid(&text).is_identity(&text));
+    }
+
+    #[test]
+    fn says_what_the_served_models_take() {
+        assert_eq!(takes(&[Takes::AnySize], 64), "the model takes rectangular mazes of any size up to 64x64");
+        assert!(takes(&[Takes::Size(7, 7), Takes::Size(30, 30)], 64).starts_with("the served models take 7x7 or 30x30 mazes"));
+        assert_eq!(
+            takes(&[Takes::AnySize, Takes::Size(30, 30)], 64),
+            "the served models take rectangular mazes of any size up to 64x64 (a size-general model), or 30x30 mazes"
+        );
     }
 
     #[test]

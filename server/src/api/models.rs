@@ -128,7 +128,7 @@ pub async fn load_and_insert(state: &AppState, source: ModelSource) -> Result<Mo
     let engine = tokio::task::spawn_blocking(move || engine::start(loading, backend, batch))
         .await
         .map_err(|e| ApiError::internal(format!("loading the model: {e}")))?
-        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+        .map_err(ApiError::from)?;
     let info = engine.info.clone();
     state.models.insert(LoadedModel { info: engine.info, source, batcher: engine.batcher })?;
     Ok(info)

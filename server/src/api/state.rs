@@ -23,8 +23,16 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most mazes in one predict request.
     pub max_mazes_per_request: usize,
-    /// Most ACT steps a predict request may ask for.
+    /// Most ACT steps a predict request may ask for of a reference model (it runs them all).
     pub max_steps: usize,
+    /// Most ACT steps a predict request may allow a size-general model (a cap: each maze
+    /// stops where the model halts).
+    pub max_local_steps: usize,
+    /// Largest maze side a predict request may send (the editor's range), whatever the model.
+    pub max_maze_side: usize,
+    /// Most grid cells a predict answer may hold: with `return_steps`, every maze's cells
+    /// times the steps asked for; without, every maze's cells.
+    pub max_answer_cells: usize,
     /// Largest side of a generated maze.
     pub max_generate_side: usize,
     /// Mazes being generated at the same time (503 beyond).
@@ -40,9 +48,64 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(120),
             max_mazes_per_request: 64,
             max_steps: 64,
+            max_local_steps: 512,
+            max_maze_side: 64,
+            // 4 MB of grids: a 64x64 maze for 512 steps, or 16 Maze-Hard mazes for 256.
+            max_answer_cells: 4 << 20,
             max_generate_side: 64,
             max_concurrent_generate: 2,
             max_page: 100,
+        }
+    }
+}
+
+/// A predict request beyond one of the [`Limits`] (answered 422, see `super::error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// No mazes at all.
+    #[error("no mazes: `mazes` must list at least one maze")]
+    NoMazes,
+    /// More mazes than one request may hold.
+    #[error("{mazes} mazes in one request; at most {max} are allowed (send several requests)")]
+    TooManyMazes { mazes: usize, max: usize },
+    /// A maze wider or taller than the largest canvas.
+    #[error("maze {index} is {rows}x{cols}; mazes may be at most {max}x{max}")]
+    MazeTooBig { index: usize, rows: usize, cols: usize, max: usize },
+    /// Steps out of a reference model's range.
+    #[error("steps must be 1..={max}, got {steps}")]
+    Steps { steps: usize, max: usize },
+    /// A step cap out of a size-general model's range.
+    #[error("steps must be 1..={max} for the size-general model {model} (a cap: each maze stops where the model halts), got {steps}")]
+    StepCap { steps: usize, max: usize, model: String },
+    /// An answer with too many grid cells.
+    #[error("this answer would hold {cells} grid cells ({mazes} mazes, {steps} steps each with return_steps); at most {max} are allowed: ask for fewer steps or mazes, or no return_steps")]
+    AnswerTooBig { cells: usize, mazes: usize, steps: usize, max: usize },
+}
+
+impl Limits {
+    /// The number of mazes of a request.
+    pub fn check_maze_count(&self, mazes: usize) -> Result<(), LimitError> {
+        match mazes {
+            0 => Err(LimitError::NoMazes),
+            n if n > self.max_mazes_per_request => Err(LimitError::TooManyMazes { mazes: n, max: self.max_mazes_per_request }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The size of maze `index`.
+    pub fn check_maze_size(&self, index: usize, rows: usize, cols: usize) -> Result<(), LimitError> {
+        let max = self.max_maze_side;
+        if rows > max || cols > max { Err(LimitError::MazeTooBig { index, rows, cols, max }) } else { Ok(()) }
+    }
+
+    /// The grid cells of an answer: `cells` of all mazes together, `steps` returned of each
+    /// (1 without `return_steps`).
+    pub fn check_answer_size(&self, cells: usize, mazes: usize, steps: usize) -> Result<(), LimitError> {
+        let total = cells.saturating_mul(steps);
+        if total > self.max_answer_cells {
+            Err(LimitError::AnswerTooBig { cells: total, mazes, steps, max: self.max_answer_cells })
+        } else {
+            Ok(())
         }
     }
 }

@@ -26,7 +26,9 @@ pub struct EvalArgs {
     /// Mazes per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// ACT steps (default: halt_max_steps, as the reference).
+    /// ACT steps (default: halt_max_steps, as the reference). The size-general model by
+    /// default stops each maze where its Q head says halt (at most halt_max_steps); with
+    /// --steps every maze runs exactly that many, to score each step.
     #[arg(long)]
     pub steps: Option<usize>,
     /// Only the first N mazes.

@@ -21,9 +21,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Checkpoint to serve (reference `step_N` or safetensors). Default: the committed models,
-    /// each directory of public/models with model.safetensors and config.toml, named after it:
-    /// `default` (7x7) first, then the others (`maze-hard-cpu`, 30x30). Predict requests without
+    /// Checkpoint to serve (reference `step_N` or safetensors, or a size-general model's
+    /// safetensors with a config whose [arch] says mixer = "local"). Default: the committed
+    /// models, each directory of public/models with model.safetensors and config.toml, named
+    /// after it, `default` first: the size-general model, which answers a maze of any size up
+    /// to 64x64 on its own grid and halts per maze on its own. Predict requests without
     /// ?model= go to the default when it takes their mazes, else to the first model that does.
     #[arg(long, requires = "config")]
     pub model: Option<PathBuf>,

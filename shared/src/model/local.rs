@@ -497,6 +497,21 @@ pub fn solve<B: Backend>(
     grid: GridShape,
     max_steps: usize,
     device: &B::Device,
+    on_step: impl FnMut(usize, &[u8], &[f32]) -> bool,
+) -> Result<LocalAnswers, ModelError> {
+    run_steps(model, tokens, grid, max_steps, true, device, on_step)
+}
+
+/// [`solve`], where `stop_at_halt = false` runs all `max_steps` steps even after every maze
+/// has halted (to score the answers after each step, as `trm eval` does); `halted_at` is then
+/// each maze's first step with `q_halt > 0` and `answers` those of that step.
+pub fn run_steps<B: Backend>(
+    model: &LocalTrm<B>,
+    tokens: &[u8],
+    grid: GridShape,
+    max_steps: usize,
+    stop_at_halt: bool,
+    device: &B::Device,
     mut on_step: impl FnMut(usize, &[u8], &[f32]) -> bool,
 ) -> Result<LocalAnswers, ModelError> {
     let cells = grid.cells();
@@ -530,7 +545,7 @@ pub fn solve<B: Backend>(
                 }
             }
         }
-        if !on_step(step, &answers, &q) || out.halted_at.iter().all(Option::is_some) {
+        if !on_step(step, &answers, &q) || (stop_at_halt && out.halted_at.iter().all(Option::is_some)) {
             break;
         }
     }
@@ -538,10 +553,14 @@ pub fn solve<B: Backend>(
 }
 
 /// [`solve`] over many mazes in batches of `opts.batch_size`, as [`super::predict`] hands out
-/// the reference model's answers: `answers[s]` is every maze's answer after ACT step `s + 1`,
-/// frozen from the step where the maze halted (so the last step holds the answers the model
-/// gives), and `stopped_early_at` is that step. The steps run are those of the slowest batch
-/// (at most `opts.steps`).
+/// the reference model's answers: `answers[s]` is every maze's answer after ACT step `s + 1`
+/// and `stopped_early_at` the step where the maze halted (`q_halt > 0`).
+///
+/// With `opts.stop_when_all_halt` (how the model is used), a maze's answer is frozen from the
+/// step where it halted, so the last step holds the answers the model gives, and a batch ends
+/// when all its mazes have halted: the steps run are those of the slowest batch (at most
+/// `opts.steps`). Without it every maze runs exactly `opts.steps` steps and `answers[s]` is
+/// what the model says after step `s + 1`, halted or not (to score each step).
 pub fn predict_local<B: Backend>(
     model: &LocalTrm<B>,
     tokens: &[u8],
@@ -567,7 +586,8 @@ pub fn predict_local<B: Backend>(
     for start in (0..n).step_by(opts.batch_size) {
         let end = (start + opts.batch_size).min(n);
         let mut frozen: Vec<Option<usize>> = vec![None; end - start];
-        let result = solve(model, &tokens[start * cells..end * cells], grid, opts.steps, device, |step, a, q| {
+        let freeze = opts.stop_when_all_halt;
+        let result = run_steps(model, &tokens[start * cells..end * cells], grid, opts.steps, freeze, device, |step, a, q| {
             if answers.len() < step {
                 // A step no earlier batch reached: earlier mazes keep their last answer.
                 let (prev_a, prev_q) = match (answers.last(), q_halt.last()) {
@@ -583,7 +603,7 @@ pub fn predict_local<B: Backend>(
                 if src == step {
                     answers[step - 1][i * cells..(i + 1) * cells].copy_from_slice(&a[k * cells..(k + 1) * cells]);
                     q_halt[step - 1][i] = q[k];
-                    if q[k] > 0.0 {
+                    if freeze && q[k] > 0.0 {
                         *f = Some(step);
                     }
                 } else {
@@ -735,6 +755,11 @@ mod tests {
         let halted = predict_local(&model, &tokens, grid, &opts(2), &device, |_| {}).unwrap();
         assert_eq!(halted.answers.len(), 1);
         assert!(halted.stopped_early_at.iter().all(|s| *s == Some(1)));
+        // Scoring every step: all steps run, the first halt still recorded.
+        let all = crate::model::PredictOptions { stop_when_all_halt: false, ..opts(2) };
+        let every = predict_local(&model, &tokens, grid, &all, &device, |_| {}).unwrap();
+        assert_eq!(every.answers.len(), 4);
+        assert!(every.stopped_early_at.iter().all(|s| *s == Some(1)));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use act::{ActCarry, ActMode, ActModel, ActStep, Inference, run_inference};
 pub use checkpoint::{HostTensor, StateDict, TensorProblem};
 pub use config::{PosEncoding, TrmConfig};
 pub use init::RandomInit;
-pub use local::{GridShape, LocalConfig, LocalTrm, predict_local, solve};
+pub use local::{GridShape, LocalConfig, LocalTrm, predict_local, run_steps, solve};
 pub use predict::{PredictOptions, Predictions, predict};
 pub use trm::{InnerCarry, StepOutput, Trm};
 

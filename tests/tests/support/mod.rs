@@ -183,6 +183,15 @@ pub fn config(dir: &Path) -> ServeConfig {
     }
 }
 
+/// The committed models (public/models), as `trm serve` finds them with no flags: `default`
+/// (the size-general model) first.
+pub fn committed_models() -> Vec<ModelSource> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/models");
+    let models = trm_server::api::models::committed_models(&root, "default").unwrap();
+    assert_eq!(models.first().map(|m| m.name.as_str()), Some("default"), "no public/models/default");
+    models
+}
+
 /// Writes a small randomly initialised 30x30 model (safetensors + TOML config) into `dir`.
 pub fn tiny_model(dir: &Path) -> ModelSource {
     tiny_model_named(dir, "tiny", 30)
