@@ -546,6 +546,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_committed_preset_and_model_config_read() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for file in ["configs/maze-any-size-cpu.toml", "public/models/default/config.toml"] {
+            let cfg = LocalTrainConfig::from_file(&root.join(file)).unwrap();
+            assert_eq!(cfg.arch.ticks_per_step(), 8, "{file}");
+        }
+        let bad = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(bad.path(), "global_batch_size = 0\n").unwrap();
+        assert!(LocalTrainConfig::from_file(bad.path()).is_err());
+    }
+
+    #[test]
     fn drawn_mazes_follow_the_config_and_the_seed() {
         for k in 0..200 {
             let g = draw_maze(5, k, 5, 9, [0.3, 0.5]);
