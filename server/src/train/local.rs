@@ -507,12 +507,10 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, resum
             (sum_lm, sum_aux, sum_q, sum_acc, n_logged, ended, ended_exact, examples) = (0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0);
             window_start = Instant::now();
         }
-        let eval_model = || {
-            let inner = model.valid();
-            match &ema {
-                Some(e) => e.apply(model.clone()).valid(),
-                None => inner,
-            }
+        // The saved and evaluated weights: the EMA's when there is one.
+        let eval_model = || match &ema {
+            Some(e) => e.apply(model.clone()).valid(),
+            None => model.valid(),
         };
         if step % cfg.checkpoint_interval == 0 || step == last {
             let m = eval_model();
