@@ -12,7 +12,6 @@ pub mod analysis;
 pub mod editor;
 pub mod formats;
 pub mod model_files;
-pub mod torch_file;
 pub mod worker;
 
 #[cfg(target_family = "wasm")]

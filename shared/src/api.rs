@@ -277,8 +277,21 @@ pub struct DatasetList {
 pub struct DatasetInfo {
     /// The directory name, used in `/api/datasets/{name}/{split}`.
     pub name: String,
-    /// Its splits (`train`, `test`, ...).
+    /// Its splits (`train`, `test`, ...) that could be read.
     pub splits: Vec<SplitInfo>,
+    /// Splits that could not be read (a bad file): skipped, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<SplitError>,
+}
+
+/// A split of a dataset that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SplitError {
+    /// `train`, `test`, ...
+    pub name: String,
+    /// What is wrong, in one line.
+    pub error: String,
 }
 
 /// One split of a dataset.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use trm_shared::api::{DatasetInfo, DatasetItem, DatasetList, DatasetPage, PageQuery, SplitInfo};
+use trm_shared::api::{DatasetInfo, DatasetItem, DatasetList, DatasetPage, PageQuery, SplitError, SplitInfo};
 use trm_shared::dataset::SplitData;
 use trm_shared::maze::square_side;
 
@@ -20,8 +20,8 @@ const DEFAULT_PAGE: usize = 20;
 /// The path token of the reference vocabulary.
 const PATH_TOKEN: u8 = 5;
 
-/// Every dataset and its splits with their sizes. Splits that cannot be read are left out
-/// (and logged), so that one broken directory does not hide the others.
+/// Every dataset and its splits with their sizes. Splits that cannot be read are listed
+/// under `errors` (and logged), so that one bad file neither hides the rest nor stops the server.
 #[utoipa::path(get, path = "/api/datasets", tag = "datasets", responses((status = 200, body = DatasetList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<DatasetList>, ApiError> {
     let catalog = state.catalog.clone();
@@ -34,18 +34,17 @@ fn list_blocking(catalog: &Catalog) -> Vec<DatasetInfo> {
         .discover()
         .into_iter()
         .map(|d| {
-            let splits = d
-                .splits
-                .iter()
-                .filter_map(|(name, dir)| match catalog.load(dir).and_then(|s| shape(&s)) {
-                    Ok((examples, rows, cols)) => Some(SplitInfo { name: name.clone(), examples, rows, cols }),
+            let (mut splits, mut errors) = (Vec::new(), Vec::new());
+            for (name, dir) in &d.splits {
+                match catalog.load(dir).and_then(|s| shape(&s)) {
+                    Ok((examples, rows, cols)) => splits.push(SplitInfo { name: name.clone(), examples, rows, cols }),
                     Err(e) => {
                         tracing::warn!("dataset {} split {name}: {}", d.name, e.message);
-                        None
+                        errors.push(SplitError { name: name.clone(), error: e.message });
                     }
-                })
-                .collect();
-            DatasetInfo { name: d.name, splits }
+                }
+            }
+            DatasetInfo { name: d.name, splits, errors }
         })
         .collect()
 }
@@ -100,4 +99,29 @@ fn shape(data: &SplitData) -> Result<(usize, usize, usize), ApiError> {
 /// Runs file work off the async runtime.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("dataset reader stopped: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trm_shared::dataset::write_dataset;
+    use trm_shared::maze::{Grid, label};
+
+    #[test]
+    fn a_bad_split_is_listed_with_its_error_and_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let g = Grid::parse_lines("S \n G\n").unwrap();
+        let split = SplitData::from_examples(4, vec![(g.tokens(), label(&g).unwrap().tokens())]);
+        write_dataset(&tmp.path().join("mazes"), &[("train", &split), ("test", &split)]).unwrap();
+        // A 100-byte npy that declares 2^62 mazes.
+        let dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (4611686018427387904, 1), }\n";
+        let npy = [&b"\x93NUMPY\x01\x00"[..], &(dict.len() as u16).to_le_bytes(), dict.as_bytes()].concat();
+        std::fs::write(tmp.path().join("mazes/test/all__inputs.npy"), npy).unwrap();
+        let list = list_blocking(&Catalog::new(vec![tmp.path().to_path_buf()]));
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].splits.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["train"]);
+        assert_eq!(list[0].errors.len(), 1);
+        let e = &list[0].errors[0];
+        assert!(e.name == "test" && e.error.contains("the file holds 0"), "{e:?}");
+    }
 }

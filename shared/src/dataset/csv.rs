@@ -6,7 +6,9 @@
 //!
 //! Policy: answers are imported as given (the reference never relabels), but every row is
 //! checked with [`check_example`], and the first malformed row stops the import with an error
-//! naming the file, the row and the problem (and how many other rows are bad).
+//! naming the file, the row and the problem (and how many other rows are bad). Lines, grids
+//! and the row count are bounded ([`MAX_LINE`], [`MAX_CELLS`], [`MAX_ROWS`]) so that a crafted
+//! file is an error, not a reader that grows without end.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -15,7 +17,12 @@ use std::path::Path;
 use super::check::{ExampleError, check_example};
 use super::{DatasetError, SplitData};
 use crate::atomic;
-use crate::maze::{Cell, Grid};
+use crate::maze::{Cell, Grid, MAX_CELLS};
+
+/// Longest line accepted: two grids of [`MAX_CELLS`] and room for the other fields.
+pub const MAX_LINE: usize = 2 * MAX_CELLS + 4096;
+/// Most data rows accepted (the release has 1000 per file).
+pub const MAX_ROWS: usize = 10_000_000;
 
 /// The header our exporter writes (the reference ignores it; these are the likely names).
 pub const CSV_HEADER: [&str; 4] = ["source", "question", "answer", "rating"];
@@ -67,6 +74,8 @@ pub enum RowProblem {
     AnswerLength { question: usize, answer: usize },
     #[error("grid is {found}x{found} but the first row's is {expected}x{expected}")]
     SizeChanged { expected: usize, found: usize },
+    #[error("question has {chars} characters, more than the {} cells of the largest maze", MAX_CELLS)]
+    TooLarge { chars: usize },
 }
 
 /// A CSV file imported as a split.
@@ -88,6 +97,7 @@ pub fn read_csv(path: &Path) -> Result<CsvImport, CsvError> {
 pub fn read_csv_from<R: Read>(reader: R, name: &str) -> Result<CsvImport, CsvError> {
     // `flexible`: a row with the wrong number of fields gets our own message, not the
     // crate's. The header is skipped unread, as the reference does.
+    let reader = LineLimit { inner: reader, run: 0, line: 1 };
     let mut reader = ::csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
     let mut examples = Vec::new();
     let mut follows_rule = 0;
@@ -103,6 +113,9 @@ pub fn read_csv_from<R: Read>(reader: R, name: &str) -> Result<CsvImport, CsvErr
             Err(e) => return Err(CsvError::Syntax { file: name.to_string(), message: e.to_string() }),
         }
         row += 1;
+        if row > MAX_ROWS {
+            return Err(CsvError::Syntax { file: name.to_string(), message: format!("more than {MAX_ROWS} rows") });
+        }
         let line = record.position().map_or(0, |p| p.line());
         match parse_row(&record, &mut side) {
             Ok((question, answer, rule)) => {
@@ -127,6 +140,9 @@ fn parse_row(record: &::csv::StringRecord, side: &mut Option<usize>) -> Result<(
     if record.len() != 4 {
         return Err(RowProblem::FieldCount(record.len()));
     }
+    if record[1].len() > MAX_CELLS {
+        return Err(RowProblem::TooLarge { chars: record[1].chars().count() });
+    }
     let question = Grid::parse_square(&record[1]).map_err(ExampleError::Question)?;
     let (q_len, a_len) = (record[1].chars().count(), record[2].chars().count());
     if a_len != q_len {
@@ -141,6 +157,35 @@ fn parse_row(record: &::csv::StringRecord, side: &mut Option<usize>) -> Result<(
         _ => *side = Some(question.rows()),
     }
     Ok((question, answer, check.follows_rule))
+}
+
+/// Fails a read once a line runs past [`MAX_LINE`] bytes, so that a file without line breaks
+/// is an error rather than one record the size of the file.
+struct LineLimit<R> {
+    inner: R,
+    /// Bytes since the last line break.
+    run: usize,
+    /// One-based line being read.
+    line: u64,
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.run = 0;
+                self.line += 1;
+            } else {
+                self.run += 1;
+                if self.run > MAX_LINE {
+                    let message = format!("line {} is longer than {MAX_LINE} bytes", self.line);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+                }
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Writes `split` as a CSV release file (atomically): header `source,question,answer,rating`,
@@ -268,6 +313,12 @@ mod tests {
         let err = import_err(&csv_with(&[(1, "x,S,S,1"), (3, "x,S")]));
         assert_eq!(err, "train.csv row 1 (line 2): question: no goal 'G' (and 1 more bad row)");
         assert_eq!(import_err("source,question,answer,rating\n"), "train.csv: no data rows after the header");
+        // A question longer than the largest maze, and a line longer than any row can be.
+        let big = format!("x,{},S,1", "S".repeat(MAX_CELLS + 1));
+        let err = import_err(&csv_with(&[(1, big.as_str())]));
+        assert!(err.contains("row 1 (line 2): question has 65537 characters, more than the 65536 cells"), "{err}");
+        let err = import_err(&format!("source,question,answer,rating\n{}", "x".repeat(MAX_LINE + 1)));
+        assert_eq!(err, format!("train.csv: line 2 is longer than {MAX_LINE} bytes"));
         let not_utf8 = [b"source,question,answer,rating\nx,".as_slice(), &[0xff, 0xfe], b",a,1\n"].concat();
         let err = read_csv_from(not_utf8.as_slice(), "train.csv").unwrap_err();
         assert!(matches!(err, CsvError::Syntax { .. }), "{err}");

@@ -1,14 +1,15 @@
-//! Reading and writing the reference layout on disk (npy through `ndarray-npy`).
+//! Reading and writing the reference layout on disk (npy read by [`super::npy`], written
+//! through `ndarray-npy`).
 
 use std::fs;
 use std::io::{self, BufReader, Write};
 use std::path::Path;
 
 use ndarray::{Array1, Array2};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray_npy::WriteNpyExt;
 use serde::Serialize;
 
-use super::{DatasetError, DatasetMetadata, SplitData};
+use super::{DatasetError, DatasetMetadata, SplitData, npy};
 use crate::atomic;
 
 const INPUTS: &str = "all__inputs.npy";
@@ -31,31 +32,22 @@ fn npy_err(path: &Path, message: impl ToString) -> DatasetError {
     DatasetError::Npy { path: path.display().to_string(), message: message.to_string() }
 }
 
-/// Reads a 2-D token array stored as uint8, int32 or int64 (the dtypes people save grids
-/// in), checking that every value fits a token id.
+/// Reads a 2-D token array stored as any integer type (uint8, int32 and int64 are the dtypes
+/// people save grids in), checking that every value fits a token id.
 pub fn read_token_grids(path: &Path) -> Result<Array2<u8>, DatasetError> {
-    if let Ok(a) = Array2::<u8>::read_npy(open(path)?) {
-        return Ok(a);
-    }
-    let wide: Array2<i64> = match Array2::<i32>::read_npy(open(path)?) {
-        Ok(a) => a.mapv(i64::from),
-        Err(_) => Array2::<i64>::read_npy(open(path)?)
-            .map_err(|e| npy_err(path, format!("expected a 2-D uint8, int32 or int64 array ({e})")))?,
-    };
-    if let Some(((r, c), v)) = wide.indexed_iter().find(|(_, v)| !(0..=255).contains(*v)) {
-        return Err(npy_err(path, format!("value {v} at [{r}, {c}] is not a token id")));
-    }
-    Ok(wide.mapv(|v| v as u8))
+    let a = npy::read_file(path, 2)?;
+    let (rows, cols) = (a.shape[0], a.shape[1]);
+    let tokens = a.convert(|v| u8::try_from(v).ok()).map_err(|(k, v)| {
+        npy_err(path, format!("value {v} at [{}, {}] is not a token id", k / cols.max(1), k % cols.max(1)))
+    })?;
+    Array2::from_shape_vec((rows, cols), tokens).map_err(|e| npy_err(path, e))
 }
 
-/// Reads a 1-D int32 array (int64 accepted and range-checked).
-fn read_index_array(path: &Path) -> Result<Vec<i32>, DatasetError> {
-    if let Ok(a) = Array1::<i32>::read_npy(open(path)?) {
-        return Ok(a.to_vec());
-    }
-    let a = Array1::<i64>::read_npy(open(path)?)
-        .map_err(|e| npy_err(path, format!("expected a 1-D int32 array ({e})")))?;
-    a.iter().map(|&v| i32::try_from(v).map_err(|_| npy_err(path, format!("value {v} does not fit int32")))).collect()
+/// Reads a 1-D int32 array (other integer types accepted and range-checked).
+pub fn read_index_array(path: &Path) -> Result<Vec<i32>, DatasetError> {
+    npy::read_file(path, 1)?
+        .convert(|v| i32::try_from(v).ok())
+        .map_err(|(k, v)| npy_err(path, format!("value {v} at [{k}] does not fit int32")))
 }
 
 /// Reads one split folder (`.../train`), checking shapes and indices.

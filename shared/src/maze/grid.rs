@@ -12,6 +12,9 @@ pub const PAD: u8 = 0;
 pub const VOCAB_SIZE: usize = 6;
 /// The benchmark's side length.
 pub const DEFAULT_SIZE: usize = 30;
+/// Most cells a maze read from a file may have (256x256), so that a crafted file cannot ask
+/// for a huge grid.
+pub const MAX_CELLS: usize = 1 << 16;
 
 /// One cell of a maze, with the reference's token id as its discriminant
 /// (`CHARSET = "# SGo"`, id = index + 1).
@@ -304,7 +307,8 @@ pub fn square_side(len: usize) -> Result<usize, MazeError> {
         return Err(MazeError::Empty);
     }
     let side = (len as f64).sqrt().round() as usize;
-    if side * side != len {
+    // Checked: near usize::MAX the rounded root squared overflows.
+    if side.checked_mul(side) != Some(len) {
         return Err(MazeError::NotSquare { len });
     }
     Ok(side)

@@ -7,7 +7,7 @@ mod transform;
 pub mod wave;
 mod window;
 
-pub use grid::{Cell, DEFAULT_SIZE, Grid, PAD, VOCAB_SIZE, square_side};
+pub use grid::{Cell, DEFAULT_SIZE, Grid, MAX_CELLS, PAD, VOCAB_SIZE, square_side};
 pub use path::{AnswerCheck, Solution, check_answer, distances_from, label, shortest_path};
 pub use transform::{DIHEDRAL_INVERSE, Dihedral, dihedral_transform};
 pub use wave::Wave;

@@ -1,11 +1,12 @@
 //! Checkpoints in and out, with the reference's tensor names and shapes.
 //!
 //! Reads the reference's `step_N` files (`torch.save(model.state_dict())`, a zip of pickled
-//! metadata and raw storages) through burn-store's pickle reader, which interprets only the
-//! pickle opcodes for tensors and never runs code from the file. Reads and writes safetensors.
+//! metadata and raw storages) with our own reader ([`super::torch`]), which interprets only
+//! the pickle opcodes for tensors, never runs code from the file and checks every declared
+//! size against the bytes present. Reads and writes safetensors.
 //! Keys may carry `_orig_mod.` (torch.compile) and `module.` (DDP) prefixes; `model.inner.`
 //! (ACTLossHead → ACT wrapper → inner model) is the reference's own path to the network.
-//! bf16/f16/f64 tensors are converted to f32.
+//! bf16/f16/f64 and integer tensors are converted to f32.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -79,34 +80,31 @@ pub fn canonical_name(raw: &str) -> &str {
     name.strip_prefix("inner.").unwrap_or(name)
 }
 
-/// Converts burn `TensorData` of any float/int dtype to f32, checking the byte count first
-/// (a corrupt file must give an error, not a panic inside a cast).
-#[cfg(feature = "native")]
-fn tensor_data_to_f32(name: &str, data: TensorData) -> Result<HostTensor, ModelError> {
-    use burn::tensor::DType;
-    let shape = data.shape.to_vec();
-    let dtype = data.dtype;
-    let stored_dtype = format!("{dtype:?}");
-    let n: usize = shape.iter().product();
-    let bad_dtype = || ModelError::Dtype { name: name.to_string(), dtype: stored_dtype.clone() };
-    let width = match dtype {
-        DType::F64 | DType::I64 | DType::U64 => 8,
-        DType::F32 | DType::I32 | DType::U32 => 4,
-        DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
-        DType::I8 | DType::U8 => 1,
-        _ => return Err(bad_dtype()),
-    };
-    if data.bytes.len() != n * width {
-        return Err(ModelError::Format {
-            source_name: name.to_string(),
-            message: format!("tensor holds {} bytes, its shape {shape:?} needs {}", data.bytes.len(), n * width),
-        });
+/// Most axes a checkpoint tensor may have (the model's have at most 2).
+const MAX_RANK: usize = 8;
+
+/// Elements of a tensor of `shape`, or an error when the shape has too many axes or its
+/// element count overflows.
+pub(crate) fn element_count(shape: &[usize]) -> Result<usize, String> {
+    if shape.len() > MAX_RANK {
+        return Err(format!("a tensor of {} axes (at most {MAX_RANK})", shape.len()));
     }
-    let values = match dtype {
-        DType::F32 => data.iter::<f32>().collect(),
-        _ => data.convert::<f32>().iter::<f32>().collect(),
-    };
-    Ok(HostTensor { shape, values, stored_dtype })
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| format!("shape {shape:?} is too large to address"))
+}
+
+/// The element types checkpoints store, by their safetensors names: width in bytes and a
+/// little-endian decoder to f32.
+pub(crate) fn element_type(dtype: &str) -> Option<(usize, fn(&[u8]) -> f32)> {
+    Some(match dtype {
+        "F32" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        "BF16" => (2, |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+        "F16" => (2, |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        "F64" => (8, |b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32),
+        "I64" => (8, |b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32),
+        "I32" => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
+        "U8" => (1, |b| b[0] as f32),
+        _ => return None,
+    })
 }
 
 impl StateDict {
@@ -130,68 +128,23 @@ impl StateDict {
 
     /// Reads safetensors bytes (F32/BF16/F16/F64 and integer tensors, converted to f32).
     pub fn from_safetensors_bytes(bytes: &[u8], source_name: &str) -> Result<StateDict, ModelError> {
-        use safetensors::{Dtype, SafeTensors};
-        let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Format {
-            source_name: source_name.to_string(),
-            message: format!("invalid safetensors: {e}"),
-        })?;
+        use safetensors::SafeTensors;
+        let format_err = |message: String| ModelError::Format { source_name: source_name.to_string(), message };
+        let st = SafeTensors::deserialize(bytes).map_err(|e| format_err(format!("invalid safetensors: {e}")))?;
         let mut sd = StateDict::default();
         for (name, view) in st.tensors() {
             let shape = view.shape().to_vec();
             let raw = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-                Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                Dtype::F64 => raw
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-                    .collect(),
-                Dtype::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
-                Dtype::I64 => raw
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-                    .collect(),
-                other => return Err(ModelError::Dtype { name: name.clone(), dtype: format!("{other:?}") }),
-            };
-            // safetensors validates offsets against shapes; check anyway before trusting them.
-            if values.len() != shape.iter().product::<usize>() {
-                return Err(ModelError::Format {
-                    source_name: source_name.to_string(),
-                    message: format!("tensor {name}: {} values for shape {shape:?}", values.len()),
-                });
+            let stored_dtype = format!("{:?}", view.dtype());
+            let (width, decode) =
+                element_type(&stored_dtype).ok_or_else(|| ModelError::Dtype { name: name.clone(), dtype: stored_dtype.clone() })?;
+            // safetensors checks offsets against shapes; check anyway before decoding.
+            let n = element_count(&shape).map_err(|m| format_err(format!("tensor {name}: {m}")))?;
+            if n.checked_mul(width) != Some(raw.len()) {
+                return Err(format_err(format!("tensor {name}: {} bytes for shape {shape:?} of {stored_dtype}", raw.len())));
             }
-            sd.insert(&name, HostTensor { shape, values, stored_dtype: format!("{:?}", view.dtype()) })?;
-        }
-        Ok(sd)
-    }
-
-    /// Reads a PyTorch `torch.save` file (zip, legacy or tar format).
-    #[cfg(feature = "native")]
-    pub fn from_pytorch_file(path: &std::path::Path) -> Result<StateDict, ModelError> {
-        let source_name = path.display().to_string();
-        let format_err = |message: String| ModelError::Format { source_name: source_name.clone(), message };
-        // burn-store's reader returns errors for what it recognises as malformed, but a
-        // truncated or hostile pickle might still reach an internal panic; contain it so that
-        // a bad file is always an error.
-        let read = std::panic::catch_unwind(|| {
-            let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| format!("invalid PyTorch file: {e}"))?;
-            let mut out = Vec::new();
-            for (name, snapshot) in reader.into_tensors() {
-                let data = snapshot.to_data().map_err(|e| format!("tensor {name}: {e:?}"))?;
-                out.push((name, data));
-            }
-            Ok::<_, String>(out)
-        });
-        let tensors = match read {
-            Ok(Ok(t)) => t,
-            Ok(Err(msg)) => return Err(format_err(msg)),
-            Err(_) => return Err(format_err("the PyTorch reader failed on malformed data".into())),
-        };
-        let mut sd = StateDict::default();
-        for (name, data) in tensors {
-            let t = tensor_data_to_f32(&name, data)?;
-            sd.insert(&name, t)?;
+            let values = raw.chunks_exact(width).map(decode).collect();
+            sd.insert(&name, HostTensor { shape, values, stored_dtype })?;
         }
         Ok(sd)
     }
@@ -199,26 +152,16 @@ impl StateDict {
     /// Reads a checkpoint file of either format, told apart by its first bytes.
     #[cfg(feature = "native")]
     pub fn read(path: &std::path::Path) -> Result<StateDict, ModelError> {
-        use std::io::Read;
-        let io_err = |e: std::io::Error| ModelError::Io { path: path.display().to_string(), message: e.to_string() };
-        let mut head = Vec::with_capacity(16);
-        std::fs::File::open(path).map_err(io_err)?.take(16).read_to_end(&mut head).map_err(io_err)?;
-        match sniff(&head) {
-            Format::PyTorch => StateDict::from_pytorch_file(path),
-            _ => {
-                let bytes = std::fs::read(path).map_err(io_err)?;
-                StateDict::from_bytes(&bytes, &path.display().to_string())
-            }
-        }
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })?;
+        StateDict::from_bytes(&bytes, &path.display().to_string())
     }
 
-    /// Reads checkpoint bytes. Safetensors only: burn-store reads PyTorch files from a path
-    /// (their zip needs seeking), so a PyTorch file in memory is an error saying so.
+    /// Reads checkpoint bytes of either format, told apart by their first bytes.
     pub fn from_bytes(bytes: &[u8], source_name: &str) -> Result<StateDict, ModelError> {
         let format_err = |message: &str| ModelError::Format { source_name: source_name.to_string(), message: message.into() };
         match sniff(bytes) {
             Format::Safetensors => StateDict::from_safetensors_bytes(bytes, source_name),
-            Format::PyTorch => Err(format_err("a PyTorch file: read it from a path (StateDict::read)")),
+            Format::PyTorch => super::torch::read_state_dict(source_name, bytes),
             Format::Unknown => Err(format_err("neither a PyTorch (zip/pickle) nor a safetensors file")),
         }
     }
@@ -247,14 +190,26 @@ impl StateDict {
             .map_err(|e| ModelError::Format { source_name: "safetensors writer".into(), message: e.to_string() })
     }
 
-    /// Fills the dataset-derived config fields from tensor shapes, checking any already set.
+    /// The shape of `name` if present, which must have `rank` axes (a 0-d tensor where a
+    /// matrix belongs is an error, not an index out of bounds).
+    fn shape_of_rank(&self, name: &str, rank: usize) -> Result<Option<&[usize]>, ModelError> {
+        match self.shape(name) {
+            Some(s) if s.len() != rank => {
+                Err(ModelError::Config(format!("checkpoint tensor {name} must have {rank} axes, found shape {s:?}")))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Fills the dataset-derived config fields from tensor shapes, checking any already set,
+    /// then the config's bounds (so that a crafted shape cannot ask for a huge model).
     pub fn fill_config(&self, config: &mut TrmConfig) -> Result<(), ModelError> {
         let prefix = config.prefix_len();
-        if let Some(s) = self.shape("embed_tokens.embedding_weight") {
+        if let Some(s) = self.shape_of_rank("embed_tokens.embedding_weight", 2)? {
             TrmConfig::fill(&mut config.vocab_size, "vocab_size", s[0], "checkpoint tensor embed_tokens.embedding_weight")?;
         }
         if config.puzzle_emb_ndim > 0
-            && let Some(s) = self.shape("puzzle_emb.weights")
+            && let Some(s) = self.shape_of_rank("puzzle_emb.weights", 2)?
         {
             TrmConfig::fill(
                 &mut config.num_puzzle_identifiers,
@@ -265,9 +220,11 @@ impl StateDict {
         }
         // seq_len is in the shapes only when positions have their own weights.
         let total = if config.pos_encodings == PosEncoding::Learned {
-            self.shape("embed_pos.embedding_weight").map(|s| (s[0], "embed_pos.embedding_weight"))
+            let name = "embed_pos.embedding_weight";
+            self.shape_of_rank(name, 2)?.map(|s| (s[0], name))
         } else if config.mlp_t {
-            self.shape("L_level.layers.0.mlp_t.gate_up_proj.weight").and_then(|s| s.get(1).copied()).map(|l| (l, "L_level.layers.0.mlp_t.gate_up_proj.weight"))
+            let name = "L_level.layers.0.mlp_t.gate_up_proj.weight";
+            self.shape_of_rank(name, 2)?.map(|s| (s[1], name))
         } else {
             None
         };
@@ -276,7 +233,10 @@ impl StateDict {
         {
             TrmConfig::fill(&mut config.seq_len, "seq_len", total - prefix, &format!("checkpoint tensor {name} (minus {prefix} prefix slots)"))?;
         }
-        Ok(())
+        config.validate().map_err(|e| match e {
+            ModelError::Config(m) => ModelError::Config(format!("{m} (with sizes from the checkpoint's tensors)")),
+            other => other,
+        })
     }
 }
 

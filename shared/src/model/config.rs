@@ -143,6 +143,11 @@ fn de_puzzle_emb_ndim<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error
     }
 }
 
+/// Largest `seq_len` accepted (the largest maze).
+pub const MAX_SEQ_LEN: usize = crate::maze::MAX_CELLS;
+/// Most weights a model may have (1 GiB of f32); the reference's maze model has 7M.
+pub const MAX_PARAMETERS: u128 = 1 << 28;
+
 /// Rounds `a` up to a multiple of `b`, as the reference's `_find_multiple`.
 fn find_multiple(a: usize, b: usize) -> usize {
     a.div_ceil(b) * b
@@ -225,7 +230,8 @@ impl TrmConfig {
         if cfg.seq_len.is_none()
             && let Some(size) = data_size
         {
-            cfg.seq_len = Some(size * size);
+            let cells = size.checked_mul(size).filter(|&c| c <= MAX_SEQ_LEN);
+            cfg.seq_len = Some(cells.ok_or_else(|| ModelError::Config(format!("[data] size {size} is too large")))?);
         }
         cfg.validated()
     }
@@ -248,9 +254,30 @@ impl TrmConfig {
         Ok(self)
     }
 
-    /// Checks the fields against each other. Dataset fields may still be absent.
+    /// Checks the fields against each other and against sane maxima, so that a crafted file
+    /// cannot ask for a huge model. Dataset fields may still be absent.
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Config(m));
+        for (name, v, max) in [
+            ("hidden_size", Some(self.hidden_size), 4096),
+            ("num_heads", Some(self.num_heads), 256),
+            ("L_layers", Some(self.l_layers), 64),
+            ("H_layers", self.h_layers, 64),
+            ("H_cycles", Some(self.h_cycles), 64),
+            ("L_cycles", Some(self.l_cycles), 64),
+            ("halt_max_steps", Some(self.halt_max_steps), 1024),
+            ("puzzle_emb_ndim", Some(self.puzzle_emb_ndim), 1 << 16),
+            ("puzzle_emb_len", Some(self.puzzle_emb_len), 1024),
+            ("seq_len", self.seq_len, MAX_SEQ_LEN),
+            ("vocab_size", self.vocab_size, 1 << 16),
+            ("num_puzzle_identifiers", self.num_puzzle_identifiers, 1 << 24),
+        ] {
+            if let Some(v) = v
+                && v > max
+            {
+                return bad(format!("{name} must be at most {max}, found {v}"));
+            }
+        }
         if self.hidden_size == 0 || self.num_heads == 0 || self.hidden_size % self.num_heads != 0 {
             return bad(format!(
                 "hidden_size {} must be a positive multiple of num_heads {}",
@@ -260,8 +287,8 @@ impl TrmConfig {
         if !self.mlp_t && self.pos_encodings == PosEncoding::Rope && (self.hidden_size / self.num_heads) % 2 != 0 {
             return bad(format!("RoPE needs an even head_dim, found {}", self.hidden_size / self.num_heads));
         }
-        if !(self.expansion > 0.0 && self.expansion.is_finite()) {
-            return bad(format!("expansion must be positive, found {}", self.expansion));
+        if !(self.expansion > 0.0 && self.expansion <= 16.0) {
+            return bad(format!("expansion must be in (0, 16], found {}", self.expansion));
         }
         if self.l_layers == 0 || self.h_cycles == 0 || self.l_cycles == 0 {
             return bad(format!(
@@ -304,7 +331,40 @@ impl TrmConfig {
                 return bad(format!("{name} must be at least 1"));
             }
         }
+        if let Some(n) = self.parameter_count()
+            && n > MAX_PARAMETERS
+        {
+            return bad(format!(
+                "the model would have {n} weights (hidden_size {}, L_layers {}, seq_len {:?}, vocab_size {:?}), over the limit of {MAX_PARAMETERS}",
+                self.hidden_size, self.l_layers, self.seq_len, self.vocab_size
+            ));
+        }
         Ok(())
+    }
+
+    /// Weights (and RoPE table entries) of the network, once `seq_len` and `vocab_size` are
+    /// known; in u128, as it is computed before the fields' product is known to fit.
+    fn parameter_count(&self) -> Option<u128> {
+        if self.hidden_size == 0 || self.num_heads == 0 {
+            return None;
+        }
+        let d = self.hidden_size as u128;
+        let vocab = self.vocab_size? as u128;
+        let total = self.prefix_len() as u128 + self.seq_len? as u128;
+        let swiglu = |width: u128| 3 * swiglu_inner(width as usize, self.expansion) as u128 * width;
+        let puzzle = if self.puzzle_emb_ndim > 0 {
+            self.num_puzzle_identifiers.unwrap_or(1) as u128 * self.puzzle_emb_ndim as u128
+        } else {
+            0
+        };
+        let positions = match self.pos_encodings {
+            PosEncoding::Learned => total * d,
+            PosEncoding::Rope => 2 * total * self.head_dim() as u128,
+            PosEncoding::None => 0,
+        };
+        let mixer = if self.mlp_t { swiglu(total) } else { 4 * d * d };
+        let layer = mixer + swiglu(d);
+        Some(2 * vocab * d + 2 * d + 2 + puzzle + positions + self.l_layers as u128 * layer + 2 * d)
     }
 
     /// `forward_dtype` as a burn dtype, or an error naming the accepted values.
