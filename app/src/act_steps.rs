@@ -15,27 +15,9 @@ use trm_shared::model::local::MAX_SIDE;
 use trm_shared::model::{GridShape, InnerCarry, LocalTrm, Trm};
 
 use crate::analysis::StepAnswer;
-use crate::model_files::{Arch, ModelSpec};
 
 /// A model of either family, built on a backend.
-#[derive(Clone, Debug)]
-pub enum AnyModel<B: Backend> {
-    /// The reference TRM (one maze size).
-    Reference(Trm<B>),
-    /// The size-general TRM (any maze size).
-    Local(LocalTrm<B>),
-}
-
-impl<B: Backend> AnyModel<B> {
-    /// Builds the model of `spec` on `device`.
-    pub fn build(spec: &ModelSpec, device: &B::Device) -> Result<AnyModel<B>, String> {
-        let named = |e: trm_shared::model::ModelError| format!("{}: {e}", spec.name);
-        Ok(match &spec.arch {
-            Arch::Reference { config, .. } => AnyModel::Reference(Trm::from_state_dict(config, &spec.state, device).map_err(named)?),
-            Arch::Local { config } => AnyModel::Local(LocalTrm::from_state_dict(config, &spec.state, device).map_err(named)?),
-        })
-    }
-}
+pub use trm_shared::model::AnyModel;
 
 /// One maze in flight through a reference model.
 struct Reference<B: Backend> {
@@ -179,7 +161,7 @@ mod tests {
 
     fn local_model() -> AnyModel<Cpu> {
         let spec = crate::model_files::load(("config.toml", LOCAL_CONFIG), ("model.safetensors", &local_weights()), "t").unwrap();
-        AnyModel::build(&spec, &Default::default()).unwrap()
+        spec.build(&Default::default()).unwrap()
     }
 
     fn maze() -> Grid {
@@ -243,7 +225,7 @@ mod tests {
     #[test]
     fn the_reference_model_runs_every_step_on_its_own_size_only() {
         let spec = crate::model_files::load(("config.toml", CONFIG), ("model.safetensors", &weights()), "t").unwrap();
-        let model = AnyModel::<Cpu>::build(&spec, &Default::default()).unwrap();
+        let model = spec.build::<Cpu>(&Default::default()).unwrap();
         let maze = crate::editor::blank(5, 5).unwrap();
         let (seen, end) = answers(model.clone(), &maze, 3);
         assert_eq!((seen.len(), end), (3, RunEnd { steps: 3, halted_at: None }));

@@ -150,7 +150,7 @@ async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(AnyModel<
             d
         }
     };
-    let model = AnyModel::<Wgpu>::build(spec, &device)?;
+    let model = spec.build::<Wgpu>(&device)?;
     engine.borrow_mut().gpu_model = Some(model.clone());
     Ok((model, device, name))
 }

@@ -1,32 +1,16 @@
 //! Models the app can run: the committed default (`models/default/`) or files the user
 //! opens, checked exactly as the command line checks them (same readers, same errors).
 //!
-//! Two families: the reference TRM ([`Trm`], one maze size: bigger mazes are solved in its
-//! frame) and the size-general TRM ([`LocalTrm`], `[arch] mixer = "local"`: a maze of any
+//! Two families: the reference TRM (`Trm`, one maze size: bigger mazes are solved in its
+//! frame) and the size-general TRM (`LocalTrm`, `[arch] mixer = "local"`: a maze of any
 //! size on its own grid, halting when its Q head says so).
 
-use serde::{Deserialize, Serialize};
+use burn::prelude::Backend;
 use trm_shared::maze::DEFAULT_SIZE;
-use trm_shared::model::checkpoint::{Format, sniff};
-use trm_shared::model::{Cpu, LocalConfig, LocalTrm, StateDict, Trm, TrmConfig};
+use trm_shared::model::{AnyModel, Cpu, MazeSize, StateDict};
 
-/// A model's family and architecture.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "family", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Arch {
-    /// The reference TRM: `side` x `side` mazes, exactly `halt_max_steps` ACT steps by default.
-    Reference {
-        /// The config with every dataset field filled.
-        config: TrmConfig,
-        /// Maze side the model takes.
-        side: usize,
-    },
-    /// The size-general TRM: any maze size, ACT steps until its Q head says halt.
-    Local {
-        /// The `[arch]` table.
-        config: LocalConfig,
-    },
-}
+/// A model's family and architecture, every field resolved (shared with the command line).
+pub use trm_shared::model::ModelConfig as Arch;
 
 /// A model ready to be built on any backend: its architecture and its weights.
 #[derive(Clone, Debug)]
@@ -42,31 +26,12 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// One line for the page.
     pub fn describe(&self) -> String {
-        match &self.arch {
-            Arch::Reference { config: c, side: s } => format!(
-                "{}: {s}x{s} mazes, hidden {}, {} layers, H{}xL{}, {} ACT steps",
-                self.name, c.hidden_size, c.l_layers, c.h_cycles, c.l_cycles, c.halt_max_steps
-            ),
-            Arch::Local { config: c } => format!(
-                "{}: any maze size (size-general, local mixer), hidden {}, {} layers, H{}xL{} ({} ticks per ACT step), \
-                 halts by itself within {} ACT steps",
-                self.name,
-                c.hidden_size,
-                c.l_layers,
-                c.h_cycles,
-                c.l_cycles,
-                c.ticks_per_step(),
-                c.halt_max_steps
-            ),
-        }
+        format!("{}: {}", self.name, self.arch.describe())
     }
 
     /// The maze side of a reference model (its frame); `None` for the size-general model.
     pub fn side(&self) -> Option<usize> {
-        match &self.arch {
-            Arch::Reference { side, .. } => Some(*side),
-            Arch::Local { .. } => None,
-        }
+        self.arch.side()
     }
 
     /// Whether this is the size-general model (any size, stops when it halts).
@@ -77,10 +42,12 @@ impl ModelSpec {
     /// The default number of ACT steps: exactly this many for the reference model, at most
     /// this many for the size-general one.
     pub fn halt_max_steps(&self) -> usize {
-        match &self.arch {
-            Arch::Reference { config, .. } => config.halt_max_steps,
-            Arch::Local { config } => config.halt_max_steps,
-        }
+        self.arch.halt_max_steps()
+    }
+
+    /// Builds the network on `device`.
+    pub fn build<B: Backend>(&self, device: &B::Device) -> Result<AnyModel<B>, String> {
+        AnyModel::build(&self.arch, &self.state, device).map_err(|e| format!("{}: {e}", self.name))
     }
 }
 
@@ -90,22 +57,6 @@ pub fn is_config_name(name: &str) -> bool {
     [".toml", ".yaml", ".yml"].iter().any(|ext| lower.ends_with(ext))
 }
 
-/// Whether a config is the size-general model's (`[arch] mixer = "local"` in TOML).
-pub fn is_local_config(name: &str, text: &str) -> bool {
-    name.to_ascii_lowercase().ends_with(".toml") && LocalConfig::is_local_toml(text)
-}
-
-/// Parses a config by its extension, as `TrmConfig::from_file` does, naming the file in errors.
-pub fn parse_config(name: &str, text: &str) -> Result<TrmConfig, String> {
-    let lower = name.to_ascii_lowercase();
-    let result = if lower.ends_with(".toml") {
-        TrmConfig::from_toml_str(text)
-    } else {
-        TrmConfig::from_yaml_str(text)
-    };
-    result.map_err(|e| format!("{name}: {e}"))
-}
-
 /// The maze side a training config was made for (`[data] size` in our TOML), if it says.
 pub fn data_size(config_name: &str, text: &str) -> Option<usize> {
     if !config_name.to_ascii_lowercase().ends_with(".toml") {
@@ -113,45 +64,31 @@ pub fn data_size(config_name: &str, text: &str) -> Option<usize> {
     }
     let doc: toml::Table = toml::from_str(text).ok()?;
     let size = doc.get("data")?.get("size")?.as_integer()?;
-    usize::try_from(size).ok().filter(|&s| s > 0)
+    // A side whose square overflows is not a size (the config check then bounds the rest).
+    usize::try_from(size).ok().filter(|&s| s > 0 && s.checked_mul(s).is_some())
 }
 
-/// Reads checkpoint bytes of either format, told apart as the command line tells them.
+/// Reads checkpoint bytes of either format, with the command line's reader.
 pub fn read_checkpoint(name: &str, bytes: &[u8]) -> Result<StateDict, String> {
-    match sniff(bytes) {
-        Format::PyTorch => crate::torch_file::read_state_dict(name, bytes).map_err(|e| e.to_string()),
-        _ => StateDict::from_bytes(bytes, name).map_err(|e| e.to_string()),
-    }
+    StateDict::from_bytes(bytes, name).map_err(|e| e.to_string())
 }
 
 /// Builds a model spec from a config file and a checkpoint file (name and contents each),
-/// checking that the weights fit the config by building the network once on the CPU.
+/// resolved as the command line resolves it (a reference model whose config and weights do
+/// not give its size takes 30x30 mazes), checking that the weights fit the config by
+/// building the network once on the CPU.
 pub fn load(config: (&str, &str), checkpoint: (&str, &[u8]), name: &str) -> Result<ModelSpec, String> {
     let (config_name, config_text) = config;
-    if is_local_config(config_name, config_text) {
-        let cfg = LocalConfig::from_toml_str(config_text).map_err(|e| format!("{config_name}: {e}"))?;
-        let state = read_checkpoint(checkpoint.0, checkpoint.1)?;
-        // Every missing, extra or misshaped tensor, by name, as `trm predict` says it.
-        let model = LocalTrm::<Cpu>::from_state_dict(&cfg, &state, &Default::default())
-            .map_err(|e| format!("{}: {e}", checkpoint.0))?;
-        return Ok(ModelSpec { name: name.to_string(), arch: Arch::Local { config: model.config().clone() }, state });
-    }
-    let mut cfg = parse_config(config_name, config_text)?;
+    let unresolved = Arch::parse(config_name, config_text).map_err(|e| match e {
+        // Already named after the file.
+        trm_shared::model::ModelError::Config(message) => message,
+        other => other.to_string(),
+    })?;
     let state = read_checkpoint(checkpoint.0, checkpoint.1)?;
-    state.fill_config(&mut cfg).map_err(|e| e.to_string())?;
-    if cfg.seq_len.is_none() {
-        // RoPE models do not record their length: the training config's size, else the
-        // benchmark's 30x30, as `trm serve` does.
-        let side = data_size(config_name, config_text).unwrap_or(DEFAULT_SIZE);
-        cfg.seq_len = Some(side * side);
-    }
-    let seq_len = cfg.require_seq_len().map_err(|e| e.to_string())?;
-    let side = trm_shared::maze::square_side(seq_len)
-        .map_err(|_| format!("seq_len {seq_len} is not a square maze; the app needs square mazes"))?;
-    // The same check as the command line: every missing, extra or misshaped tensor, by name.
-    let model = Trm::<Cpu>::from_state_dict(&cfg, &state, &Default::default()).map_err(|e| e.to_string())?;
-    let config = model.config().clone();
-    Ok(ModelSpec { name: name.to_string(), arch: Arch::Reference { config, side }, state })
+    let arch = unresolved.resolve(&state, MazeSize::Default(DEFAULT_SIZE)).map_err(|e| format!("{}: {e}", checkpoint.0))?;
+    let spec = ModelSpec { name: name.to_string(), arch, state };
+    let model = AnyModel::<Cpu>::build(&spec.arch, &spec.state, &Default::default()).map_err(|e| format!("{}: {e}", checkpoint.0))?;
+    Ok(ModelSpec { arch: model.config(), ..spec })
 }
 
 /// Sorts the files a user opened into (config, checkpoint), or says what is missing.
@@ -172,7 +109,7 @@ pub fn pick_files<'a, T>(files: &'a [(String, T)]) -> Result<(&'a (String, T), &
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use trm_shared::model::RandomInit;
+    use trm_shared::model::{LocalConfig, LocalTrm, RandomInit, Trm, TrmConfig};
 
     /// A tiny 5x5 model's config, and below its random weights (also used by the worker's tests).
     pub(crate) const CONFIG: &str = "[arch]\nhidden_size = 16\nnum_heads = 2\nexpansion = 2\nL_layers = 1\nH_cycles = 1\n\
@@ -216,7 +153,6 @@ pub(crate) mod tests {
             .unwrap_err();
         assert!(e.starts_with("config.toml: ") && e.contains("num_heads"), "{e}");
         // `mixer = "local"` only counts in our TOML.
-        assert!(!is_local_config("all_config.yaml", LOCAL_CONFIG));
     }
 
     #[test]
@@ -239,14 +175,14 @@ pub(crate) mod tests {
             Arch::Reference { config, .. } => assert_eq!(config.seq_len, Some(25)),
             other => panic!("{other:?}"),
         }
-        assert!(spec.describe().starts_with("test: 5x5 mazes, hidden 16"), "{}", spec.describe());
+        assert!(spec.describe().starts_with("test: 5x5 mazes, attention, hidden 16"), "{}", spec.describe());
     }
 
     #[test]
     fn bad_files_give_the_command_lines_errors() {
         let bytes = weights();
         let e = load(("config.toml", "[arch]\nhidden_size = 'x'"), ("m.safetensors", &bytes), "t").unwrap_err();
-        assert!(e.starts_with("config.toml: config: invalid arch config"), "{e}");
+        assert!(e.starts_with("config.toml: invalid arch config"), "{e}");
         let e = load(("config.toml", CONFIG), ("m.safetensors", b"garbage!garbage!"), "t").unwrap_err();
         assert!(e.contains("m.safetensors: not a readable checkpoint"), "{e}");
         let e = load(("config.toml", &CONFIG.replace("hidden_size = 16", "hidden_size = 32")), ("m.safetensors", &bytes), "t")

@@ -13,7 +13,8 @@ use burn::prelude::Backend;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use trm_shared::maze::Grid;
-use trm_shared::model::{GridShape, LocalConfig, LocalTrm, PredictOptions, Predictions, StateDict, Trm, TrmConfig, predict, predict_local};
+pub use trm_shared::model::AnyModel;
+use trm_shared::model::{GridShape, MazeSize, PredictOptions, Predictions, TrmConfig, load_files};
 
 /// Backends a command can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -207,102 +208,30 @@ fn split_blocks(text: &str) -> Vec<String> {
     blocks
 }
 
-/// Reads a 1-D int32 (or int64) npy of puzzle identifiers.
+/// Reads a 1-D int32 (or other integer) npy of puzzle identifiers.
 pub fn read_puzzle_identifiers(path: &Path, n: usize) -> anyhow::Result<Vec<i32>> {
-    use ndarray::Array1;
-    use ndarray_npy::ReadNpyExt;
-    let open = || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
-    let ids: Vec<i32> = match Array1::<i32>::read_npy(open()?) {
-        Ok(a) => a.to_vec(),
-        Err(_) => {
-            let a = Array1::<i64>::read_npy(open()?)
-                .with_context(|| format!("{}: expected a 1-D int32 array of puzzle identifiers", path.display()))?;
-            a.iter()
-                .map(|&v| i32::try_from(v).map_err(|_| anyhow::anyhow!("{}: id {v} does not fit int32", path.display())))
-                .collect::<anyhow::Result<_>>()?
-        }
-    };
+    let ids = trm_shared::dataset::read_index_array(path).context("reading the puzzle identifiers")?;
     if ids.len() != n {
         bail!("{}: {} puzzle identifiers for {n} mazes", path.display(), ids.len());
     }
     Ok(ids)
 }
 
-/// A model of either family, as [`load_model`] reads it.
-pub enum AnyModel<B: Backend> {
-    /// The reference TRM (attention or MLP-t), for mazes of its one size.
-    Reference(Trm<B>),
-    /// The size-general TRM (`[arch] mixer = "local"`), for mazes of any size.
-    Local(LocalTrm<B>),
-}
-
-impl<B: Backend> AnyModel<B> {
-    /// The default number of ACT steps: exactly this many for the reference model (as its
-    /// evaluation runs), at most this many for the size-general one (it halts on its own).
-    pub fn halt_max_steps(&self) -> usize {
-        match self {
-            AnyModel::Reference(m) => m.config().halt_max_steps,
-            AnyModel::Local(m) => m.config().halt_max_steps,
+/// Reads the config and checkpoint and builds the model (either family) for inputs of
+/// `seq_len` cells; the reference model computes in the config's dtype where the backend has it.
+pub fn load_model<B: Backend>(checkpoint: &Path, config: &Path, seq_len: usize, device: &B::Device) -> anyhow::Result<AnyModel<B>> {
+    let model = load_files::<B>(checkpoint, config, MazeSize::Inputs(seq_len), device)
+        .with_context(|| format!("loading the model {} (config {})", checkpoint.display(), config.display()))?;
+    let model = match model {
+        AnyModel::Reference(m) => {
+            let dtype = compute_dtype::<B>(m.config())?;
+            tracing::info!("computing in {dtype:?} (the config says {})", m.config().forward_dtype);
+            AnyModel::Reference(m.with_compute_dtype(dtype))
         }
-    }
-
-    /// Answers of every maze of `inputs` after each ACT step.
-    pub fn predict(&self, inputs: &Inputs, opts: &PredictOptions, device: &B::Device, progress: impl FnMut(usize)) -> anyhow::Result<Predictions> {
-        Ok(match self {
-            AnyModel::Reference(m) => predict(m, &inputs.tokens, &inputs.puzzle_identifiers, opts, device, progress)?,
-            AnyModel::Local(m) => {
-                let grid = GridShape { rows: inputs.shape.0, cols: inputs.shape.1 };
-                predict_local(m, &inputs.tokens, grid, opts, device, progress)?
-            }
-        })
-    }
-}
-
-/// Reads the config and checkpoint and builds the model for inputs of `seq_len` cells. A
-/// config whose `[arch]` says `mixer = "local"` gives the size-general model (any size).
-pub fn load_model<B: Backend>(
-    checkpoint: &Path,
-    config: &Path,
-    seq_len: usize,
-    device: &B::Device,
-) -> anyhow::Result<AnyModel<B>> {
-    let text = std::fs::read_to_string(config).with_context(|| format!("reading the config {}", config.display()))?;
-    if LocalConfig::is_local_toml(&text) {
-        let cfg = LocalConfig::from_toml_str(&text).with_context(|| format!("reading the config {}", config.display()))?;
-        let sd = StateDict::read(checkpoint).with_context(|| format!("reading the checkpoint {}", checkpoint.display()))?;
-        let model = LocalTrm::from_state_dict(&cfg, &sd, device)
-            .with_context(|| format!("building the model from {}", checkpoint.display()))?;
-        tracing::info!(
-            "model: size-general (local mixer), hidden {}, L_layers {}, H_cycles {}, L_cycles {} ({} ticks per ACT step), at most {} ACT steps",
-            cfg.hidden_size,
-            cfg.l_layers,
-            cfg.h_cycles,
-            cfg.l_cycles,
-            cfg.ticks_per_step(),
-            cfg.halt_max_steps
-        );
-        return Ok(AnyModel::Local(model));
-    }
-    let mut cfg = TrmConfig::from_file(config).with_context(|| format!("reading the config {}", config.display()))?;
-    TrmConfig::fill(&mut cfg.seq_len, "seq_len", seq_len, "the inputs")?;
-    let sd = StateDict::read(checkpoint).with_context(|| format!("reading the checkpoint {}", checkpoint.display()))?;
-    let dtype = compute_dtype::<B>(&cfg)?;
-    let model = Trm::from_state_dict(&cfg, &sd, device)
-        .with_context(|| format!("building the model from {}", checkpoint.display()))?
-        .with_compute_dtype(dtype);
-    let c = model.config();
-    tracing::info!(
-        "model: hidden {}, {} heads, L_layers {}, H_cycles {}, L_cycles {}, halt_max_steps {}, {}{}; computing in {dtype:?}",
-        c.hidden_size,
-        c.num_heads,
-        c.l_layers,
-        c.h_cycles,
-        c.l_cycles,
-        c.halt_max_steps,
-        if c.mlp_t { "mlp_t" } else { "attention" },
-        if c.forward_dtype != "float32" { format!(" (trained in {})", c.forward_dtype) } else { String::new() },
-    );
-    Ok(AnyModel::Reference(model))
+        local => local,
+    };
+    tracing::info!("model: {}", model.config().describe());
+    Ok(model)
 }
 
 /// A progress bar over mazes.
@@ -326,7 +255,8 @@ pub fn predict_with_bar<B: Backend>(
 ) -> anyhow::Result<(Predictions, f64)> {
     let bar = maze_bar(inputs.len() as u64, what);
     let started = std::time::Instant::now();
-    let preds = model.predict(inputs, opts, device, |done| bar.set_position(done as u64))?;
+    let grid = GridShape { rows: inputs.shape.0, cols: inputs.shape.1 };
+    let preds = model.predict(&inputs.tokens, &inputs.puzzle_identifiers, grid, opts, device, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     Ok((preds, started.elapsed().as_secs_f64()))
 }

@@ -9,9 +9,9 @@ use std::time::Instant;
 use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
 use trm_shared::maze::check_answer;
-use trm_shared::model::{GridShape, PredictOptions, Predictions, predict, predict_local};
+use trm_shared::model::{GridShape, PredictOptions, Predictions};
 
-use crate::backend::{AnyModel, BackendJob, BackendKind, Inputs, load_model, read_inputs, with_backend};
+use crate::backend::{BackendJob, BackendKind, Inputs, load_model, read_inputs, with_backend};
 
 /// What to evaluate, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl BackendJob for Job<'_> {
         // size-general model halts on its own: by default each maze stops where its Q head says
         // so (at most halt_max_steps); with `steps` given, every maze runs all of them, to score
         // each step (the halting statistics still say where the Q head would have stopped).
-        let halt = matches!(model, AnyModel::Local(_)) && spec.steps.is_none();
+        let halt = model.is_local() && spec.steps.is_none();
         let opts = PredictOptions { steps, batch_size: spec.batch_size, stop_when_all_halt: halt, keep_logits: false };
         let (n, seq) = (inputs.len(), inputs.seq_len);
         tracing::info!("evaluating {n} mazes of {}, {steps} ACT steps, on {backend_name}", spec.split_dir.display());
@@ -105,13 +105,8 @@ impl BackendJob for Job<'_> {
             }
             let end = (start + spec.batch_size).min(n);
             let began = Instant::now();
-            let part = match &model {
-                AnyModel::Reference(m) => predict(m, &inputs.tokens[start * seq..end * seq], &inputs.puzzle_identifiers[start..end], &opts, &device, |_| {})?,
-                AnyModel::Local(m) => {
-                    let grid = GridShape { rows: inputs.shape.0, cols: inputs.shape.1 };
-                    predict_local(m, &inputs.tokens[start * seq..end * seq], grid, &opts, &device, |_| {})?
-                }
-            };
+            let grid = GridShape { rows: inputs.shape.0, cols: inputs.shape.1 };
+            let part = model.predict(&inputs.tokens[start * seq..end * seq], &inputs.puzzle_identifiers[start..end], grid, &opts, &device, |_| {})?;
             seconds += began.elapsed().as_secs_f64();
             // A size-general model's batch runs until its mazes halt, so batches may run
             // different numbers of steps: a maze keeps its last answer over the steps it did

@@ -56,7 +56,7 @@ async fn solve(held: &Held, data: &wasm_bindgen::JsValue) -> Result<Reply, Strin
         // The old model goes first: two big models at once may not fit in wasm's memory.
         held.borrow_mut().take();
         let spec = upload.into_spec()?;
-        let built = AnyModel::<Flex>::build(&spec, &Default::default())?;
+        let built = spec.build::<Flex>(&Default::default())?;
         *held.borrow_mut() = Some((model_id, built));
     }
     let model = match &*held.borrow() {

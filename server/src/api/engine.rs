@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use burn::prelude::Backend;
 use trm_shared::api::{BatcherStats, ModelInfo};
-use trm_shared::maze::{DEFAULT_SIZE, square_side};
-use trm_shared::model::{GridShape, LocalConfig, LocalTrm, PredictOptions, StateDict, Trm, TrmConfig, predict, solve};
+use trm_shared::maze::DEFAULT_SIZE;
+use trm_shared::model::{AnyModel, GridShape, LocalTrm, MazeSize, ModelConfig, PredictOptions, Trm, load_files, predict, solve};
 
 use super::batcher::{self, BatchConfig, BatcherHandle, Job, MazeOutput, MazeRef};
-use crate::backend::{AnyModel, BackendJob, BackendKind, with_backend};
+use crate::backend::{BackendJob, BackendKind, with_backend};
 
 /// A checkpoint and the config to build it with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,74 +197,37 @@ pub fn run_local<B: Backend>(
     Ok(outputs)
 }
 
-/// Reads the config and checkpoint and builds the model of either family.
+/// Reads the config and checkpoint and builds the model of either family. A reference model
+/// whose config and weights do not give its size serves the benchmark's 30x30; the
+/// size-general one takes any size, and 30x30 is what generated mazes default to.
 fn load<B: Backend>(source: &ModelSource, device: &B::Device) -> Result<(AnyModel<B>, ModelInfo), String> {
-    let text = std::fs::read_to_string(&source.config)
-        .map_err(|e| format!("reading the config {}: {e}", source.config.display()))?;
-    if LocalConfig::is_local_toml(&text) {
-        let (model, info) = load_local(source, &text, device)?;
-        return Ok((AnyModel::Local(model), info));
-    }
-    let (model, info) = load_reference(source, device)?;
-    Ok((AnyModel::Reference(model), info))
-}
-
-/// The size-general model: any maze size, so the info's size is the benchmark's 30x30 (what
-/// generated mazes default to).
-fn load_local<B: Backend>(source: &ModelSource, text: &str, device: &B::Device) -> Result<(LocalTrm<B>, ModelInfo), String> {
-    let cfg = LocalConfig::from_toml_str(text).map_err(|e| format!("reading the config {}: {e}", source.config.display()))?;
-    let sd = StateDict::read(&source.checkpoint)
-        .map_err(|e| format!("reading the checkpoint {}: {e}", source.checkpoint.display()))?;
-    let model = LocalTrm::from_state_dict(&cfg, &sd, device)
-        .map_err(|e| format!("building the model from {}: {e}", source.checkpoint.display()))?;
-    let info = ModelInfo {
-        name: source.name.clone(),
-        checkpoint: source.checkpoint.display().to_string(),
-        config: source.config.display().to_string(),
-        rows: DEFAULT_SIZE,
-        cols: DEFAULT_SIZE,
-        any_size: true,
-        halt_max_steps: cfg.halt_max_steps,
-        hidden_size: cfg.hidden_size,
-        l_layers: cfg.l_layers,
-        h_cycles: cfg.h_cycles,
-        l_cycles: cfg.l_cycles,
+    let model = load_files::<B>(&source.checkpoint, &source.config, MazeSize::Default(DEFAULT_SIZE), device)
+        .map_err(|e| format!("{} (config {}): {e}", source.checkpoint.display(), source.config.display()))?;
+    let model = match model {
+        AnyModel::Reference(m) => {
+            let dtype = crate::backend::compute_dtype::<B>(m.config()).map_err(|e| format!("{e:#}"))?;
+            AnyModel::Reference(m.with_compute_dtype(dtype))
+        }
+        local => local,
     };
-    Ok((model, info))
-}
-
-/// Reads the config and checkpoint and builds the model; the maze size comes from the config
-/// or the weights, else it is the benchmark's 30x30.
-fn load_reference<B: Backend>(source: &ModelSource, device: &B::Device) -> Result<(Trm<B>, ModelInfo), String> {
-    let mut cfg = TrmConfig::from_file(&source.config)
-        .map_err(|e| format!("reading the config {}: {e}", source.config.display()))?;
-    let sd = StateDict::read(&source.checkpoint)
-        .map_err(|e| format!("reading the checkpoint {}: {e}", source.checkpoint.display()))?;
-    sd.fill_config(&mut cfg).map_err(|e| e.to_string())?;
-    if cfg.seq_len.is_none() {
-        // RoPE models do not record their sequence length; the benchmark's mazes are 30x30.
-        tracing::info!("the config gives no seq_len; serving {DEFAULT_SIZE}x{DEFAULT_SIZE} mazes");
-        cfg.seq_len = Some(DEFAULT_SIZE * DEFAULT_SIZE);
-    }
-    let dtype = crate::backend::compute_dtype::<B>(&cfg).map_err(|e| format!("{e:#}"))?;
-    let model = Trm::from_state_dict(&cfg, &sd, device)
-        .map_err(|e| format!("building the model from {}: {e}", source.checkpoint.display()))?
-        .with_compute_dtype(dtype);
-    let c = model.config();
-    let seq_len = c.require_seq_len().map_err(|e| e.to_string())?;
-    let side = square_side(seq_len).map_err(|_| format!("seq_len {seq_len} is not a square maze; serving needs square mazes"))?;
+    let config = model.config();
+    let side = config.side().unwrap_or(DEFAULT_SIZE);
+    let (hidden_size, l_layers, h_cycles, l_cycles) = match &config {
+        ModelConfig::Reference { config: c, .. } => (c.hidden_size, c.l_layers, c.h_cycles, c.l_cycles),
+        ModelConfig::Local { config: c } => (c.hidden_size, c.l_layers, c.h_cycles, c.l_cycles),
+    };
     let info = ModelInfo {
         name: source.name.clone(),
         checkpoint: source.checkpoint.display().to_string(),
         config: source.config.display().to_string(),
         rows: side,
         cols: side,
-        any_size: false,
-        halt_max_steps: c.halt_max_steps,
-        hidden_size: c.hidden_size,
-        l_layers: c.l_layers,
-        h_cycles: c.h_cycles,
-        l_cycles: c.l_cycles,
+        any_size: config.side().is_none(),
+        halt_max_steps: config.halt_max_steps(),
+        hidden_size,
+        l_layers,
+        h_cycles,
+        l_cycles,
     };
     Ok((model, info))
 }
@@ -273,7 +236,7 @@ fn load_reference<B: Backend>(source: &ModelSource, device: &B::Device) -> Resul
 mod tests {
     use burn::module::Param;
     use burn::prelude::{Tensor, TensorData};
-    use trm_shared::model::{Cpu, RandomInit};
+    use trm_shared::model::{Cpu, LocalConfig, RandomInit};
 
     use super::*;
 

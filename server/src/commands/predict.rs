@@ -9,7 +9,7 @@ use clap::Args;
 use trm_shared::maze::check_answer;
 use trm_shared::model::PredictOptions;
 
-use crate::backend::{AnyModel, BackendJob, BackendKind, Inputs, load_model, predict_with_bar, read_inputs, read_puzzle_identifiers, with_backend};
+use crate::backend::{BackendJob, BackendKind, Inputs, load_model, predict_with_bar, read_inputs, read_puzzle_identifiers, with_backend};
 
 /// Arguments of `trm predict`.
 #[derive(Args, Debug)]
@@ -84,7 +84,7 @@ impl BackendJob for Job {
             steps,
             batch_size: args.batch_size,
             // The size-general model always stops each maze where its Q head says halt.
-            stop_when_all_halt: args.stop_early || matches!(model, AnyModel::Local(_)),
+            stop_when_all_halt: args.stop_early || model.is_local(),
             keep_logits: args.dump_dir.is_some(),
         };
         let n = inputs.len();

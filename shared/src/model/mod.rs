@@ -4,9 +4,11 @@
 //! - [`config`]: the reference's config fields; reads its `all_config.yaml` and our TOML.
 //! - [`trm`]: the network and the recursion, in one file.
 //! - [`act`]: the ACT wrapper (carry, halting, exploration) and an inference loop.
-//! - [`checkpoint`]: reference checkpoints (`torch.save` files, safetensors) in and out.
+//! - [`checkpoint`]: reference checkpoints (`torch.save` files, safetensors) in and out;
+//!   `torch` reads the `torch.save` zips, bounded against crafted files.
 //! - [`predict`]: batched inference keeping the answer after every ACT step.
 //! - [`local`]: the size-general TRM (a local 2D mixer instead of attention), any maze size.
+//! - [`load`]: a model of either family from its files or bytes, its config resolved once.
 //! - `cpu` (native builds): attention and SwiGLU kernels [`trm`] uses on the Flex backend.
 
 pub mod act;
@@ -15,14 +17,19 @@ pub mod config;
 #[cfg(all(feature = "native", not(target_family = "wasm")))]
 pub mod cpu;
 pub mod init;
+pub mod load;
 pub mod local;
 pub mod predict;
+mod torch;
 pub mod trm;
 
 pub use act::{ActCarry, ActMode, ActModel, ActStep, Inference, run_inference};
 pub use checkpoint::{HostTensor, StateDict, TensorProblem};
 pub use config::{PosEncoding, TrmConfig};
 pub use init::RandomInit;
+#[cfg(feature = "native")]
+pub use load::load_files;
+pub use load::{AnyModel, MazeSize, ModelConfig, Unresolved};
 pub use local::{GridShape, LocalConfig, LocalTrm, predict_local, run_steps, solve};
 pub use predict::{PredictOptions, Predictions, predict};
 pub use trm::{InnerCarry, StepOutput, Trm};
