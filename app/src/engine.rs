@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use burn::backend::wgpu::{Wgpu, WgpuDevice, graphics::WebGpu, init_setup_async};
-use trm_shared::api::{MazeInput, PredictRequest, PredictResponse};
+use trm_shared::wire::{MazeInput, PredictRequest, PredictResponse};
 use trm_shared::maze::{Grid, Window};
 
 use crate::act_steps::{ActSteps, AnyModel};

@@ -4,7 +4,7 @@
 use js_sys::{Promise, Uint8Array};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use trm_shared::api::ErrorBody;
+use trm_shared::wire::ErrorBody;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RequestInit, Response};

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use trm_shared::api::{BatcherStats, Health, PredictResponse};
+use trm_shared::wire::{BatcherStats, Health, PredictResponse};
 
 /// What a load run measured.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,7 +1,7 @@
 //! Shared core of trm: the maze domain, dataset formats, the maze generator and the
 //! Tiny Recursive Model. The server, the command line and the browser app all use it.
 
-pub mod api;
+pub mod wire;
 pub mod maze;
 pub mod model;
 pub mod dataset;

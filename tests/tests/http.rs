@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Server, committed_models, config, shared_data, tiny_model};
 use trm_server::api::{BatchConfig, Limits};
-use trm_shared::api::{DatasetList, DatasetPage, ErrorBody, GenerateResponse, Health, ModelList, PredictResponse, PredictResult};
+use trm_shared::wire::{DatasetList, DatasetPage, ErrorBody, GenerateResponse, Health, ModelList, PredictResponse, PredictResult};
 use trm_shared::dataset::read_split;
 use trm_shared::maze::{Grid, check_answer, label};
 

@@ -11,8 +11,8 @@ use support::{Server, TOKEN, config, tiny_model_named};
 use trm_server::api::ServeConfig;
 use trm_server::backend::BackendKind;
 use trm_server::eval::{EvalSpec, run_eval};
-use trm_shared::api::jobs::{JobInfo, JobKind, JobStatus};
-use trm_shared::api::{ErrorBody, ModelInfo, ModelList, PredictResponse};
+use trm_shared::wire::jobs::{JobInfo, JobKind, JobStatus};
+use trm_shared::wire::{ErrorBody, ModelInfo, ModelList, PredictResponse};
 use trm_shared::dataset::{SplitData, write_dataset};
 use trm_shared::generate::{GenerateConfig, generate_splits};
 

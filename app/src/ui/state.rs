@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use trm_shared::api::{DatasetInfo, DatasetPage};
+use trm_shared::wire::{DatasetInfo, DatasetPage};
 use trm_shared::generate::{GenerateConfig, generate_splits};
 use trm_shared::maze::{DEFAULT_SIZE, Grid};
 
@@ -254,7 +254,7 @@ impl State {
     pub fn fetch_datasets(&self) {
         let state = *self;
         spawn_local(async move {
-            if let Ok(list) = web::get_json::<trm_shared::api::DatasetList>("api/datasets").await {
+            if let Ok(list) = web::get_json::<trm_shared::wire::DatasetList>("api/datasets").await {
                 if let Some(first) = list.datasets.iter().find_map(|d| d.splits.first().map(|s| format!("{}/{}", d.name, s.name))) {
                     state.dataset.set(first);
                 }

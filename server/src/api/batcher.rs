@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use trm_shared::api::{BatchInfo, BatcherStats};
+use trm_shared::wire::{BatchInfo, BatcherStats};
 use trm_shared::model::GridShape;
 
 /// How requests are grouped.

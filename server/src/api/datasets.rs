@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use trm_shared::api::{DatasetInfo, DatasetItem, DatasetList, DatasetPage, PageQuery, SplitError, SplitInfo};
+use trm_shared::wire::{DatasetInfo, DatasetItem, DatasetList, DatasetPage, PageQuery, SplitError, SplitInfo};
 use trm_shared::dataset::SplitData;
 use trm_shared::maze::square_side;
 
@@ -54,7 +54,7 @@ fn list_blocking(catalog: &Catalog) -> Vec<DatasetInfo> {
     params(("name" = String, Path, description = "dataset"), ("split" = String, Path, description = "split"),
         ("offset" = Option<usize>, Query, description = "first example (default 0)"),
         ("limit" = Option<usize>, Query, description = "examples (default 20, at most 100)")),
-    responses((status = 200, body = DatasetPage), (status = 400, body = trm_shared::api::ErrorBody), (status = 404, body = trm_shared::api::ErrorBody), (status = 422, body = trm_shared::api::ErrorBody)))]
+    responses((status = 200, body = DatasetPage), (status = 400, body = trm_shared::wire::ErrorBody), (status = 404, body = trm_shared::wire::ErrorBody), (status = 422, body = trm_shared::wire::ErrorBody)))]
 pub async fn page(
     State(state): State<Arc<AppState>>,
     Path((name, split)): Path<(String, String)>,

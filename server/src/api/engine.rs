@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, channel as std_channel};
 use std::sync::{Arc, Mutex};
 
 use burn::prelude::Backend;
-use trm_shared::api::{BatcherStats, ModelInfo};
+use trm_shared::wire::{BatcherStats, ModelInfo};
 use trm_shared::maze::DEFAULT_SIZE;
 use trm_shared::model::{AnyModel, GridShape, LocalTrm, MazeSize, ModelConfig, PredictOptions, Trm, load_files, predict, solve};
 

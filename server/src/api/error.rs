@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use trm_shared::api::ErrorBody;
+use trm_shared::wire::ErrorBody;
 
 use super::batcher::BatchError;
 use super::engine::EngineError;

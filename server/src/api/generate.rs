@@ -7,7 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use trm_shared::api::{GenerateRequest, GenerateResponse};
+use trm_shared::wire::{GenerateRequest, GenerateResponse};
 use trm_shared::generate::{GenerateConfig, GenerateError, generate_splits};
 use trm_shared::maze::DEFAULT_SIZE;
 
@@ -23,7 +23,7 @@ const EXPECTED: &str = r#"an empty body or {"size"?: N, "rows"?: R, "cols"?: C, 
 
 /// Generates one maze; with an empty body, of the default model's size (else 30x30).
 #[utoipa::path(post, path = "/api/generate", tag = "mazes", request_body(content = GenerateRequest, description = "optional: an empty body is allowed"),
-    responses((status = 200, body = GenerateResponse), (status = 400, body = trm_shared::api::ErrorBody), (status = 422, body = trm_shared::api::ErrorBody), (status = 503, body = trm_shared::api::ErrorBody)))]
+    responses((status = 200, body = GenerateResponse), (status = 400, body = trm_shared::wire::ErrorBody), (status = 422, body = trm_shared::wire::ErrorBody), (status = 503, body = trm_shared::wire::ErrorBody)))]
 pub async fn generate(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use trm_shared::api::Health;
+use trm_shared::wire::Health;
 
 use super::state::AppState;
 

@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use tokio::sync::broadcast::{self, error::RecvError};
-use trm_shared::api::ErrorBody;
-use trm_shared::api::jobs::{EvalJobRequest, JobEvent, JobInfo, JobList, TrainJobRequest};
+use trm_shared::wire::ErrorBody;
+use trm_shared::wire::jobs::{EvalJobRequest, JobEvent, JobInfo, JobList, TrainJobRequest};
 
 use super::auth::RequireToken;
 use super::body::require_json;
@@ -264,7 +264,7 @@ fn is_final_status(event: &JobEvent) -> bool {
         && event
             .data
             .get("status")
-            .and_then(|s| serde_json::from_value::<trm_shared::api::jobs::JobStatus>(s.clone()).ok())
+            .and_then(|s| serde_json::from_value::<trm_shared::wire::jobs::JobStatus>(s.clone()).ok())
             .is_some_and(|s| s.is_final())
 }
 

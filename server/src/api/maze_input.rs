@@ -1,7 +1,7 @@
 //! Turning the mazes of a predict request into grids the model can take, with messages that
 //! name the maze and the problem.
 
-use trm_shared::api::MazeInput;
+use trm_shared::wire::MazeInput;
 use trm_shared::maze::{Cell, Grid, MazeError, Window, square_side};
 
 use super::error::ApiError;

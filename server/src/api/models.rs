@@ -9,8 +9,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use trm_shared::api::jobs::RegisterModelRequest;
-use trm_shared::api::{ModelInfo, ModelList};
+use trm_shared::wire::jobs::RegisterModelRequest;
+use trm_shared::wire::{ModelInfo, ModelList};
 
 use super::auth::RequireToken;
 use super::body::require_json;
@@ -90,10 +90,10 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<ModelList> {
 /// `name` (predict selects it with `?model=NAME`). Paths must lie under a model root.
 #[utoipa::path(post, path = "/api/models", tag = "models", request_body = RegisterModelRequest,
     security(("bearer" = [])),
-    responses((status = 201, body = ModelInfo), (status = 401, body = trm_shared::api::ErrorBody),
-        (status = 403, description = "a path outside the model roots", body = trm_shared::api::ErrorBody),
-        (status = 409, description = "the name is taken", body = trm_shared::api::ErrorBody),
-        (status = 422, description = "bad name or a checkpoint that does not load", body = trm_shared::api::ErrorBody)))]
+    responses((status = 201, body = ModelInfo), (status = 401, body = trm_shared::wire::ErrorBody),
+        (status = 403, description = "a path outside the model roots", body = trm_shared::wire::ErrorBody),
+        (status = 409, description = "the name is taken", body = trm_shared::wire::ErrorBody),
+        (status = 422, description = "bad name or a checkpoint that does not load", body = trm_shared::wire::ErrorBody)))]
 pub async fn register(
     _auth: RequireToken,
     State(state): State<Arc<AppState>>,

@@ -13,7 +13,7 @@ use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use trm_shared::api::{ErrorBody, PredictRequest, PredictResponse, PredictResult, StepAnswer, Timing};
+use trm_shared::wire::{ErrorBody, PredictRequest, PredictResponse, PredictResult, StepAnswer, Timing};
 use trm_shared::maze::{Cell, Grid, Window, check_answer, label};
 use trm_shared::model::GridShape;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use trm_shared::api::ModelInfo;
+use trm_shared::wire::ModelInfo;
 
 use super::batcher::{BatchConfig, BatcherHandle};
 use super::catalog::Catalog;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use tokio::sync::broadcast;
-use trm_shared::api::jobs::{JobEvent, JobInfo, JobKind, JobProgress, JobStatus};
+use trm_shared::wire::jobs::{JobEvent, JobInfo, JobKind, JobProgress, JobStatus};
 
 use crate::backend::BackendKind;
 use crate::train::devices::DeviceSet;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use trm_shared::api::jobs::{JobProgress, JobStatus};
+use trm_shared::wire::jobs::{JobProgress, JobStatus};
 
 use super::{JobManager, StopFlags};
 use crate::backend::BackendKind;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use trm_shared::api::jobs::{JobEvent, JobInfo, JobKind, JobProgress, JobStatus};
+use trm_shared::wire::jobs::{JobEvent, JobInfo, JobKind, JobProgress, JobStatus};
 
 /// A failure of the job database.
 #[derive(Debug, thiserror::Error)]
