@@ -45,6 +45,22 @@ fn without_a_model_health_says_so_and_predict_is_503() {
 }
 
 #[test]
+fn request_bodies_must_be_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path()));
+    let body = json!({ "mazes": [benchmark_mazes(1)[0]] }).to_string();
+    // What a page on another origin can send without a CORS preflight, and no type at all.
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("multipart/form-data; boundary=x"), None] {
+        for path in ["/api/predict", "/api/generate", "/api/eval"] {
+            assert_error(server.post_as(path, content_type, &body), 415, "Content-Type: application/json");
+        }
+    }
+    // JSON with a charset passes on to the handler (which has no model to run).
+    assert_error(server.post_as("/api/predict", Some("application/json; charset=utf-8"), &body), 503, "no model is loaded");
+    server.stop().unwrap();
+}
+
+#[test]
 fn predicts_benchmark_mazes_in_every_input_form_with_steps() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());

@@ -5,8 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, OriginalUri};
-use axum::http::{Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -34,6 +36,7 @@ pub fn router(state: Arc<AppState>, dist: &Path) -> Router {
         .route("/openapi.json", get(openapi::document))
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::from_fn(json_bodies_only))
         .with_state(state);
     // The UI reads the document from its URL; it registers no route of its own for it.
     let docs = SwaggerUi::new("/docs").config(Config::from("/api/openapi.json"));
@@ -53,4 +56,49 @@ async fn unknown_endpoint(OriginalUri(uri): OriginalUri) -> ApiError {
 
 async fn wrong_method(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// Request bodies are JSON and say so. A browser page on another origin can send a "simple"
+/// cross-origin POST (text/plain, form data) without a CORS preflight; requiring
+/// `Content-Type: application/json` on every body makes such a request fail before a handler
+/// reads it. Requests without a body (a job's resume) need no content type.
+async fn json_bodies_only(request: Request, next: Next) -> Response {
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if has_body && !is_json(request.headers().get(header::CONTENT_TYPE)) {
+        let got = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("request bodies must be sent as Content-Type: application/json (got {got})"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether a Content-Type header is JSON (`application/json`, parameters such as a charset allowed).
+fn is_json(value: Option<&header::HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_json_content_types_pass() {
+        let v = |s: &'static str| Some(header::HeaderValue::from_static(s));
+        assert!(is_json(v("application/json").as_ref()));
+        assert!(is_json(v("Application/JSON; charset=utf-8").as_ref()));
+        for bad in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"] {
+            assert!(!is_json(v(bad).as_ref()), "{bad}");
+        }
+        assert!(!is_json(None));
+    }
 }

@@ -110,6 +110,15 @@ impl Server {
         events
     }
 
+    /// POST with a given Content-Type (none for `None`), answering (status, body).
+    pub fn post_as(&self, path: &str, content_type: Option<&str>, body: &str) -> (u16, String) {
+        let mut request = ureq::http::Request::builder().method("POST").uri(format!("{}{path}", self.base));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        read(agent().run(request.body(body.to_string()).unwrap()).unwrap())
+    }
+
     /// POST a JSON body (as text, so that malformed bodies can be sent), answering (status, body).
     pub fn post(&self, path: &str, body: &str) -> (u16, String) {
         let response = agent()
