@@ -218,9 +218,16 @@ pub fn read_puzzle_identifiers(path: &Path, n: usize) -> anyhow::Result<Vec<i32>
 }
 
 /// Reads the config and checkpoint and builds the model (either family) for inputs of
-/// `seq_len` cells; the reference model computes in the config's dtype where the backend has it.
+/// `seq_len` cells.
 pub fn load_model<B: Backend>(checkpoint: &Path, config: &Path, seq_len: usize, device: &B::Device) -> anyhow::Result<AnyModel<B>> {
-    let model = load_files::<B>(checkpoint, config, MazeSize::Inputs(seq_len), device)
+    load_model_sized(checkpoint, config, MazeSize::Inputs(seq_len), device)
+}
+
+/// Reads the config and checkpoint and builds the model (either family) for mazes of `size`;
+/// the reference model computes in the config's dtype where the backend has it. The commands
+/// and the server's model thread all load through here.
+pub fn load_model_sized<B: Backend>(checkpoint: &Path, config: &Path, size: MazeSize, device: &B::Device) -> anyhow::Result<AnyModel<B>> {
+    let model = load_files::<B>(checkpoint, config, size, device)
         .with_context(|| format!("loading the model {} (config {})", checkpoint.display(), config.display()))?;
     let model = match model {
         AnyModel::Reference(m) => {

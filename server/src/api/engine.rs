@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use burn::prelude::Backend;
 use trm_shared::wire::{BatcherStats, ModelInfo};
 use trm_shared::maze::DEFAULT_SIZE;
-use trm_shared::model::{AnyModel, GridShape, LocalTrm, MazeSize, ModelConfig, PredictOptions, Trm, load_files, predict, solve};
+use trm_shared::model::{AnyModel, GridShape, LocalTrm, MazeSize, ModelConfig, PredictOptions, Trm, predict, solve};
 
 use super::batcher::{self, BatchConfig, BatcherHandle, Job, MazeOutput, MazeRef};
-use crate::backend::{BackendJob, BackendKind, with_backend};
+use crate::backend::{BackendJob, BackendKind, load_model_sized, with_backend};
 
 /// A checkpoint and the config to build it with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,15 +201,8 @@ pub fn run_local<B: Backend>(
 /// whose config and weights do not give its size serves the benchmark's 30x30; the
 /// size-general one takes any size, and 30x30 is what generated mazes default to.
 fn load<B: Backend>(source: &ModelSource, device: &B::Device) -> Result<(AnyModel<B>, ModelInfo), String> {
-    let model = load_files::<B>(&source.checkpoint, &source.config, MazeSize::Default(DEFAULT_SIZE), device)
-        .map_err(|e| format!("{} (config {}): {e}", source.checkpoint.display(), source.config.display()))?;
-    let model = match model {
-        AnyModel::Reference(m) => {
-            let dtype = crate::backend::compute_dtype::<B>(m.config()).map_err(|e| format!("{e:#}"))?;
-            AnyModel::Reference(m.with_compute_dtype(dtype))
-        }
-        local => local,
-    };
+    let model = load_model_sized::<B>(&source.checkpoint, &source.config, MazeSize::Default(DEFAULT_SIZE), device)
+        .map_err(|e| format!("{e:#}"))?;
     let config = model.config();
     let side = config.side().unwrap_or(DEFAULT_SIZE);
     let (hidden_size, l_layers, h_cycles, l_cycles) = match &config {
