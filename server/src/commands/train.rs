@@ -26,6 +26,10 @@ pub struct TrainArgs {
     /// Continue the run in this directory from its latest checkpoint.
     #[arg(long, conflicts_with = "config")]
     pub resume: Option<PathBuf>,
+    /// Start the size-general model from these weights (a `model.safetensors` of the same
+    /// `[arch]`) instead of random ones: a second training stage. Not with --resume.
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// Stop after this many optimizer steps in total (a short trial; resumable).
     #[arg(long)]
     pub max_steps: Option<u64>,
@@ -61,6 +65,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
     if trm_shared::model::LocalConfig::is_local_toml(&text) {
         return run_local(&args, &config_path, &text);
+    }
+    if args.init.is_some() {
+        bail!("--init is for the size-general model (`[arch] mixer = \"local\"`); a reference run starts from its config");
     }
     // Before a run directory exists: a wrong device list leaves nothing behind.
     check_devices(args.backend, &args.devices)?;
@@ -98,10 +105,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 /// on the fly (no dataset), the run directory holding `config.toml`, `metrics.jsonl`,
 /// `model.safetensors` (the EMA weights) and a resumable checkpoint.
 fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use crate::train::local::{LocalTrainConfig, train_local};
+    use crate::train::local::{LocalRunOptions, LocalTrainConfig, train_local};
     let cfg = LocalTrainConfig::from_file(config_path)?;
-    if args.nodes.is_some() || args.devices.len() > 1 {
-        bail!("the size-general model trains in one process on one device for now (no --devices list or --nodes)");
+    if args.nodes.is_some() {
+        bail!("the size-general model trains in one process for now (no --nodes)");
+    }
+    if args.backend != BackendKind::Cpu && args.devices.len() > 1 {
+        bail!("the size-general model trains on one GPU for now; --devices lists several only with --backend cpu (worker threads)");
+    }
+    check_devices(args.backend, &args.devices)?;
+    if let Some(init) = &args.init
+        && !init.is_file()
+    {
+        bail!("--init {}: no such file", init.display());
     }
     let (dir, resume) = match &args.resume {
         Some(run) => (run.clone(), true),
@@ -116,12 +132,13 @@ fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> any
         }
     };
     eprintln!("run directory: {}", dir.display());
+    let opts = LocalRunOptions { resume, init: args.init.clone(), max_steps: args.max_steps, workers: args.devices.len() };
     let summary = match args.backend {
-        BackendKind::Cpu => train_local::<crate::train::CpuTrain>(&cfg, &dir, resume, args.max_steps, &Default::default())?,
+        BackendKind::Cpu => train_local::<crate::train::CpuTrain>(&cfg, &dir, &opts, &Default::default())?,
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
             trm_server::gpu::cuda_device_count().map_err(|e| anyhow::anyhow!("--backend cuda: {e}"))?;
-            train_local::<burn::backend::Autodiff<burn::backend::Cuda>>(&cfg, &dir, resume, args.max_steps, &Default::default())?
+            train_local::<burn::backend::Autodiff<burn::backend::Cuda>>(&cfg, &dir, &opts, &Default::default())?
         }
         other => bail!("the size-general model trains on --backend cpu{} for now, not {other:?}", if cfg!(feature = "cuda") { " or cuda" } else { "" }),
     };

@@ -21,7 +21,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::backend::AutodiffBackend;
@@ -194,19 +194,17 @@ fn tick_targets(rows: &[Row], canvas: usize, tick_of: impl Fn(&Row) -> u32, toke
     }
 }
 
-/// Mean over masked cells of `-log p(target)` for logits `[N, C, K]`, targets `[N, C]`, mask `[N, C]`.
-fn masked_ce<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
+/// Sum over masked cells of `-log p(target)` for logits `[N, C, K]`, targets `[N, C]`, mask `[N, C]`.
+fn masked_ce_sum<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
     let logp = log_softmax(logits, 2);
     let picked = logp.gather(2, targets.unsqueeze_dim(2)).squeeze_dim::<2>(2);
-    let total = mask.clone().sum();
-    (picked * mask).sum().neg() / total
+    (picked * mask).sum().neg()
 }
 
-/// Binary cross-entropy with logits, mean over the masked entries.
-fn masked_bce<B: Backend, const D: usize>(logits: Tensor<B, D>, targets: Tensor<B, D>, mask: Tensor<B, D>) -> Tensor<B, 1> {
+/// Binary cross-entropy with logits, summed over the masked entries.
+fn masked_bce_sum<B: Backend, const D: usize>(logits: Tensor<B, D>, targets: Tensor<B, D>, mask: Tensor<B, D>) -> Tensor<B, 1> {
     let per = (targets.clone() * log_sigmoid(logits.clone()) + (targets.neg() + 1.0) * log_sigmoid(logits.neg())).neg();
-    let total = mask.clone().sum();
-    (per * mask).sum() / total
+    (per * mask).sum()
 }
 
 /// A training line of `metrics.jsonl` (the fields `trm runs plot` reads, and the process loss).
@@ -306,16 +304,137 @@ fn save_model<B: Backend>(model: &LocalTrm<B>, path: &Path) -> anyhow::Result<()
     trm_shared::atomic::write_file(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Trains per `cfg` in `dir` (created by the caller, holding `config.toml`). With `resume`, the
-/// newest `checkpoint.safetensors` and `checkpoint.json` give the weights and step to continue
-/// from (the optimizer's moments start again; the maze stream continues where it was).
-pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, resume: bool, max_steps: Option<u64>, device: &B::Device) -> anyhow::Result<LocalSummary> {
+/// Divisors of the batch's losses: masked cells over the recorded ticks, and rows.
+#[derive(Debug, Clone, Copy)]
+struct Norms {
+    cells: f64,
+    rows: f64,
+}
+
+/// What every worker's share of a step needs besides its rows.
+struct StepCtx {
+    canvas: usize,
+    recorded: u32,
+    first_recorded: u32,
+    aux_weight: f64,
+    norms: Norms,
+}
+
+/// One worker's share of an optimizer step: its gradient, its rows' next carries, its part of
+/// the batch's losses, and which of its rows hold the label after the step.
+struct Share<B: AutodiffBackend> {
+    grads: GradientsParams,
+    carry: InnerCarry<B>,
+    lm: f64,
+    aux: f64,
+    q: f64,
+    cell_hits: usize,
+    cell_total: usize,
+    correct: Vec<f32>,
+}
+
+/// Runs one ACT step of `live` (fresh rows marked in `reset`) from `carry`, with the per-tick
+/// process loss, the answer loss and the Q loss, and takes their gradient.
+fn step_share<B: AutodiffBackend>(
+    model: &LocalTrm<B>,
+    live: &[Row],
+    reset: &[bool],
+    carry: Option<InnerCarry<B>>,
+    ctx: &StepCtx,
+    device: &B::Device,
+) -> anyhow::Result<Share<B>> {
+    let (canvas, recorded, first_recorded) = (ctx.canvas, ctx.recorded, ctx.first_recorded);
+    let grid = GridShape { rows: canvas, cols: canvas };
+    let cells = grid.cells();
+    let batch = live.len();
+    // Inputs and mask on the canvas.
+    let (mut inputs, mut mask) = (Vec::with_capacity(batch * cells), Vec::with_capacity(batch * cells));
+    for row in live {
+        let (r, c) = (row.wave.rows(), row.wave.cols());
+        for y in 0..canvas {
+            for x in 0..canvas {
+                let inside = y < r && x < c;
+                mask.push(if inside { 1.0f32 } else { 0.0 });
+                inputs.push(if inside { i64::from(row.wave.state_at(y * c + x, 0).2) } else { 0 });
+            }
+        }
+    }
+    let inputs_t = Tensor::<B, 2, Int>::from_data(TensorData::new(inputs, [batch, cells]), device);
+    let mask_t = Tensor::<B, 3>::from_data(TensorData::new(mask, [batch, cells, 1]), device);
+    let reset_t = Tensor::<B, 1, Int>::from_data(TensorData::new(reset.iter().map(|&r| i64::from(r)).collect::<Vec<_>>(), [batch]), device).equal_elem(1);
+    let x = model.input_embeddings(inputs_t, Some(&mask_t));
+    let c = match carry {
+        Some(c) => model.reset_rows(c, reset_t, Some(&mask_t)),
+        None => model.initial_carry(batch, cells, Some(&mask_t)),
+    };
+    let (next, out) = model.step(c, &x, grid, Some(&mask_t), true);
+
+    // Per-tick targets of the recorded ticks, stacked like the states.
+    let (mut tokens, mut reached, mut choice) = (Vec::new(), Vec::new(), Vec::new());
+    for j in 0..recorded {
+        tick_targets(live, canvas, |r| r.tick + first_recorded + j, &mut tokens, &mut reached, &mut choice);
+    }
+    let n = recorded as usize * batch;
+    let states = Tensor::cat(out.ticks, 0);
+    let (logits, wave) = model.readout(states);
+    let tokens_t = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [n, cells]), device);
+    let reached_t = Tensor::<B, 2>::from_data(TensorData::new(reached, [n, cells]), device);
+    let choice_t = Tensor::<B, 2, Int>::from_data(TensorData::new(choice, [n, cells]), device);
+    let mask_n = mask_t.reshape([batch, cells]).repeat_dim(0, recorded as usize);
+    let lm_loss = masked_ce_sum(logits, tokens_t, mask_n.clone()).div_scalar(ctx.norms.cells);
+    let reach_logit = wave.clone().narrow(2, 0, 1).squeeze_dim::<2>(2);
+    let choice_logits = wave.narrow(2, 1, trm_shared::maze::wave::dir::COUNT);
+    let aux_loss = (masked_bce_sum(reach_logit, reached_t, mask_n.clone()) + masked_ce_sum(choice_logits, choice_t, mask_n)).div_scalar(ctx.norms.cells);
+
+    // The Q target: the answer after this step equals the label, as the reference's.
+    let answers: Vec<i64> = out.logits.clone().argmax(2).into_data().convert::<i64>().iter::<i64>().collect();
+    let mut correct = vec![0.0f32; batch];
+    let (mut cell_hits, mut cell_total) = (0usize, 0usize);
+    for (i, row) in live.iter().enumerate() {
+        let (r, c) = (row.wave.rows(), row.wave.cols());
+        let mut all = true;
+        for y in 0..r {
+            for x in 0..c {
+                let ok = answers[i * cells + y * canvas + x] == i64::from(row.label[y * c + x]);
+                all &= ok;
+                cell_hits += usize::from(ok);
+            }
+        }
+        cell_total += r * c;
+        correct[i] = if all { 1.0 } else { 0.0 };
+    }
+    let q_target = Tensor::<B, 1>::from_data(TensorData::new(correct.clone(), [batch]), device);
+    let q_loss = masked_bce_sum(out.q_halt, q_target, Tensor::ones([batch], device)).div_scalar(ctx.norms.rows);
+    let loss = lm_loss.clone() + aux_loss.clone().mul_scalar(ctx.aux_weight) + q_loss.clone().mul_scalar(0.5);
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    let scalar = |t: Tensor<B, 1>| t.into_scalar().elem::<f64>();
+    Ok(Share { grads, carry: next, lm: scalar(lm_loss), aux: scalar(aux_loss), q: scalar(q_loss), cell_hits, cell_total, correct })
+}
+
+/// How a run starts and how it is spread.
+#[derive(Debug, Clone, Default)]
+pub struct LocalRunOptions {
+    /// Continue from the run directory's newest `checkpoint.safetensors` and `checkpoint.json`
+    /// (the optimizer's moments start again; the maze stream continues where it was).
+    pub resume: bool,
+    /// Weights to start from instead of random ones (a second training stage); a checkpoint
+    /// found on `resume` wins.
+    pub init: Option<PathBuf>,
+    /// Stop after this many optimizer steps in total.
+    pub max_steps: Option<u64>,
+    /// Data-parallel workers (threads on one device), each running its share of the rows.
+    pub workers: usize,
+}
+
+/// Trains per `cfg` in `dir` (created by the caller, holding `config.toml`).
+pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts: &LocalRunOptions, device: &B::Device) -> anyhow::Result<LocalSummary> {
+    let (resume, max_steps) = (opts.resume, opts.max_steps);
     let arch = &cfg.arch;
     let data = &cfg.data;
     let canvas = data.max_side;
-    let grid = GridShape { rows: canvas, cols: canvas };
-    let cells = grid.cells();
     let batch = cfg.global_batch_size;
+    // Contiguous shares of the rows, one per worker.
+    let chunk = batch.div_ceil(opts.workers.clamp(1, batch));
     let ticks_per_step = arch.ticks_per_step() as u32;
     // The ticks the trainer sees are those of the last (gradient) recursion round.
     let recorded = (arch.l_cycles + 1) as u32;
@@ -325,6 +444,12 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, resum
     let (mut step, mut next_maze) = (0u64, 0u64);
     let ckpt = dir.join("checkpoint.safetensors");
     let ckpt_state = dir.join("checkpoint.json");
+    if let Some(init) = opts.init.as_ref().filter(|_| !(resume && ckpt.exists())) {
+        let bytes = std::fs::read(init).with_context(|| format!("reading {}", init.display()))?;
+        model = LocalTrm::from_safetensors_bytes(arch, &bytes, &init.display().to_string(), device)
+            .with_context(|| format!("{}: the initial weights must fit the config's [arch]", init.display()))?;
+        tracing::info!("starting from the weights in {}", init.display());
+    }
     if resume && ckpt.exists() {
         let bytes = std::fs::read(&ckpt).with_context(|| format!("reading {}", ckpt.display()))?;
         model = LocalTrm::from_safetensors_bytes(arch, &bytes, &ckpt.display().to_string(), device)?;
@@ -362,7 +487,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, resum
         data.start_side + ((data.max_side - data.start_side) as f64 * f).round() as usize
     };
     let mut rows: Vec<Option<Row>> = (0..batch).map(|_| None).collect();
-    let mut carry: Option<InnerCarry<B>> = None;
+    let mut carries: Vec<Option<InnerCarry<B>>> = (0..batch.div_ceil(chunk)).map(|_| None).collect();
     let began = Instant::now();
     let mut train_seconds = 0.0;
     let (mut sum_lm, mut sum_aux, mut sum_q, mut sum_acc, mut n_logged) = (0.0, 0.0, 0.0, 0.0, 0u64);
@@ -389,71 +514,46 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, resum
         }
         let live: Vec<Row> = rows.iter_mut().map(|r| r.take().expect("filled above")).collect();
 
-        // Inputs and mask on the canvas.
-        let (mut inputs, mut mask) = (Vec::with_capacity(batch * cells), Vec::with_capacity(batch * cells));
-        for row in &live {
-            let (r, c) = (row.wave.rows(), row.wave.cols());
-            for y in 0..canvas {
-                for x in 0..canvas {
-                    let inside = y < r && x < c;
-                    mask.push(if inside { 1.0f32 } else { 0.0 });
-                    inputs.push(if inside { i64::from(row.wave.state_at(y * c + x, 0).2) } else { 0 });
-                }
-            }
-        }
-        let inputs_t = Tensor::<B, 2, Int>::from_data(TensorData::new(inputs, [batch, cells]), device);
-        let mask_t = Tensor::<B, 3>::from_data(TensorData::new(mask.clone(), [batch, cells, 1]), device);
-        let reset_t = Tensor::<B, 1, Int>::from_data(TensorData::new(reset.iter().map(|&r| i64::from(r)).collect::<Vec<_>>(), [batch]), device).equal_elem(1);
-        let x = model.input_embeddings(inputs_t, Some(&mask_t));
-        let c = match carry.take() {
-            Some(c) => model.reset_rows(c, reset_t, Some(&mask_t)),
-            None => model.initial_carry(batch, cells, Some(&mask_t)),
+        // Each worker runs its share of the rows from its own carries; the losses are divided
+        // by the whole batch's counts, so the shares' gradients sum to the batch's gradient.
+        let norms = Norms {
+            cells: (recorded as usize * live.iter().map(|r| r.wave.rows() * r.wave.cols()).sum::<usize>()) as f64,
+            rows: batch as f64,
         };
-        let (next, out) = model.step(c, &x, grid, Some(&mask_t), true);
-        carry = Some(next);
-
-        // Per-tick targets of the recorded ticks, stacked like the states.
-        let (mut tokens, mut reached, mut choice) = (Vec::new(), Vec::new(), Vec::new());
-        for j in 0..recorded {
-            tick_targets(&live, canvas, |r| r.tick + first_recorded + j, &mut tokens, &mut reached, &mut choice);
-        }
-        let n = recorded as usize * batch;
-        let states = Tensor::cat(out.ticks, 0);
-        let (logits, wave) = model.readout(states);
-        let tokens_t = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [n, cells]), device);
-        let reached_t = Tensor::<B, 2>::from_data(TensorData::new(reached, [n, cells]), device);
-        let choice_t = Tensor::<B, 2, Int>::from_data(TensorData::new(choice, [n, cells]), device);
-        let mask_n = mask_t.clone().reshape([batch, cells]).repeat_dim(0, recorded as usize);
-        let lm_loss = masked_ce(logits, tokens_t, mask_n.clone());
-        let reach_logit = wave.clone().narrow(2, 0, 1).squeeze_dim::<2>(2);
-        let choice_logits = wave.narrow(2, 1, trm_shared::maze::wave::dir::COUNT);
-        let aux_loss = masked_bce(reach_logit, reached_t, mask_n.clone()) + masked_ce(choice_logits, choice_t, mask_n);
-
-        // The Q target: the answer after this step equals the label, as the reference's.
-        let answers: Vec<i64> = out.logits.clone().argmax(2).into_data().convert::<i64>().iter::<i64>().collect();
-        let mut correct = vec![0.0f32; batch];
-        let mut cell_hits = 0usize;
-        let mut cell_total = 0usize;
-        for (i, row) in live.iter().enumerate() {
-            let (r, c) = (row.wave.rows(), row.wave.cols());
-            let mut all = true;
-            for y in 0..r {
-                for x in 0..c {
-                    let ok = answers[i * cells + y * canvas + x] == i64::from(row.label[y * c + x]);
-                    all &= ok;
-                    cell_hits += usize::from(ok);
-                }
+        let ctx = StepCtx { canvas, recorded, first_recorded, aux_weight: cfg.aux_weight, norms };
+        let shares: Vec<Share<B>> = std::thread::scope(|scope| {
+            let mut parts = live.chunks(chunk).zip(reset.chunks(chunk)).zip(carries.iter_mut().map(Option::take));
+            let first = parts.next().expect("a batch has rows");
+            let others: Vec<_> = parts
+                .map(|((rows, reset), carry)| {
+                    // Fresh autodiff leaves (same parameter ids): workers sharing the leaves
+                    // would share one autodiff graph, and their backward passes deadlock.
+                    let model = model.clone().fork(device);
+                    let ctx = &ctx;
+                    scope.spawn(move || step_share(&model, rows, reset, carry, ctx, device))
+                })
+                .collect();
+            let mut shares = vec![step_share(&model, first.0.0, first.0.1, first.1, &ctx, device)?];
+            for h in others {
+                shares.push(h.join().map_err(|_| anyhow::anyhow!("a training worker panicked"))??);
             }
-            cell_total += r * c;
-            correct[i] = if all { 1.0 } else { 0.0 };
+            Ok::<_, anyhow::Error>(shares)
+        })?;
+        let mut grads = GradientsAccumulator::new();
+        let mut correct = Vec::with_capacity(batch);
+        let (mut cell_hits, mut cell_total) = (0usize, 0usize);
+        for (k, share) in shares.into_iter().enumerate() {
+            grads.accumulate(&model, share.grads);
+            carries[k] = Some(share.carry);
+            correct.extend(share.correct);
+            (cell_hits, cell_total) = (cell_hits + share.cell_hits, cell_total + share.cell_total);
+            sum_lm += share.lm;
+            sum_aux += share.aux;
+            sum_q += share.q;
         }
-        let q_target = Tensor::<B, 1>::from_data(TensorData::new(correct.clone(), [batch]), device);
-        let q_loss = masked_bce(out.q_halt, q_target, Tensor::ones([batch], device));
-        let loss = lm_loss.clone() + aux_loss.clone().mul_scalar(cfg.aux_weight) + q_loss.clone().mul_scalar(0.5);
 
         let lr = schedule.lr(step + 1);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(lr, model, grads);
+        model = optim.step(lr, model, grads.grads());
         if let Some(e) = ema.as_mut() {
             e.update(&model);
         }
@@ -472,10 +572,6 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, resum
                 Some(row)
             })
             .collect();
-        let scalar = |t: Tensor<B, 1>| t.into_scalar().elem::<f64>();
-        sum_lm += scalar(lm_loss);
-        sum_aux += scalar(aux_loss);
-        sum_q += scalar(q_loss);
         sum_acc += cell_hits as f64 / cell_total as f64;
         n_logged += 1;
         train_seconds += t0.elapsed().as_secs_f64();
@@ -553,6 +649,84 @@ mod tests {
         let bad = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bad.path(), "global_batch_size = 0\n").unwrap();
         assert!(LocalTrainConfig::from_file(bad.path()).is_err());
+    }
+
+    /// A small run of the preset's shape: hidden 8, mazes of sides 4-6, 4 rows.
+    fn tiny_config() -> LocalTrainConfig {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut cfg = LocalTrainConfig::from_file(&root.join("configs/maze-any-size-cpu.toml")).unwrap();
+        cfg.arch.hidden_size = 8;
+        cfg.global_batch_size = 4;
+        cfg.steps = 6;
+        cfg.log_interval = 2;
+        cfg.eval_interval = 100;
+        cfg.checkpoint_interval = 3;
+        cfg.data = LocalDataConfig { min_side: 4, start_side: 6, max_side: 6, curriculum_steps: 1, eval_count: 2, eval_sides: vec![5], ..cfg.data };
+        cfg.validate().unwrap();
+        cfg
+    }
+
+    /// The `train` lines of a run's metrics log.
+    fn train_lines(dir: &Path) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["kind"] == "train").collect()
+    }
+
+    #[test]
+    fn two_workers_take_the_steps_of_one() {
+        let cfg = tiny_config();
+        let runs: Vec<_> = [1, 2]
+            .iter()
+            .map(|&workers| {
+                let dir = tempfile::tempdir().unwrap();
+                let opts = LocalRunOptions { workers, ..Default::default() };
+                train_local::<crate::train::CpuTrain>(&cfg, dir.path(), &opts, &Default::default()).unwrap();
+                let model = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+                (train_lines(dir.path()), model)
+            })
+            .collect();
+        let ((one, weights_one), (two, weights_two)) = (&runs[0], &runs[1]);
+        assert_eq!(one.len(), 3);
+        assert_eq!(one.len(), two.len());
+        for (a, b) in one.iter().zip(two) {
+            for key in ["lm_loss", "aux_loss", "q_halt_loss", "accuracy"] {
+                let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "step {}: {key} {x} with one worker, {y} with two", a["step"]);
+            }
+        }
+        // The gradients differ only in summation order, so the weights agree closely, not bitwise.
+        let device = Default::default();
+        let load = |bytes: &[u8]| LocalTrm::<burn::backend::Flex>::from_safetensors_bytes(&cfg.arch, bytes, "model", &device).unwrap();
+        let (m1, m2) = (load(weights_one), load(weights_two));
+        let diff = (m1.embed_tokens.val() - m2.embed_tokens.val()).abs().max().into_scalar();
+        assert!(diff < 1e-4, "embeddings differ by {diff}");
+    }
+
+    #[test]
+    fn a_second_stage_starts_from_the_given_weights() {
+        let mut cfg = tiny_config();
+        (cfg.steps, cfg.lr_warmup_steps) = (30, 1);
+        let first = tempfile::tempdir().unwrap();
+        train_local::<crate::train::CpuTrain>(&cfg, first.path(), &LocalRunOptions { workers: 1, ..Default::default() }, &Default::default()).unwrap();
+        let init = first.path().join("model.safetensors");
+        let second = tempfile::tempdir().unwrap();
+        let opts = LocalRunOptions { workers: 1, init: Some(init.clone()), max_steps: Some(2), ..Default::default() };
+        train_local::<crate::train::CpuTrain>(&cfg, second.path(), &opts, &Default::default()).unwrap();
+        let fresh = tempfile::tempdir().unwrap();
+        let opts = LocalRunOptions { workers: 1, max_steps: Some(2), ..Default::default() };
+        train_local::<crate::train::CpuTrain>(&cfg, fresh.path(), &opts, &Default::default()).unwrap();
+        // Trained weights fit the mazes better than random ones from the first step.
+        let (warm, cold) = (train_lines(second.path()), train_lines(fresh.path()));
+        let loss = |v: &serde_json::Value| v["lm_loss"].as_f64().unwrap();
+        assert!(loss(&warm[0]) < loss(&cold[0]), "from trained weights {} vs random {}", loss(&warm[0]), loss(&cold[0]));
+        // Weights of another shape are refused with the file's name.
+        let mut wide = cfg.clone();
+        wide.arch.hidden_size = 16;
+        let other = tempfile::tempdir().unwrap();
+        let err = train_local::<crate::train::CpuTrain>(&wide, other.path(), &LocalRunOptions { workers: 1, init: Some(init.clone()), ..Default::default() }, &Default::default())
+            .err()
+            .expect("a hidden size 8 model cannot start a hidden size 16 run");
+        assert!(format!("{err:#}").contains("model.safetensors"), "{err:#}");
     }
 
     #[test]
