@@ -3,7 +3,8 @@
 //! after each ACT step and halting statistics. `trm eval` and the server's eval jobs run it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use burn::prelude::Backend;
@@ -30,6 +31,9 @@ pub struct EvalSpec {
     pub limit: Option<usize>,
     /// Backend.
     pub backend: BackendKind,
+    /// Threads running batches side by side, each with its own copy of the model (on the
+    /// CPU, one per core; a GPU runs one).
+    pub workers: usize,
 }
 
 /// Why an evaluation did not produce a report.
@@ -96,36 +100,69 @@ impl BackendJob for Job<'_> {
         let opts = PredictOptions { steps, batch_size: spec.batch_size, stop_when_all_halt: halt, keep_logits: false };
         let (n, seq) = (inputs.len(), inputs.seq_len);
         tracing::info!("evaluating {n} mazes of {}, {steps} ACT steps, on {backend_name}", spec.split_dir.display());
-        // Batch by batch, so that a stop request takes effect between batches.
+        // Batch by batch, so that a stop request takes effect between batches; `workers`
+        // threads take the batches in turn and the answers are merged in the mazes' order.
+        let grid = GridShape { rows: inputs.shape.0, cols: inputs.shape.1 };
+        let starts: Vec<usize> = (0..n).step_by(spec.batch_size).collect();
+        let workers = spec.workers.clamp(1, starts.len());
+        let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let stopped = || stop.is_some_and(|s| s.load(Ordering::Relaxed)) || failed.load(Ordering::Relaxed);
         let mut all = Predictions::default();
-        let mut seconds = 0.0;
-        for start in (0..n).step_by(spec.batch_size) {
-            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                return Ok(Err(EvalError::Stopped { done: start, total: n }));
+        let began = Instant::now();
+        let merged = std::thread::scope(|scope| -> anyhow::Result<usize> {
+            let (tx, rx) = mpsc::channel();
+            for _ in 0..workers {
+                let (tx, model, starts, inputs, opts, device) = (tx.clone(), model.clone(), &starts, &inputs, &opts, &device);
+                let (next, failed, stopped) = (&next, &failed, &stopped);
+                scope.spawn(move || {
+                    while !stopped() {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&start) = starts.get(k) else { break };
+                        let end = (start + opts.batch_size).min(n);
+                        let part = model.predict(&inputs.tokens[start * seq..end * seq], &inputs.puzzle_identifiers[start..end], grid, opts, device, |_| {});
+                        failed.fetch_or(part.is_err(), Ordering::Relaxed);
+                        if tx.send((k, part)).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
-            let end = (start + spec.batch_size).min(n);
-            let began = Instant::now();
-            let grid = GridShape { rows: inputs.shape.0, cols: inputs.shape.1 };
-            let part = model.predict(&inputs.tokens[start * seq..end * seq], &inputs.puzzle_identifiers[start..end], grid, &opts, &device, |_| {})?;
-            seconds += began.elapsed().as_secs_f64();
-            // A size-general model's batch runs until its mazes halt, so batches may run
-            // different numbers of steps: a maze keeps its last answer over the steps it did
-            // not run (the reference model's batches all run the same steps).
-            while all.answers.len() < part.answers.len() {
-                let answers = all.answers.last().cloned().unwrap_or_else(|| Vec::with_capacity(n * seq));
-                let q = all.q_halt.last().cloned().unwrap_or_else(|| Vec::with_capacity(n));
-                all.answers.push(answers);
-                all.q_halt.push(q);
+            drop(tx);
+            let (mut pending, mut merged) = (std::collections::BTreeMap::new(), 0);
+            for (k, part) in rx {
+                pending.insert(k, part?);
+                while let Some(part) = pending.remove(&merged) {
+                    merge(&mut all, part, n * seq, n);
+                    merged += 1;
+                    progress((starts[merged - 1] + spec.batch_size).min(n), n);
+                }
             }
-            let last = part.answers.len() - 1;
-            for (s, (a, q)) in all.answers.iter_mut().zip(all.q_halt.iter_mut()).enumerate() {
-                a.extend_from_slice(&part.answers[s.min(last)]);
-                q.extend_from_slice(&part.q_halt[s.min(last)]);
-            }
-            progress(end, n);
+            Ok(merged)
+        })?;
+        if merged < starts.len() {
+            return Ok(Err(EvalError::Stopped { done: starts.get(merged).copied().unwrap_or(n), total: n }));
         }
+        let seconds = began.elapsed().as_secs_f64();
         let data = spec.split_dir.display().to_string();
         Ok(score(&inputs, &all.answers, &all.q_halt, seconds, backend_name, &spec.checkpoint, data))
+    }
+}
+
+/// Appends a batch's answers and Q values after each step to `all`. A size-general model's
+/// batch runs until its mazes halt, so batches may run different numbers of steps: a maze
+/// keeps its last answer over the steps it did not run (the reference model's batches all run
+/// the same steps).
+fn merge(all: &mut Predictions, part: Predictions, cells: usize, rows: usize) {
+    while all.answers.len() < part.answers.len() {
+        let answers = all.answers.last().cloned().unwrap_or_else(|| Vec::with_capacity(cells));
+        let q = all.q_halt.last().cloned().unwrap_or_else(|| Vec::with_capacity(rows));
+        all.answers.push(answers);
+        all.q_halt.push(q);
+    }
+    let last = part.answers.len() - 1;
+    for (s, (a, q)) in all.answers.iter_mut().zip(all.q_halt.iter_mut()).enumerate() {
+        a.extend_from_slice(&part.answers[s.min(last)]);
+        q.extend_from_slice(&part.q_halt[s.min(last)]);
     }
 }
 

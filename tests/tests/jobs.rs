@@ -152,8 +152,15 @@ fn an_eval_job_runs_to_the_eval_metrics_with_its_events() {
         steps: None,
         limit: None,
         backend: BackendKind::Cpu,
+        workers: 1,
     };
     let direct = run_eval(&spec, &mut |_, _| {}, None).unwrap();
+    // Three threads taking batches of 3 in turn score as one thread does, step by step.
+    let one = run_eval(&EvalSpec { batch_size: 3, ..spec.clone() }, &mut |_, _| {}, None).unwrap();
+    let mut seen = Vec::new();
+    let three = run_eval(&EvalSpec { batch_size: 3, workers: 3, ..spec.clone() }, &mut |done, _| seen.push(done), None).unwrap();
+    assert_eq!((three.per_step.clone(), three.halting.clone()), (one.per_step.clone(), one.halting.clone()));
+    assert_eq!(seen, [3, 6, 8], "progress comes in the mazes' order");
     assert_eq!(result["count"], 8);
     assert_eq!(result["steps"], 2);
     assert_eq!(result["per_step"].as_array().unwrap().len(), 2);

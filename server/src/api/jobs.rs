@@ -96,7 +96,7 @@ pub async fn submit_eval(
     if request.limit == Some(0) {
         return Err(ApiError::unprocessable("limit must be at least 1"));
     }
-    let spec = EvalSpec { checkpoint, config, split_dir, batch_size, steps: request.steps, limit: request.limit, backend: state.backend_kind };
+    let spec = EvalSpec { checkpoint, config, split_dir, batch_size, steps: request.steps, limit: request.limit, backend: state.backend_kind, workers: 1 };
     let record = serde_json::to_value(&request).map_err(|e| ApiError::internal(e.to_string()))?;
     let jobs = state.jobs.clone();
     Ok(accepted(blocking(move || jobs.submit_eval(record, spec)).await?))

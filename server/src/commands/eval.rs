@@ -40,6 +40,10 @@ pub struct EvalArgs {
     /// Print one JSON object instead of a report.
     #[arg(long)]
     pub json: bool,
+    /// Threads evaluating batches side by side, each with its own copy of the model.
+    /// Default: one per core (two at most) on --backend cpu, one on a GPU.
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 /// Runs `trm eval`.
@@ -54,6 +58,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         steps: args.steps,
         limit: args.limit,
         backend: args.backend,
+        workers: args.workers.unwrap_or(match args.backend {
+            BackendKind::Cpu => std::thread::available_parallelism().map_or(1, |n| n.get()).min(2),
+            _ => 1,
+        }),
     };
     let bar = maze_bar(0, "eval");
     let report = run_eval(
