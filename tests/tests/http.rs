@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{Server, committed_models, config, shared_data, tiny_model};
-use trm_server::api::{BatchConfig, Limits};
+use trm_server::api::{AllowedHosts, BatchConfig, Limits};
 use trm_shared::wire::{DatasetList, DatasetPage, ErrorBody, GenerateResponse, Health, ModelList, PredictResponse, PredictResult};
 use trm_shared::dataset::read_split;
 use trm_shared::maze::{Grid, check_answer, label};
@@ -57,6 +57,33 @@ fn request_bodies_must_be_json() {
     }
     // JSON with a charset passes on to the handler (which has no model to run).
     assert_error(server.post_as("/api/predict", Some("application/json; charset=utf-8"), &body), 503, "no model is loaded");
+    server.stop().unwrap();
+}
+
+#[test]
+fn answers_only_the_hosts_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path()));
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    // A page whose own name was pointed at 127.0.0.1 (DNS rebinding) sends that name.
+    for host in ["evil.example".to_string(), format!("evil.example:{port}"), format!("127.0.0.1.evil.example:{port}")] {
+        for path in ["/api/health", "/api/models", "/", "/docs/"] {
+            let (status, text) = server.raw_get_as(path, &host);
+            assert_eq!(status, 421, "{path} as {host}: {text}");
+            assert!(text.contains("--allowed-host"), "{text}");
+        }
+    }
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        assert_eq!(server.raw_get_as("/api/health", &host).0, 200, "{host}");
+    }
+    server.stop().unwrap();
+
+    // The operator adds a name.
+    let mut cfg = config(dir.path());
+    cfg.limits = Limits { allowed_hosts: AllowedHosts::for_bind("127.0.0.1".parse().unwrap(), &["maze.example".into()]), ..Limits::default() };
+    let server = Server::start(cfg);
+    assert_eq!(server.raw_get_as("/api/health", "maze.example").0, 200);
+    assert_eq!(server.raw_get_as("/api/health", "evil.example").0, 421);
     server.stop().unwrap();
 }
 

@@ -1,6 +1,6 @@
 //! The HTTP server of `trm serve`: the API over the model and the datasets, and the web app.
 //!
-//! - [`router`]: routes and safety layers (body limit, timeout); [`openapi`]: the document.
+//! - [`router`]: routes and safety layers (body limit, timeout, [`hosts`]); [`openapi`]: the document.
 //! - [`state`]: what handlers share, and the request [`Limits`]; [`auth`]: the bearer token.
 //! - [`batcher`] and [`engine`]: dynamic batching on a thread that owns a model.
 //! - one file per endpoint group: [`health`], [`models`], [`predict`], [`generate`],
@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod health;
+pub mod hosts;
 pub mod jobs;
 pub mod maze_input;
 pub mod models;
@@ -33,6 +34,7 @@ use tokio::sync::Semaphore;
 
 pub use batcher::BatchConfig;
 pub use engine::{EngineError, ModelSource};
+pub use hosts::AllowedHosts;
 pub use state::Limits;
 
 use crate::backend::BackendKind;

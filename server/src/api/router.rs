@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, OriginalUri, Request};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::error::ApiError;
+use super::hosts::AllowedHosts;
 use super::state::AppState;
 use super::{datasets, generate, health, jobs, models, openapi, predict, static_files};
 
@@ -44,6 +45,25 @@ pub fn router(state: Arc<AppState>, dist: &Path) -> Router {
     static_files::with_static_files(app, dist)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(middleware::from_fn_with_state(Arc::new(limits.allowed_hosts), known_hosts_only))
+}
+
+/// Requests for a host name the server does not answer get 421 before anything else runs
+/// (see [`AllowedHosts`]). A request without a `Host` header (HTTP/1.0) comes from no browser.
+async fn known_hosts_only(State(hosts): State<Arc<AllowedHosts>>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).map(|v| v.to_str().unwrap_or("(not text)"));
+    if let Some(host) = host
+        && !hosts.allows(host)
+    {
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this server does not answer for host {host:?}; to reach it under that name, start it with `trm serve --allowed-host NAME`"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 // OriginalUri: inside the nested router, the plain Uri has lost its `/api` prefix.

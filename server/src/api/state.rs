@@ -10,6 +10,7 @@ use trm_shared::wire::ModelInfo;
 use super::batcher::{BatchConfig, BatcherHandle};
 use super::catalog::Catalog;
 use super::engine::ModelSource;
+use super::hosts::AllowedHosts;
 use super::models::ModelRegistry;
 use crate::backend::BackendKind;
 use crate::jobs::JobManager;
@@ -39,6 +40,8 @@ pub struct Limits {
     pub max_concurrent_generate: usize,
     /// Most examples on one dataset page.
     pub max_page: usize,
+    /// The `Host` names answered (421 for others): DNS rebinding stops here.
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl Default for Limits {
@@ -55,6 +58,7 @@ impl Default for Limits {
             max_generate_side: 64,
             max_concurrent_generate: 2,
             max_page: 100,
+            allowed_hosts: AllowedHosts::default(),
         }
     }
 }

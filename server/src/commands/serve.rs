@@ -70,6 +70,12 @@ pub struct ServeArgs {
     /// Default: public/models and the state directory's runs/.
     #[arg(long = "model-root")]
     pub model_roots: Vec<PathBuf>,
+    /// A host name the server answers besides its address's own (repeatable; `*`: any). On a
+    /// loopback address only localhost, 127.0.0.1 and ::1 are answered by default, so that no
+    /// web page can reach the API by pointing its own name at this machine (DNS rebinding);
+    /// on any other address every name is, unless this lists some.
+    #[arg(long = "allowed-host")]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Runs `trm serve` until Ctrl-C or SIGTERM.
@@ -91,7 +97,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         args.model_roots.clone()
     };
-    let config = ServeConfig {
+    let mut config = ServeConfig {
         token,
         state_dir: args.state_dir.clone(),
         model_roots,
@@ -117,6 +123,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener =
             tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("listening on {}", args.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        config.limits.allowed_hosts = api::AllowedHosts::for_bind(addr.ip(), &args.allowed_hosts);
+        if let api::AllowedHosts::Only(names) = &config.limits.allowed_hosts {
+            tracing::info!("answering the hosts {} (--allowed-host adds one)", names.join(", "));
+        }
         for m in &config.models {
             tracing::info!("serving {} ({})", m.name, m.checkpoint.display());
         }

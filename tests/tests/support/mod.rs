@@ -141,9 +141,15 @@ impl Server {
     /// (status, whole response text).
     pub fn raw_get(&self, target: &str) -> (u16, String) {
         let addr = self.base.trim_start_matches("http://");
+        self.raw_get_as(target, addr)
+    }
+
+    /// Sends `GET <target>` with the given `Host` header, answering (status, whole response text).
+    pub fn raw_get_as(&self, target: &str, host: &str) -> (u16, String) {
+        let addr = self.base.trim_start_matches("http://");
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        write!(stream, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        write!(stream, "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).unwrap();
         let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
