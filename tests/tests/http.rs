@@ -591,7 +591,8 @@ fn the_load_generator_reports_batches_and_no_errors() {
     assert_eq!(trm_server::loadtest::served_model_size(&server.base).unwrap(), (30, 30));
 
     // Against a server without a model the run cannot start.
-    let bare = Server::start(config(dir.path()));
+    let other = tempfile::tempdir().unwrap();
+    let bare = Server::start(config(other.path()));
     let err = trm_server::loadtest::run_load(&bare.base, &bodies, 2).unwrap_err();
     assert!(err.to_string().contains("no model loaded"), "{err}");
     let err = trm_server::loadtest::served_model_size(&bare.base).unwrap_err();

@@ -358,3 +358,16 @@ impl IntoBody for (u16, ureq::http::HeaderMap, String) {
         (self.0, self.2)
     }
 }
+
+#[test]
+fn a_second_server_on_the_same_state_dir_refuses_to_start() {
+    use trm_server::jobs::JobManager;
+    use trm_server::train::devices::DeviceSet;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || JobManager::open(dir.path(), BackendKind::Cpu, DeviceSet::default());
+    let first = open().unwrap();
+    let err = open().err().expect("the state directory is in use");
+    assert!(err.to_string().contains("another server is using the state directory"), "{err}");
+    drop(first);
+    open().expect("the lock goes with the first server");
+}

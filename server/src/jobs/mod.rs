@@ -78,6 +78,29 @@ pub struct JobManager {
     runs_dir: PathBuf,
     backend: BackendKind,
     devices: DeviceSet,
+    // Held while the manager lives: a second server on the same state directory would mark
+    // this one's running jobs interrupted and write into its runs.
+    _state_lock: std::fs::File,
+}
+
+/// Takes the state directory's lock file, or says which directory another server holds.
+fn lock_state_dir(state_dir: &Path) -> Result<std::fs::File, JobError> {
+    let path = state_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| JobError::Io(format!("opening {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JobError::Conflict(format!(
+            "another server is using the state directory {} (it holds {}); stop it, or give this one another --state-dir",
+            state_dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(JobError::Io(format!("locking {}: {e}", path.display()))),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,6 +113,7 @@ impl JobManager {
     /// of `backend`, one at a time.
     pub fn open(state_dir: &Path, backend: BackendKind, devices: DeviceSet) -> Result<Arc<JobManager>, JobError> {
         std::fs::create_dir_all(state_dir).map_err(|e| JobError::Io(format!("creating {}: {e}", state_dir.display())))?;
+        let state_lock = lock_state_dir(state_dir)?;
         let mut store = Store::open(&state_dir.join("jobs.sqlite"))?;
         let interrupted = store.interrupt_unfinished()?;
         for &id in &interrupted {
@@ -108,6 +132,7 @@ impl JobManager {
             runs_dir: state_dir.join("runs"),
             backend,
             devices,
+            _state_lock: state_lock,
         }))
     }
 
