@@ -13,7 +13,9 @@ use burn::prelude::*;
 
 use super::params::param_infos;
 
-/// The shadow weights, one flattened tensor per tracked parameter.
+/// The shadow weights, one flattened tensor per tracked parameter. Keep it on a plain
+/// backend (a model's `valid()`): on an autodiff backend every update would chain a graph node
+/// to the previous one, and each step would take longer than the last.
 #[derive(Debug, Clone)]
 pub struct Ema<B: Backend> {
     /// Weight of the old shadow in each update (0.999 in the reference).

@@ -461,7 +461,21 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
     model.h_init = model.h_init.clone().set_require_grad(false);
     model.l_init = model.l_init.clone().set_require_grad(false);
     let skip: HashSet<_> = [model.h_init.id, model.l_init.id].into();
-    let mut ema = (cfg.ema_rate > 0.0).then(|| Ema::new(&model, &skip, cfg.ema_rate));
+    // The average lives on the inner backend: updated on autodiff tensors, each update would
+    // chain a graph node to the previous one and every step would grow slower.
+    let mut ema: Option<Ema<B::InnerBackend>> = None;
+    if cfg.ema_rate > 0.0 {
+        let live = model.valid();
+        let saved = dir.join("model.safetensors");
+        ema = Some(if resume && ckpt.exists() && saved.exists() {
+            // The saved weights are the average at the checkpoint: it goes on from there.
+            let bytes = std::fs::read(&saved).with_context(|| format!("reading {}", saved.display()))?;
+            let averaged = LocalTrm::<B::InnerBackend>::from_safetensors_bytes(arch, &bytes, &saved.display().to_string(), device)?;
+            Ema::resume(&live, &averaged, &skip, cfg.ema_rate).with_context(|| saved.display().to_string())?
+        } else {
+            Ema::new(&live, &skip, cfg.ema_rate)
+        });
+    }
     let mut optim: OptimizerAdaptor<AdamAtan2, LocalTrm<B>, B> =
         OptimizerAdaptor::from(AdamAtan2 { beta1: cfg.beta1, beta2: cfg.beta2, weight_decay: cfg.weight_decay });
     let schedule = LrSchedule { base: cfg.lr, warmup_steps: cfg.lr_warmup_steps, total_steps: cfg.steps, min_ratio: cfg.lr_min_ratio };
@@ -555,7 +569,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
         let lr = schedule.lr(step + 1);
         model = optim.step(lr, model, grads.grads());
         if let Some(e) = ema.as_mut() {
-            e.update(&model);
+            e.update(&model.valid());
         }
         step += 1;
 
@@ -605,7 +619,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
         }
         // The saved and evaluated weights: the EMA's when there is one.
         let eval_model = || match &ema {
-            Some(e) => e.apply(model.clone()).valid(),
+            Some(e) => e.apply(model.valid()),
             None => model.valid(),
         };
         if step % cfg.checkpoint_interval == 0 || step == last {
@@ -727,6 +741,30 @@ mod tests {
             .err()
             .expect("a hidden size 8 model cannot start a hidden size 16 run");
         assert!(format!("{err:#}").contains("model.safetensors"), "{err:#}");
+    }
+
+    #[test]
+    fn a_resumed_run_goes_on_from_the_saved_average() {
+        let mut cfg = tiny_config();
+        (cfg.ema_rate, cfg.lr_warmup_steps) = (0.999, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let run = |max_steps| {
+            let opts = LocalRunOptions { workers: 1, resume: true, max_steps: Some(max_steps), ..Default::default() };
+            train_local::<crate::train::CpuTrain>(&cfg, dir.path(), &opts, &Default::default()).unwrap();
+        };
+        let device = Default::default();
+        let embeddings = |file: &str| {
+            let bytes = std::fs::read(dir.path().join(file)).unwrap();
+            LocalTrm::<burn::backend::Flex>::from_safetensors_bytes(&cfg.arch, &bytes, file, &device).unwrap().embed_tokens.val()
+        };
+        run(3);
+        let (average, live) = (embeddings("model.safetensors"), embeddings("checkpoint.safetensors"));
+        run(6);
+        // At rate 0.999 three more steps barely move the average; an average started again
+        // from the live weights would sit by them.
+        let moved = (embeddings("model.safetensors") - average.clone()).abs().max().into_scalar();
+        let apart = (live - average).abs().max().into_scalar();
+        assert!(moved < 0.1 * apart, "the average moved {moved}, the live weights are {apart} from it");
     }
 
     #[test]
