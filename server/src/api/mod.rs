@@ -108,7 +108,8 @@ pub async fn serve(
     }
     let (state_dir, kind, devices) = (config.state_dir.clone(), backend_kind, config.train_devices.clone());
     let jobs = tokio::task::spawn_blocking(move || JobManager::open(&state_dir, kind, devices)).await??;
-    let model_roots: Vec<PathBuf> = config.model_roots.iter().filter_map(|r| r.canonicalize().ok()).collect();
+    // Absolute now (the working directory could change); resolved at each request.
+    let model_roots: Vec<PathBuf> = config.model_roots.iter().map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone())).collect();
     let state = Arc::new(AppState {
         backend,
         backend_kind,

@@ -2,7 +2,7 @@
 //! `POST /api/models` (checkpoints already on the server, under the configured model roots).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -27,6 +27,30 @@ const EXPECTED: &str = r#"{"name": "...", "checkpoint": "<path under a model roo
 #[derive(Default)]
 pub struct ModelRegistry {
     models: RwLock<Vec<Arc<LoadedModel>>>,
+    // Names of the models being loaded: they hold their names and count against the cap, so
+    // that concurrent registrations cannot load more than MAX_MODELS models at once.
+    loading: Mutex<Vec<String>>,
+}
+
+/// A slot held while a model loads ([`ModelRegistry::reserve`]); dropped, it frees the slot.
+pub struct Reservation<'a> {
+    registry: &'a ModelRegistry,
+    name: String,
+}
+
+impl Reservation<'_> {
+    /// Serves the loaded model in the reserved slot.
+    pub fn insert(self, model: LoadedModel) {
+        let mut models = self.registry.models.write().unwrap_or_else(PoisonError::into_inner);
+        models.push(Arc::new(model));
+        // The name moves from loading to served under the models lock (dropping `self`).
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.registry.loading_names().retain(|n| *n != self.name);
+    }
 }
 
 impl ModelRegistry {
@@ -60,22 +84,42 @@ impl ModelRegistry {
     /// Adds a model, unless its name is taken or the registry is full.
     pub fn insert(&self, model: LoadedModel) -> Result<(), ApiError> {
         let mut models = self.models.write().unwrap_or_else(PoisonError::into_inner);
-        check_free(&models, &model.info.name)?;
+        check_free(&models, &self.loading_names(), &model.info.name)?;
         models.push(Arc::new(model));
         Ok(())
+    }
+
+    /// Holds a slot and the name `name` for a model about to be loaded, unless the name is
+    /// taken or every slot is (served or loading): the cap is checked before any loading.
+    pub fn reserve(&self, name: &str) -> Result<Reservation<'_>, ApiError> {
+        let models = self.read();
+        let mut loading = self.loading_names();
+        check_free(&models, &loading, name)?;
+        loading.push(name.to_string());
+        Ok(Reservation { registry: self, name: name.to_string() })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<LoadedModel>>> {
         self.models.read().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn loading_names(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.loading.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
-fn check_free(models: &[Arc<LoadedModel>], name: &str) -> Result<(), ApiError> {
+fn check_free(models: &[Arc<LoadedModel>], loading: &[String], name: &str) -> Result<(), ApiError> {
     if models.iter().any(|m| m.info.name == name) {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("a model named {name:?} is already served")));
     }
-    if models.len() >= MAX_MODELS {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("{MAX_MODELS} models are served already, the most this server holds")));
+    if loading.iter().any(|n| n == name) {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("a model named {name:?} is being loaded")));
+    }
+    if models.len() + loading.len() >= MAX_MODELS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{MAX_MODELS} models are served or being loaded already, the most this server holds"),
+        ));
     }
     Ok(())
 }
@@ -101,7 +145,6 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<ModelInfo>), ApiError> {
     let request: RegisterModelRequest = require_json(body, EXPECTED)?;
     check_name(&request.name)?;
-    check_free(&state.models.read(), &request.name)?;
     let source = ModelSource {
         name: request.name.clone(),
         checkpoint: resolve_under_roots(&request.checkpoint, &state.model_roots, "checkpoint")?,
@@ -123,6 +166,7 @@ pub async fn register(
 
 /// Loads `source` on its own worker thread and adds it to the registry.
 pub async fn load_and_insert(state: &AppState, source: ModelSource) -> Result<ModelInfo, ApiError> {
+    let slot = state.models.reserve(&source.name)?;
     let (backend, batch) = (state.backend_kind, state.batch.clone());
     let loading = source.clone();
     let engine = tokio::task::spawn_blocking(move || engine::start(loading, backend, batch))
@@ -130,7 +174,7 @@ pub async fn load_and_insert(state: &AppState, source: ModelSource) -> Result<Mo
         .map_err(|e| ApiError::internal(format!("loading the model: {e}")))?
         .map_err(ApiError::from)?;
     let info = engine.info.clone();
-    state.models.insert(LoadedModel { info: engine.info, source, batcher: engine.batcher })?;
+    slot.insert(LoadedModel { info: engine.info, source, batcher: engine.batcher });
     Ok(info)
 }
 
@@ -178,6 +222,9 @@ pub fn resolve_under_roots(path: &str, roots: &[PathBuf], what: &str) -> Result<
             "this server has no model roots, so no files can be named (start it with --model-root DIR)",
         ));
     }
+    // Resolved at each request: a root that did not exist when the server started (a fresh
+    // runs/ directory) counts once it does.
+    let roots: Vec<PathBuf> = roots.iter().filter_map(|r| r.canonicalize().ok()).collect();
     let given = Path::new(path);
     let candidates: Vec<PathBuf> =
         if given.is_absolute() { vec![given.to_path_buf()] } else { roots.iter().map(|r| r.join(given)).collect() };
@@ -187,7 +234,7 @@ pub fn resolve_under_roots(path: &str, roots: &[PathBuf], what: &str) -> Result<
     if !roots.iter().any(|root| canonical.starts_with(root)) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("{what} {path:?} is outside the model roots ({})", display_roots(roots)),
+            format!("{what} {path:?} is outside the model roots ({})", display_roots(&roots)),
         ));
     }
     if !canonical.is_file() {
@@ -223,6 +270,14 @@ mod tests {
         assert_eq!(resolve_under_roots("a", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(resolve_under_roots("nope", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(resolve_under_roots("a/m.safetensors", &[], "x").unwrap_err().status, StatusCode::FORBIDDEN);
+        // A root made after the start (a fresh runs/ directory) counts once it exists.
+        let later = dir.path().join("later");
+        let roots = vec![root.canonicalize().unwrap(), later.clone()];
+        assert_eq!(resolve_under_roots("job-1/m.safetensors", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
+        std::fs::create_dir_all(later.join("job-1")).unwrap();
+        std::fs::write(later.join("job-1/m.safetensors"), b"x").unwrap();
+        let found = resolve_under_roots("job-1/m.safetensors", &roots, "x").unwrap();
+        assert_eq!(found, later.canonicalize().unwrap().join("job-1/m.safetensors"));
     }
 
     #[test]
@@ -239,6 +294,21 @@ mod tests {
         let names: Vec<String> = committed_models(dir.path(), "default").unwrap().into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["default", "a-model", "b-model"]);
         assert!(committed_models(&dir.path().join("none"), "default").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_cap_counts_models_being_loaded() {
+        let registry = ModelRegistry::default();
+        let slots: Vec<_> = (0..MAX_MODELS).map(|i| registry.reserve(&format!("m{i}")).unwrap()).collect();
+        let full = registry.reserve("one-more").err().expect("every slot is taken");
+        assert_eq!(full.status, StatusCode::CONFLICT);
+        assert!(full.message.contains("being loaded"), "{}", full.message);
+        drop(slots);
+        let slot = registry.reserve("m0").unwrap();
+        let taken = registry.reserve("m0").err().expect("the name is held while it loads");
+        assert!(taken.message.contains("is being loaded"), "{}", taken.message);
+        drop(slot);
+        assert!(registry.reserve("m0").is_ok());
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub struct AppState {
     pub batch: BatchConfig,
     /// The models: the one the server started with, then the registered ones.
     pub models: ModelRegistry,
-    /// Where `POST /api/models` and eval jobs may read checkpoints (canonical paths).
+    /// Where `POST /api/models` and eval jobs may read checkpoints (absolute; resolved per request).
     pub model_roots: Vec<PathBuf>,
     /// Evaluations and training runs.
     pub jobs: Arc<JobManager>,
