@@ -6,7 +6,8 @@
 #
 #   1. configs/maze-any-size-cpu.toml from random weights, stopped at step 3600 of its
 #      5000-step schedule (as the committed weights were);
-#   2. configs/maze-any-size-cpu-stage2.toml from stage 1's weights (`trm train --init`);
+#   2. configs/maze-any-size-cpu-stage2.toml from stage 1's weights (`trm train --init`),
+#      stopped at step 2000 of its 4000 (as the committed weights were);
 #
 # then `trm eval` on the 1000 Maze-Hard test mazes (../shared/data or data/, made by
 # `trm prepare-dataset` when missing). See the README for the times.
@@ -31,7 +32,7 @@ trap 'rm -rf "$work"' EXIT
 start=$(date +%s)
 "$trm" train --config "$stage1" --out "$work/stage1" --devices "$devices" --max-steps 3600
 first=$(find "$work/stage1" -mindepth 1 -maxdepth 1 -type d | head -n 1)
-"$trm" train --config "$config" --out "$work/runs" --devices "$devices" --init "$first/model.safetensors"
+"$trm" train --config "$config" --out "$work/runs" --devices "$devices" --init "$first/model.safetensors" --max-steps 2000
 run=$(find "$work/runs" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 echo "trained in $(( $(date +%s) - start )) s: $run/model.safetensors"
 
@@ -49,6 +50,8 @@ mkdir -p "$out"
 # Each file lands whole or not at all (rename within one directory).
 put() { cp "$1" "$out/.$2.tmp" && mv "$out/.$2.tmp" "$out/$2"; }
 put "$run/model.safetensors" model.safetensors
+"$trm" runs plot "$first" && put "$first/curves.svg" curves-stage1.svg
+"$trm" runs plot "$run" && put "$run/curves.svg" curves.svg
 put "$config" config.toml
 put "$first/metrics.jsonl" training-log-stage1.jsonl
 put "$run/metrics.jsonl" training-log.jsonl
