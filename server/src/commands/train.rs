@@ -136,10 +136,8 @@ fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> any
     let summary = match args.backend {
         BackendKind::Cpu => train_local::<crate::train::CpuTrain>(&cfg, &dir, &opts, &Default::default())?,
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            trm_server::gpu::cuda_device_count().map_err(|e| anyhow::anyhow!("--backend cuda: {e}"))?;
-            train_local::<burn::backend::Autodiff<burn::backend::Cuda>>(&cfg, &dir, &opts, &Default::default())?
-        }
+        // check_devices above has already probed the driver.
+        BackendKind::Cuda => train_local::<burn::backend::Autodiff<burn::backend::Cuda>>(&cfg, &dir, &opts, &Default::default())?,
         other => bail!("the size-general model trains on --backend cpu{} for now, not {other:?}", if cfg!(feature = "cuda") { " or cuda" } else { "" }),
     };
     eprintln!(
