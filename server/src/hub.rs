@@ -187,34 +187,49 @@ impl Hub {
         // The first answer carries the commit and the file's etag; for large (LFS) files it
         // is a redirect to a storage host whose answer does not, so redirects are followed
         // by hand.
-        let first = self.get(&url, 0, true)?;
+        let first = self.get(&url, true)?;
         let header = |name: &str| first.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let commit = header("x-repo-commit").filter(|c| is_safe_name(c)).unwrap_or_else(|| repo.revision.clone());
         let etag =
             header("x-linked-etag").or_else(|| header("etag")).map(|e| clean_etag(&e)).filter(|e| is_safe_name(e));
-        let response = if first.status().is_redirection() {
-            let location = header("location").ok_or_else(|| HubError::Transfer {
-                url: url.clone(),
-                message: "redirect without a Location".into(),
-            })?;
-            let target = resolve_location(&url, &location);
-            self.get(&target, 10, false)?
-        } else {
-            first
-        };
+        // Each hop is checked: a redirect may lead only to the endpoint's host or the hub's
+        // storage hosts, never to a host a compromised mirror or proxy names.
+        let mut response = first;
+        let mut at = url.clone();
+        for hop in 0.. {
+            if !response.status().is_redirection() {
+                break;
+            }
+            if hop == MAX_REDIRECTS {
+                return Err(HubError::Transfer { url: url.clone(), message: format!("more than {MAX_REDIRECTS} redirects") });
+            }
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| HubError::Transfer { url: at.clone(), message: "redirect without a Location".into() })?;
+            let target = resolve_location(&at, location);
+            if !redirect_allowed(&self.endpoint, &target) {
+                return Err(HubError::Transfer {
+                    url: at,
+                    message: format!("redirected to {target}, which is neither the hub ({}) nor its storage; refusing", self.endpoint),
+                });
+            }
+            response = self.get(&target, false)?;
+            at = target;
+        }
         self.store(repo, file, &url, response, &commit, etag.as_deref())
     }
 
-    /// One GET; `max_redirects` 0 returns a redirect as is.
+    /// One GET; a redirect is returned as is (the caller checks where it leads).
     fn get(
         &self,
         url: &str,
-        max_redirects: u32,
         with_token: bool,
     ) -> Result<ureq::http::Response<ureq::Body>, HubError> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .max_redirects(max_redirects)
+            .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(20)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .user_agent(concat!("trm/", env!("CARGO_PKG_VERSION")))
@@ -264,6 +279,12 @@ impl Hub {
         };
         fs::create_dir_all(&blobs).map_err(cache_err(&blobs))?;
         let length = response.body().content_length();
+        if let Some(length) = length.filter(|&l| l > MAX_DOWNLOAD_BYTES) {
+            return Err(HubError::Transfer {
+                url: url.into(),
+                message: format!("the file is {length} bytes; downloads are capped at {MAX_DOWNLOAD_BYTES}"),
+            });
+        }
         let bar = progress_bar(length, file);
         let partial = blobs.join(format!(".{}.incomplete-{}", etag.unwrap_or("download"), std::process::id()));
         let result = (|| {
@@ -279,9 +300,15 @@ impl Hub {
                 if n == 0 {
                     break;
                 }
+                total += n as u64;
+                if total > MAX_DOWNLOAD_BYTES {
+                    return Err(HubError::Transfer {
+                        url: url.into(),
+                        message: format!("more than {MAX_DOWNLOAD_BYTES} bytes sent; downloads are capped there"),
+                    });
+                }
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n]).map_err(cache_err(&partial))?;
-                total += n as u64;
                 bar.set_position(total);
             }
             if let Some(expected) = length.filter(|&l| l != total) {
@@ -311,6 +338,7 @@ impl Hub {
         };
         let blob = blobs.join(&blob_name);
         fs::rename(&partial, &blob).map_err(cache_err(&blob))?;
+        trm_shared::atomic::sync_dir(&blobs).map_err(cache_err(&blobs))?;
 
         let snapshot = root.join("snapshots").join(commit).join(file);
         let snapshot_dir = snapshot.parent().expect("a snapshot file has a folder");
@@ -323,7 +351,7 @@ impl Hub {
             if let Some(parent) = ref_path.parent() {
                 fs::create_dir_all(parent).map_err(cache_err(parent))?;
             }
-            fs::write(&ref_path, commit).map_err(cache_err(&ref_path))?;
+            trm_shared::atomic::write_file(&ref_path, commit.as_bytes()).map_err(cache_err(&ref_path))?;
         }
         tracing::info!("saved {file} to {}", snapshot.display());
         Ok(snapshot)
@@ -395,6 +423,29 @@ fn is_safe_name(s: &str) -> bool {
         && s != ".."
 }
 
+/// Redirects followed at most, each one checked by [`redirect_allowed`].
+const MAX_REDIRECTS: usize = 5;
+/// Largest file downloaded (the reference checkpoints and datasets are far smaller).
+pub const MAX_DOWNLOAD_BYTES: u64 = 4 << 30;
+
+/// The host of a URL (lowercase, without port or credentials), if it has one.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.starts_with('[') { host.split_inclusive(']').next()? } else { host.split(':').next()? };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Whether a redirect from the hub may go to `target`: the endpoint's own host or one under
+/// it, or the public hub's storage (under huggingface.co or hf.co, where LFS files live).
+fn redirect_allowed(endpoint: &str, target: &str) -> bool {
+    let (Some(home), Some(host)) = (url_host(endpoint), url_host(target)) else { return false };
+    let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    let secure_enough = target.starts_with("https://") || endpoint.starts_with("http://");
+    secure_enough && (under(&home) || under("huggingface.co") || under("hf.co"))
+}
+
 /// Resolves a redirect's Location against the URL that answered with it.
 fn resolve_location(url: &str, location: &str) -> String {
     if location.contains("://") {
@@ -433,6 +484,25 @@ mod tests {
         assert_eq!(h.file_url(&Repo::model("o/m"), "w.pt"), "https://hf.example/o/m/resolve/main/w.pt");
         assert_eq!(Repo::dataset("a/b").cache_folder(), "datasets--a--b");
         assert_eq!(Repo::model("a/b").cache_folder(), "models--a--b");
+    }
+
+    #[test]
+    fn redirects_stay_on_the_hub_and_its_storage() {
+        let hub = "https://huggingface.co";
+        assert!(redirect_allowed(hub, "https://cdn-lfs.huggingface.co/repos/x"));
+        assert!(redirect_allowed(hub, "https://cas-bridge.xethub.hf.co/x?sig=1"));
+        assert!(redirect_allowed(hub, "https://huggingface.co/api/resolve-cache/x"));
+        assert!(!redirect_allowed(hub, "https://evil.example/x"));
+        assert!(!redirect_allowed(hub, "https://huggingface.co.evil.example/x"));
+        assert!(!redirect_allowed(hub, "https://evil.example/huggingface.co"));
+        assert!(!redirect_allowed(hub, "https://user@evil.example/x"), "credentials do not hide the host");
+        assert!(!redirect_allowed(hub, "http://cdn-lfs.huggingface.co/x"), "no step down to plain HTTP");
+        assert!(!redirect_allowed(hub, "file:///etc/passwd"));
+        let mirror = "http://127.0.0.1:8080";
+        assert!(redirect_allowed(mirror, "http://127.0.0.1:9000/blob"));
+        assert!(!redirect_allowed(mirror, "http://10.0.0.1/blob"));
+        assert_eq!(url_host("https://a:b@Host.Example:443/p").as_deref(), Some("host.example"));
+        assert_eq!(url_host("http://[::1]:80/p").as_deref(), Some("[::1]"));
     }
 
     #[test]

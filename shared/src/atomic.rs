@@ -29,7 +29,8 @@ pub fn write_file_with(path: &Path, fill: impl FnOnce(&mut io::BufWriter<fs::Fil
         fill(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        sync_parent(path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -53,13 +54,33 @@ pub fn write_dir<E: From<io::Error>>(dest: &Path, fill: impl FnOnce(&Path) -> Re
         if dest.is_dir() {
             fs::remove_dir(dest)?;
         }
+        sync_dir(&tmp)?;
         fs::rename(&tmp, dest)?;
+        sync_parent(dest)?;
         Ok(())
     });
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// Flushes a directory's entries to disk: after a rename, the new name survives a power
+/// loss only once its directory is synced (a no-op where directories cannot be opened).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// [`sync_dir`] of the directory holding `path`.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
+        _ => sync_dir(Path::new(".")),
+    }
 }
 
 /// Errors unless `dest` is absent or an empty directory.

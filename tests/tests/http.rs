@@ -3,7 +3,7 @@
 mod support;
 
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Server, committed_models, config, shared_data, tiny_model};
@@ -450,6 +450,53 @@ fn bad_predict_input_is_a_4xx_naming_the_problem() {
 
     // The server is still fine afterwards.
     assert_eq!(predict(json!({ "mazes": [maze] })).0, 200);
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_connections_are_capped() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits = Limits { max_connections: 2, header_read_timeout: Duration::from_secs(1), ..Limits::default() };
+    let server = Server::start(cfg);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // Two clients take every place and send their headers too slowly to finish.
+    let slow: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /api/health HTTP/1.1\r\nHo").unwrap();
+            s
+        })
+        .collect();
+    let slow_sent = Instant::now();
+    std::thread::sleep(Duration::from_millis(200));
+    // A third waits for a place: it is answered only after the slow ones are cut off.
+    let third = std::thread::spawn({
+        let server_base = server.base.clone();
+        move || {
+            let (status, _) = support::raw_get_at(&server_base, "/api/health", None);
+            (status, Instant::now())
+        }
+    });
+    for mut s in slow {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut rest = Vec::new();
+        // The server closes the connection (with a 408 or nothing at all), it does not wait forever.
+        s.read_to_end(&mut rest).unwrap();
+    }
+    let (status, answered_at) = third.join().unwrap();
+    assert_eq!(status, 200);
+    // No place frees before the header timeout cuts a slow client off.
+    let waited = answered_at.duration_since(slow_sent);
+    assert!(waited >= Duration::from_millis(900), "the third client was served after {waited:?}, with every place taken");
+    // An idle kept-alive connection is closed after the same timeout.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    write!(idle, "GET /api/health HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut all = Vec::new();
+    idle.read_to_end(&mut all).unwrap();
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    assert_eq!(server.get("/api/health").0, 200);
 }
 
 #[test]

@@ -137,6 +137,16 @@ fn an_eval_job_runs_to_the_eval_metrics_with_its_events() {
     let progress: Vec<&Value> = events.iter().filter(|(n, _)| n == "progress").map(|(_, d)| d).collect();
     assert_eq!(progress.last().unwrap(), &&json!({ "done": 8, "total": 8, "unit": "mazes" }));
     let (_, result) = events.iter().find(|(n, _)| n == "result").expect("a result event");
+    // A client that reconnects with Last-Event-ID gets only what followed.
+    let path = format!("/api/jobs/{}/events", submitted.id);
+    let all = server.events_after(&path, None);
+    let ids: Vec<u64> = all.iter().map(|e| e.0).collect();
+    assert_eq!(ids, (1..=events.len() as u64).collect::<Vec<_>>(), "ids are the events' seq");
+    let before_last = ids[ids.len() - 2].to_string();
+    assert_eq!(server.events_after(&path, Some(&before_last)), all[all.len() - 1..].to_vec());
+    assert!(server.events_after(&path, Some(&ids.last().unwrap().to_string())).is_empty(), "ends at once, all seen");
+    let bad = ureq::get(format!("{}{path}", server.base)).header("last-event-id", "seven").config().http_status_as_error(false).build().call().unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
 
     let info = job(&server, submitted.id);
     assert_eq!(info.status, JobStatus::Succeeded);
@@ -269,6 +279,48 @@ fn job_records_survive_a_restart_and_running_jobs_end_interrupted() {
     assert!(events.iter().any(|(n, _)| n == "progress"));
     let listed: Value = serde_json::from_str(&server.get("/api/jobs").1).unwrap();
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn event_streams_are_capped_and_free_their_place_when_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = jobs_config(dir.path());
+    cfg.limits.max_event_streams = 1;
+    let server = Server::start(cfg);
+    let training = submit(&server, "/api/train", &long_training());
+    let path = format!("/api/jobs/{}/events", training.id);
+    let held = server.open_stream(&path);
+    assert_eq!(held.status().as_u16(), 200);
+    let (status, _, text) = server.call("GET", &path, None, None);
+    assert_error((status, text), 503, "1 event streams are open");
+    // Other endpoints still answer.
+    assert_eq!(job(&server, training.id).id, training.id);
+    drop(held);
+    let start = Instant::now();
+    let mut again = server.open_stream(&path);
+    while again.status().as_u16() == 503 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+        again = server.open_stream(&path);
+    }
+    assert_eq!(again.status().as_u16(), 200, "the closed stream's place is free again");
+    drop(again);
+    server.stop().unwrap();
+}
+
+#[test]
+fn training_configs_beyond_the_servers_memory_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = jobs_config(dir.path());
+    cfg.limits.max_train_step_bytes = 16 << 20;
+    let server = Server::start(cfg);
+    let huge = long_training().replace("global_batch_size = 4", "global_batch_size = 16").replace("hidden_size = 16", "hidden_size = 1024");
+    let (status, _, text) = server.call("POST", "/api/train", Some(TOKEN), Some(&huge));
+    assert_error((status, text), 422, "lower global_batch_size");
+    assert_eq!(server.get("/api/jobs"), (200, r#"{"jobs":[]}"#.to_string()), "nothing started");
+    // The small one fits.
+    let small = submit(&server, "/api/train", &long_training());
+    assert_eq!(small.kind, JobKind::Train);
+    server.stop().unwrap();
 }
 
 #[test]

@@ -24,6 +24,7 @@ use super::body::require_json;
 use super::error::ApiError;
 use super::models::resolve_under_roots;
 use super::state::AppState;
+use crate::backend::BackendKind;
 use crate::eval::EvalSpec;
 use crate::jobs::{JobError, JobManager, LiveEvent};
 use crate::train::config::TrainConfig;
@@ -128,10 +129,42 @@ pub async fn submit_train(
     if request.max_steps == Some(0) {
         return Err(ApiError::unprocessable("max_steps must be at least 1"));
     }
+    if state.backend_kind == BackendKind::Cpu {
+        check_step_memory(&cfg, state.limits.max_train_step_bytes)?;
+    }
     let record = serde_json::json!({ "config": cfg, "max_steps": request.max_steps });
     let jobs = state.jobs.clone();
     let max_steps = request.max_steps;
     Ok(accepted(blocking(move || jobs.submit_train(record, cfg, max_steps)).await?))
+}
+
+/// Refuses a config whose training step could not fit in the server's memory.
+fn check_step_memory(cfg: &TrainConfig, max: u64) -> Result<(), ApiError> {
+    let seq_len = match (&cfg.data.dir, cfg.data.size) {
+        (Some(dir), _) => {
+            let meta = dir.join("train").join("dataset.json");
+            let text = std::fs::read(&meta)
+                .ok()
+                .filter(|t| t.len() < 1 << 20)
+                .ok_or_else(|| ApiError::unprocessable(format!("data.dir has no readable {}", meta.display())))?;
+            serde_json::from_slice::<trm_shared::dataset::DatasetMetadata>(&text)
+                .map_err(|e| ApiError::unprocessable(format!("{}: {e}", meta.display())))?
+                .seq_len
+        }
+        (None, Some(size)) => size.saturating_mul(size),
+        (None, None) => return Ok(()),
+    };
+    let need = cfg.step_memory_estimate(seq_len);
+    if need > u128::from(max) {
+        let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+        return Err(ApiError::unprocessable(format!(
+            "a training step of this config needs about {:.1} GiB (global_batch_size {} x {seq_len} tokens); this server allows {:.1} GiB: lower global_batch_size or the model's size",
+            gib(need),
+            cfg.global_batch_size,
+            gib(u128::from(max))
+        )));
+    }
+    Ok(())
 }
 
 /// A training config's dataset must be one the server shows (under a data root).
@@ -194,37 +227,67 @@ pub async fn resume(
     Ok(accepted(blocking(move || jobs.resume(id)).await?))
 }
 
-/// `GET /api/jobs/{id}/events`: the job's events as server-sent events, from the first
-/// (`status`, `progress`, `metrics`, `result`, `error`, `cancel_requested`; data is JSON, the
-/// SSE id the event's `seq`), live while it runs; the stream ends after its final status.
+/// `GET /api/jobs/{id}/events`: the job's events as server-sent events, from the first (or
+/// after the `Last-Event-ID` header's), (`status`, `progress`, `metrics`, `result`, `error`,
+/// `cancel_requested`; data is JSON, the SSE id the event's `seq`), live while it runs; the
+/// stream ends after its final status, or after the server's stream lifetime (the client
+/// reconnects with `Last-Event-ID`, as browsers' `EventSource` does). At most
+/// `max_event_streams` are open at once (503 beyond).
 #[utoipa::path(get, path = "/api/jobs/{id}/events", tag = "jobs", params(("id" = i64, Path, description = "job id")),
     responses((status = 200, description = "text/event-stream of JobEvent data", content_type = "text/event-stream", body = JobEvent),
-        (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn events(
     State(state): State<Arc<AppState>>,
     id: Result<Path<i64>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let id = job_id(id)?;
+    let after = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+            ApiError::bad_request("Last-Event-ID must be the number of an event (the `id` of the last one received)")
+        })?,
+    };
+    let permit = state.event_stream_permits.clone().try_acquire_owned().map_err(|_| {
+        ApiError::unavailable(format!("{} event streams are open, the most this server allows; try again later", state.limits.max_event_streams))
+    })?;
     // Subscribed before reading the log, so that no event falls between the two.
     let live = state.jobs.subscribe();
     let jobs = state.jobs.clone();
-    let backlog = blocking(move || {
-        jobs.get(id)?;
-        jobs.events_after(id, 0)
-    })
-    .await?;
-    let follow = Follow { jobs: state.jobs.clone(), id, live, queue: backlog.into(), last: 0, done: false };
+    let job = blocking(move || jobs.get(id)).await?;
+    let follow = Follow {
+        jobs: state.jobs.clone(),
+        id,
+        live,
+        queue: VecDeque::new(),
+        last: after,
+        caught_up: false,
+        // Events after `after` replay every later status change; without any, the job's
+        // status now says whether it is over.
+        final_seen: job.status.is_final(),
+        deadline: tokio::time::Instant::now() + state.limits.event_stream_lifetime,
+        _permit: permit,
+    };
     Ok(Sse::new(stream::unfold(follow, Follow::next)).keep_alive(KeepAlive::default()))
 }
 
-/// The state of one SSE stream.
+/// Events read from the log at a time.
+const EVENT_PAGE: usize = 256;
+
+/// The state of one SSE stream: pages of the log until it is caught up, then live events.
 struct Follow {
     jobs: Arc<JobManager>,
     id: i64,
     live: broadcast::Receiver<LiveEvent>,
     queue: VecDeque<JobEvent>,
+    /// The last event sent.
     last: u64,
-    done: bool,
+    /// Whether the log holds nothing after `last` that was not queued.
+    caught_up: bool,
+    /// Whether the last status sent (or the job's status at the start) is final.
+    final_seen: bool,
+    deadline: tokio::time::Instant,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Follow {
@@ -235,24 +298,34 @@ impl Follow {
                     continue;
                 }
                 self.last = event.seq;
-                // A resumed job has a final status in its log before the new run's events.
-                self.done = is_final_status(&event) && !self.queue.iter().any(|e| e.kind == "status");
+                if event.kind == "status" {
+                    // A resumed job has a final status in its log before the new run's events.
+                    self.final_seen = is_final_status(&event);
+                }
                 return Some((Ok(sse_event(&event)), self));
             }
-            if self.done {
+            if !self.caught_up {
+                let (jobs, id, last) = (self.jobs.clone(), self.id, self.last);
+                let page = match tokio::task::spawn_blocking(move || jobs.events_after(id, last, EVENT_PAGE)).await {
+                    Ok(Ok(page)) => page,
+                    _ => return None,
+                };
+                self.caught_up = page.len() < EVENT_PAGE;
+                self.queue.extend(page);
+                continue;
+            }
+            if self.final_seen {
                 return None;
             }
-            match self.live.recv().await {
+            let received = tokio::select! {
+                received = self.live.recv() => received,
+                () = tokio::time::sleep_until(self.deadline) => return None,
+            };
+            match received {
                 Ok((id, event)) if id == self.id => self.queue.push_back(event),
                 Ok(_) => {}
                 // Fell behind: what was missed is in the log.
-                Err(RecvError::Lagged(_)) => {
-                    let (jobs, id, last) = (self.jobs.clone(), self.id, self.last);
-                    match tokio::task::spawn_blocking(move || jobs.events_after(id, last)).await {
-                        Ok(Ok(events)) => self.queue.extend(events),
-                        _ => return None,
-                    }
-                }
+                Err(RecvError::Lagged(_)) => self.caught_up = false,
                 Err(RecvError::Closed) => return None,
             }
         }

@@ -1,5 +1,6 @@
 //! The HTTP server of `trm serve`: the API over the model and the datasets, and the web app.
 //!
+//! - [`connections`]: the accept loop (connection cap, header-read timeout).
 //! - [`router`]: routes and safety layers (body limit, timeout, [`hosts`]); [`openapi`]: the document.
 //! - [`state`]: what handlers share, and the request [`Limits`]; [`auth`]: the bearer token.
 //! - [`batcher`] and [`engine`]: dynamic batching on a thread that owns a model.
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod batcher;
 pub mod body;
 pub mod catalog;
+pub mod connections;
 pub mod datasets;
 pub mod engine;
 pub mod error;
@@ -122,6 +124,7 @@ pub async fn serve(
         catalog: Arc::new(catalog::Catalog::new(config.data_dirs.clone())),
         limits: config.limits.clone(),
         generate_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_generate.max(1))),
+        event_stream_permits: Arc::new(Semaphore::new(config.limits.max_event_streams.max(1))),
     });
     reload_registered_models(&state).await;
     let app = router::router(state, &config.dist);
@@ -132,7 +135,7 @@ pub async fn serve(
         shutdown.await;
         stopping_jobs.begin_shutdown();
     };
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    connections::serve_connections(listener, app, &config.limits, shutdown).await?;
     jobs.begin_shutdown();
     tokio::task::spawn_blocking(move || jobs.join_all()).await?;
     // The router and its state are gone now; model threads end once their queues close.

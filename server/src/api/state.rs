@@ -42,6 +42,18 @@ pub struct Limits {
     pub max_page: usize,
     /// The `Host` names answered (421 for others): DNS rebinding stops here.
     pub allowed_hosts: AllowedHosts,
+    /// Connections served at once; further clients wait in the listen queue.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, and the longest an idle kept-alive
+    /// connection stays open (the connection is closed after it).
+    pub header_read_timeout: Duration,
+    /// Event streams (`GET /api/jobs/{id}/events`) open at once (503 beyond).
+    pub max_event_streams: usize,
+    /// Longest an event stream stays open; the client reconnects with `Last-Event-ID`.
+    pub event_stream_lifetime: Duration,
+    /// Most memory a training job's step may need on the CPU backend (its estimate, see
+    /// `TrainConfig::step_memory_estimate`); a config beyond it is refused with 422.
+    pub max_train_step_bytes: u64,
 }
 
 impl Default for Limits {
@@ -59,8 +71,22 @@ impl Default for Limits {
             max_concurrent_generate: 2,
             max_page: 100,
             allowed_hosts: AllowedHosts::default(),
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(20),
+            max_event_streams: 64,
+            event_stream_lifetime: Duration::from_secs(3600),
+            max_train_step_bytes: default_train_step_bytes(),
         }
     }
+}
+
+/// Half of the machine's memory (`MemTotal` in `/proc/meminfo`), or 8 GiB where that cannot
+/// be read.
+fn default_train_step_bytes() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    total_kib.map_or(8 << 30, |kib| kib.saturating_mul(1024) / 2)
 }
 
 /// A predict request beyond one of the [`Limits`] (answered 422, see `super::error`).
@@ -148,6 +174,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Permits for concurrent maze generation.
     pub generate_permits: Arc<Semaphore>,
+    /// One permit per open event stream ([`Limits::max_event_streams`]).
+    pub event_stream_permits: Arc<Semaphore>,
 }
 
 impl AppState {

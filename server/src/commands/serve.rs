@@ -59,6 +59,13 @@ pub struct ServeArgs {
     /// Seconds before a request is answered 408.
     #[arg(long, default_value_t = 120)]
     pub request_timeout_secs: u64,
+    /// Connections served at once; more clients wait in the listen queue.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers; idle kept-alive connections are
+    /// closed after as long.
+    #[arg(long, default_value_t = 20)]
+    pub header_read_timeout_secs: u64,
     /// Bearer token of the endpoints that start work (train, eval, model registration,
     /// cancel). Default: a random one, printed at start.
     #[arg(long, env = "TRM_TOKEN", hide_env_values = true)]
@@ -115,6 +122,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits: Limits {
             max_mazes_per_request: args.max_mazes_per_request.max(1),
             request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+            max_connections: args.max_connections.max(1),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
             ..Limits::default()
         },
     };

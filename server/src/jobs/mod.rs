@@ -146,9 +146,10 @@ impl JobManager {
         Ok(lock(&self.store).list(LIST_LIMIT)?)
     }
 
-    /// A job's events after `seq`.
-    pub fn events_after(&self, id: i64, seq: u64) -> Result<Vec<JobEvent>, JobError> {
-        Ok(lock(&self.store).events_after(id, seq)?)
+    /// At most `limit` of a job's events after `seq` (pages keep the store's lock short: the
+    /// training thread appends through it).
+    pub fn events_after(&self, id: i64, seq: u64, limit: usize) -> Result<Vec<JobEvent>, JobError> {
+        Ok(lock(&self.store).events_after(id, seq, limit)?)
     }
 
     /// Live events of all jobs, from now on.

@@ -26,6 +26,10 @@ pub enum StoreError {
     },
 }
 
+/// Events kept per job: a training run logs a metrics line every `log_interval` steps and
+/// progress often; beyond this the oldest of those are dropped.
+pub const MAX_EVENTS_PER_JOB: i64 = 20_000;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -225,15 +229,25 @@ impl Store {
             "INSERT INTO job_events (job_id, seq, kind, time, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, seq, kind, time, data.to_string()],
         )?;
+        // The log is bounded: past MAX_EVENTS_PER_JOB, the oldest progress and metrics lines
+        // go; status changes, results and errors stay.
+        if seq > MAX_EVENTS_PER_JOB {
+            tx.execute(
+                "DELETE FROM job_events WHERE job_id = ?1 AND seq <= ?2 AND kind IN ('progress', 'metrics')",
+                params![id, seq - MAX_EVENTS_PER_JOB],
+            )?;
+        }
         tx.commit()?;
         Ok(JobEvent { seq: seq as u64, kind: kind.to_string(), time: time_of(time), data: data.clone() })
     }
 
-    /// A job's events after `seq`, in order.
-    pub fn events_after(&self, id: i64, seq: u64) -> Result<Vec<JobEvent>, StoreError> {
-        let mut stmt =
-            self.conn.prepare("SELECT seq, kind, time, data FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq")?;
-        let rows = stmt.query_map(params![id, seq as i64], |r| {
+    /// At most `limit` of a job's events after `seq`, in order.
+    pub fn events_after(&self, id: i64, seq: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, kind, time, data FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?;
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![id, seq, limit.min(i64::MAX as usize) as i64], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
         })?;
         rows.map(|r| {
@@ -291,9 +305,28 @@ mod tests {
         assert_eq!(back.progress.unwrap().done, 3);
         assert!(!back.resumable, "an eval job is never resumable");
         assert_eq!(store.get(done.id).unwrap().unwrap().result, Some(json!({"exact_accuracy": 0.5})));
-        assert_eq!(store.events_after(job.id, 1).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(store.events_after(job.id, 1, 100).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
         assert_eq!(store.list(10).unwrap().iter().map(|j| j.id).collect::<Vec<_>>(), vec![done.id, job.id]);
         assert_eq!(store.models().unwrap()[0].checkpoint, "/c");
         assert!(store.get(99).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_job_keeps_a_bounded_log_with_every_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("jobs.sqlite")).unwrap();
+        let job = store.create(JobKind::Eval, &json!({})).unwrap();
+        store.append_event(job.id, "status", &json!({"status": "running"})).unwrap();
+        let total = MAX_EVENTS_PER_JOB + 500;
+        for i in 1..total {
+            store.append_event(job.id, if i % 2 == 0 { "progress" } else { "metrics" }, &json!({ "i": i })).unwrap();
+        }
+        let kept = store.events_after(job.id, 0, usize::MAX).unwrap();
+        assert_eq!(kept.len() as i64, MAX_EVENTS_PER_JOB + 1, "the bound plus the first status");
+        assert_eq!(kept[0].kind, "status");
+        assert_eq!(kept.last().unwrap().seq as i64, total);
+        // Paging walks the same log.
+        let page = store.events_after(job.id, kept[0].seq, 10).unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), kept[1..11].iter().map(|e| e.seq).collect::<Vec<_>>());
     }
 }

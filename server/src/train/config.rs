@@ -173,6 +173,23 @@ fn de_arch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrmConfig, D::Error
 }
 
 impl TrainConfig {
+    /// About how many bytes one training step holds for its gradient, for a dataset of
+    /// `seq_len` tokens per maze: per row and token, the last recursion round's
+    /// `(L_cycles + 1) · L_layers` blocks each keep their inputs, attention outputs and the
+    /// SwiGLU's inner activations in f32, and the attention (unless `mlp_t`) its
+    /// `heads x tokens x tokens` scores. A rough lower bound: it decides whether a job
+    /// submitted over HTTP could fit at all, not how fast it runs.
+    pub fn step_memory_estimate(&self, seq_len: usize) -> u128 {
+        let a = &self.arch;
+        let tokens = (seq_len + a.prefix_len()) as u128;
+        let blocks = ((a.l_cycles + 1) * a.l_layers) as u128;
+        let d = a.hidden_size as u128;
+        let inner = (a.expansion * a.hidden_size as f64).ceil().max(0.0) as u128;
+        let per_token = blocks * (4 * d + 3 * inner);
+        let scores = if a.mlp_t { 0 } else { blocks * a.num_heads as u128 * tokens * tokens };
+        4 * self.global_batch_size as u128 * (tokens * per_token + scores)
+    }
+
     /// Parses and checks a config.
     pub fn from_toml_str(text: &str) -> Result<TrainConfig, ConfigError> {
         let cfg: TrainConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;

@@ -94,20 +94,37 @@ impl Server {
 
     /// Reads a server-sent event stream to its end: `(event name, data)` in order.
     pub fn events(&self, path: &str) -> Vec<(String, serde_json::Value)> {
+        self.events_after(path, None).into_iter().map(|(_, name, data)| (name, data)).collect()
+    }
+
+    /// Reads a server-sent event stream to its end, sending `Last-Event-ID` when given:
+    /// `(id, event name, data)` in order.
+    pub fn events_after(&self, path: &str, last_event_id: Option<&str>) -> Vec<(u64, String, serde_json::Value)> {
         use std::io::BufRead;
-        let mut response = agent().get(format!("{}{path}", self.base)).call().unwrap();
+        let mut request = agent().get(format!("{}{path}", self.base));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let mut response = request.call().unwrap();
         assert_eq!(response.status().as_u16(), 200, "{path}");
         let reader = std::io::BufReader::new(response.body_mut().as_reader());
-        let (mut events, mut name) = (Vec::new(), String::new());
+        let (mut events, mut name, mut id) = (Vec::new(), String::new(), 0);
         for line in reader.lines() {
             let line = line.unwrap();
-            if let Some(n) = line.strip_prefix("event: ").or_else(|| line.strip_prefix("event:")) {
+            if let Some(n) = line.strip_prefix("event:") {
                 name = n.trim().to_string();
-            } else if let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
-                events.push((std::mem::take(&mut name), serde_json::from_str(data.trim()).unwrap()));
+            } else if let Some(n) = line.strip_prefix("id:") {
+                id = n.trim().parse().unwrap();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                events.push((id, std::mem::take(&mut name), serde_json::from_str(data.trim()).unwrap()));
             }
         }
         events
+    }
+
+    /// Opens an event stream and leaves it open: the response, its headers read.
+    pub fn open_stream(&self, path: &str) -> ureq::http::Response<ureq::Body> {
+        agent().get(format!("{}{path}", self.base)).call().unwrap()
     }
 
     /// POST with a given Content-Type (none for `None`), answering (status, body).
@@ -146,15 +163,21 @@ impl Server {
 
     /// Sends `GET <target>` with the given `Host` header, answering (status, whole response text).
     pub fn raw_get_as(&self, target: &str, host: &str) -> (u16, String) {
-        let addr = self.base.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        write!(stream, "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        (status, text)
+        raw_get_at(&self.base, target, Some(host))
     }
+}
+
+/// Sends `GET <target>` to the server at `base` (`http://ADDR`) with a `Host` header (the
+/// address when `None`), answering (status, whole response text).
+pub fn raw_get_at(base: &str, target: &str, host: Option<&str>) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(stream, "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", host.unwrap_or(addr)).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
 }
 
 impl Drop for Server {
