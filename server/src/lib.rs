@@ -11,3 +11,5 @@ pub mod loadtest;
 pub mod train;
 #[cfg(feature = "wgpu")]
 pub mod wgpu_probe;
+#[cfg(test)]
+mod fuzz;

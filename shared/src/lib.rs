@@ -8,3 +8,5 @@ pub mod dataset;
 pub mod generate;
 #[cfg(feature = "native")]
 pub mod atomic;
+#[cfg(test)]
+mod fuzz;

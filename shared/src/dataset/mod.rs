@@ -14,7 +14,7 @@ mod csv;
 #[cfg(feature = "native")]
 mod files;
 #[cfg(feature = "native")]
-mod npy;
+pub(crate) mod npy;
 
 pub use augment::{AUGMENT_CAVEAT, AUGMENT_VIEWS, augment_dihedral};
 pub use check::{ExampleAt, ExampleCheck, ExampleError, check_example, check_split};

@@ -20,7 +20,7 @@ pub mod init;
 pub mod load;
 pub mod local;
 pub mod predict;
-mod torch;
+pub(crate) mod torch;
 pub mod trm;
 
 pub use act::{ActCarry, ActMode, ActModel, ActStep, Inference, run_inference};
