@@ -29,6 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use trm_shared::generate::default_min_moves;
 use trm_shared::maze::{Cell, Grid, Wave, check_answer};
 use trm_shared::model::{GridShape, InnerCarry, LocalConfig, LocalTrm, RandomInit, solve};
 
@@ -61,6 +62,12 @@ pub struct LocalTrainConfig {
     pub ema_rate: f64,
     /// Weight of the per-tick process loss against the answer loss.
     pub aux_weight: f64,
+    /// Extra weight of the cells where the process *decides* at a tick: the wave reaching a
+    /// cell (its choice, the label's tie-break, is made then) and the trace reaching one.
+    /// They are a few in a thousand of the cell-ticks, so the plain mean barely sees them.
+    /// Default 0 (every cell-tick alike).
+    #[serde(default)]
+    pub event_weight: f64,
     /// Seed of the initial weights and of every maze.
     pub seed: u64,
     /// Evaluate (held-out generated mazes) every this many steps.
@@ -91,6 +98,11 @@ pub struct LocalDataConfig {
     pub wall_share: [f64; 2],
     /// ACT steps a maze stays in the batch after its answer is complete (to learn to hold it and halt).
     pub extra_steps: u32,
+    /// Share of the mazes drawn *long*: S at least [`default_min_moves`] moves from G, the
+    /// benchmark's path-length rule scaled to the maze's size (52 moves at 16x16, against 16
+    /// for the others), so that training sees the long traces Maze-Hard asks for. Default 0.
+    #[serde(default)]
+    pub long_share: f64,
     /// Held-out mazes per evaluation side.
     pub eval_count: usize,
     /// Sides of the evaluation mazes.
@@ -119,8 +131,14 @@ impl LocalTrainConfig {
         if !(0.0 <= d.wall_share[0] && d.wall_share[0] <= d.wall_share[1] && d.wall_share[1] < 0.8) {
             bail!("[data] wall_share must be an increasing pair in [0, 0.8)");
         }
+        if !(0.0..=1.0).contains(&d.long_share) {
+            bail!("[data] long_share must be in [0, 1]");
+        }
         if d.eval_sides.iter().any(|&s| !(2..=64).contains(&s)) {
             bail!("[data] eval_sides must be in 2..=64");
+        }
+        if !(self.event_weight >= 0.0 && self.event_weight <= 1000.0) {
+            bail!("event_weight must be in [0, 1000]");
         }
         if !(self.lr > 0.0 && self.lr < 1.0) || self.steps == 0 {
             bail!("lr must be in (0, 1) and steps at least 1");
@@ -132,14 +150,33 @@ impl LocalTrainConfig {
     }
 }
 
+/// How a maze of the stream is drawn (the `[data]` fields that shape one maze).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MazeDraw {
+    /// Smallest side.
+    pub min_side: usize,
+    /// Largest side.
+    pub max_side: usize,
+    /// Range of the wall share.
+    pub wall_share: [f64; 2],
+    /// Share of long mazes (see [`LocalDataConfig::long_share`]).
+    pub long_share: f64,
+}
+
 /// One maze of the stream: `k` picks its random stream, so the data is a function of the seed.
-pub fn draw_maze(seed: u64, k: u64, min_side: usize, max_side: usize, wall_share: [f64; 2]) -> Grid {
+///
+/// A plain maze takes the first S and G (uniform open cells) at least `max(rows, cols)` moves
+/// apart. A long one (drawn with probability `long_share`) needs [`default_min_moves`] moves:
+/// such pairs are rare, so G is drawn first and S uniformly among the cells far enough from it.
+pub fn draw_maze(seed: u64, k: u64, how: MazeDraw) -> Grid {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(k);
+    // Drawn only when asked for, so that configs without long mazes keep their old stream.
+    let long = how.long_share > 0.0 && rng.random_bool(how.long_share);
     loop {
-        let rows = rng.random_range(min_side..=max_side);
-        let cols = rng.random_range(min_side..=max_side);
-        let share = rng.random_range(wall_share[0]..=wall_share[1]);
+        let rows = rng.random_range(how.min_side..=how.max_side);
+        let cols = rng.random_range(how.min_side..=how.max_side);
+        let share = rng.random_range(how.wall_share[0]..=how.wall_share[1]);
         let mut grid = Grid::open(rows, cols);
         for i in 0..rows * cols {
             if rng.random_bool(share) {
@@ -149,6 +186,18 @@ pub fn draw_maze(seed: u64, k: u64, min_side: usize, max_side: usize, wall_share
         let open: Vec<usize> = (0..rows * cols).filter(|&i| grid.at(i) == Cell::Open).collect();
         if open.len() < 2 {
             continue;
+        }
+        if long {
+            let g = open[rng.random_range(0..open.len())];
+            let dist = trm_shared::maze::distances_from(&grid, g);
+            let need = default_min_moves(rows, cols);
+            let far: Vec<usize> = open.iter().copied().filter(|&i| dist[i] != u32::MAX && dist[i] >= need).collect();
+            if far.is_empty() {
+                continue;
+            }
+            grid.set(far[rng.random_range(0..far.len())], Cell::Start);
+            grid.set(g, Cell::Goal);
+            return grid;
         }
         let s = open[rng.random_range(0..open.len())];
         let g = open[rng.random_range(0..open.len())];
@@ -172,22 +221,38 @@ struct Row {
     end_tick: u32,
 }
 
-/// Targets of one tick for all rows, on the canvas: answer tokens, reached, choice, mask.
-fn tick_targets(rows: &[Row], canvas: usize, tick_of: impl Fn(&Row) -> u32, tokens: &mut Vec<i64>, reached: &mut Vec<f32>, choice: &mut Vec<i64>) {
-    for row in rows {
-        let t = tick_of(row);
-        let (r, c) = (row.wave.rows(), row.wave.cols());
-        for y in 0..canvas {
-            for x in 0..canvas {
-                if y < r && x < c {
-                    let (re, ch, tok) = row.wave.state_at(y * c + x, t);
-                    tokens.push(i64::from(tok));
-                    reached.push(if re { 1.0 } else { 0.0 });
-                    choice.push(i64::from(ch));
-                } else {
-                    tokens.push(0);
-                    reached.push(0.0);
-                    choice.push(0);
+/// Targets of one tick for all rows, on the canvas.
+#[derive(Default)]
+struct TickTargets {
+    tokens: Vec<i64>,
+    reached: Vec<f32>,
+    choice: Vec<i64>,
+    /// Loss weight of each cell: 0 off the maze, 1, or `1 + event_weight` where the wave or
+    /// the trace reaches the cell at this tick.
+    weight: Vec<f32>,
+}
+
+impl TickTargets {
+    fn push(&mut self, rows: &[Row], canvas: usize, event_weight: f32, tick_of: impl Fn(&Row) -> u32) {
+        for row in rows {
+            let t = tick_of(row);
+            let (r, c) = (row.wave.rows(), row.wave.cols());
+            for y in 0..canvas {
+                for x in 0..canvas {
+                    if y < r && x < c {
+                        let i = y * c + x;
+                        let (re, ch, tok) = row.wave.state_at(i, t);
+                        self.tokens.push(i64::from(tok));
+                        self.reached.push(if re { 1.0 } else { 0.0 });
+                        self.choice.push(i64::from(ch));
+                        let event = row.wave.dist[i] == t || row.wave.traced[i] == t;
+                        self.weight.push(if event { 1.0 + event_weight } else { 1.0 });
+                    } else {
+                        self.tokens.push(0);
+                        self.reached.push(0.0);
+                        self.choice.push(0);
+                        self.weight.push(0.0);
+                    }
                 }
             }
         }
@@ -285,7 +350,8 @@ pub fn score_mazes<B: Backend>(model: &LocalTrm<B>, mazes: &[Grid], max_steps: u
 
 /// Held-out mazes of one side: a stream the training draws never use (stream ids from 2^62).
 pub fn eval_mazes(seed: u64, side: usize, count: usize, wall_share: [f64; 2]) -> Vec<Grid> {
-    (0..count as u64).map(|k| draw_maze(seed, (1 << 62) + ((side as u64) << 32) + k, side, side, wall_share)).collect()
+    let how = MazeDraw { min_side: side, max_side: side, wall_share, long_share: 0.0 };
+    (0..count as u64).map(|k| draw_maze(seed, (1 << 62) + ((side as u64) << 32) + k, how)).collect()
 }
 
 /// What a finished run leaves.
@@ -317,6 +383,7 @@ struct StepCtx {
     recorded: u32,
     first_recorded: u32,
     aux_weight: f64,
+    event_weight: f64,
     norms: Norms,
 }
 
@@ -370,17 +437,18 @@ fn step_share<B: AutodiffBackend>(
     let (next, out) = model.step(c, &x, grid, Some(&mask_t), true);
 
     // Per-tick targets of the recorded ticks, stacked like the states.
-    let (mut tokens, mut reached, mut choice) = (Vec::new(), Vec::new(), Vec::new());
+    let mut targets = TickTargets::default();
     for j in 0..recorded {
-        tick_targets(live, canvas, |r| r.tick + first_recorded + j, &mut tokens, &mut reached, &mut choice);
+        targets.push(live, canvas, ctx.event_weight as f32, |r| r.tick + first_recorded + j);
     }
     let n = recorded as usize * batch;
     let states = Tensor::cat(out.ticks, 0);
     let (logits, wave) = model.readout(states);
-    let tokens_t = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [n, cells]), device);
-    let reached_t = Tensor::<B, 2>::from_data(TensorData::new(reached, [n, cells]), device);
-    let choice_t = Tensor::<B, 2, Int>::from_data(TensorData::new(choice, [n, cells]), device);
-    let mask_n = mask_t.reshape([batch, cells]).repeat_dim(0, recorded as usize);
+    let tokens_t = Tensor::<B, 2, Int>::from_data(TensorData::new(targets.tokens, [n, cells]), device);
+    let reached_t = Tensor::<B, 2>::from_data(TensorData::new(targets.reached, [n, cells]), device);
+    let choice_t = Tensor::<B, 2, Int>::from_data(TensorData::new(targets.choice, [n, cells]), device);
+    // The cells' loss weights; without events, exactly the maze mask.
+    let mask_n = Tensor::<B, 2>::from_data(TensorData::new(targets.weight, [n, cells]), device);
     let lm_loss = masked_ce_sum(logits, tokens_t, mask_n.clone()).div_scalar(ctx.norms.cells);
     let reach_logit = wave.clone().narrow(2, 0, 1).squeeze_dim::<2>(2);
     let choice_logits = wave.narrow(2, 1, trm_shared::maze::wave::dir::COUNT);
@@ -515,7 +583,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
         let mut reset = vec![false; batch];
         for (i, slot) in rows.iter_mut().enumerate() {
             if slot.as_ref().is_none_or(|r| r.tick >= r.end_tick) {
-                let maze = draw_maze(cfg.seed, next_maze, data.min_side, max_side, data.wall_share);
+                let maze = draw_maze(cfg.seed, next_maze, MazeDraw { min_side: data.min_side, max_side, wall_share: data.wall_share, long_share: data.long_share });
                 next_maze += 1;
                 let wave = Wave::new(&maze)?;
                 let done = wave.done_at.context("drawn mazes are connected")?;
@@ -534,7 +602,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
             cells: (recorded as usize * live.iter().map(|r| r.wave.rows() * r.wave.cols()).sum::<usize>()) as f64,
             rows: batch as f64,
         };
-        let ctx = StepCtx { canvas, recorded, first_recorded, aux_weight: cfg.aux_weight, norms };
+        let ctx = StepCtx { canvas, recorded, first_recorded, aux_weight: cfg.aux_weight, event_weight: cfg.event_weight, norms };
         let shares: Vec<Share<B>> = std::thread::scope(|scope| {
             let mut parts = live.chunks(chunk).zip(reset.chunks(chunk)).zip(carries.iter_mut().map(Option::take));
             let first = parts.next().expect("a batch has rows");
@@ -769,14 +837,62 @@ mod tests {
 
     #[test]
     fn drawn_mazes_follow_the_config_and_the_seed() {
+        let how = MazeDraw { min_side: 5, max_side: 9, wall_share: [0.3, 0.5], long_share: 0.0 };
         for k in 0..200 {
-            let g = draw_maze(5, k, 5, 9, [0.3, 0.5]);
+            let g = draw_maze(5, k, how);
             assert!((5..=9).contains(&g.rows()) && (5..=9).contains(&g.cols()));
             let wave = Wave::new(&g).unwrap();
             let d = wave.done_at.unwrap() / 2;
             assert!(d as usize >= g.rows().max(g.cols()));
-            assert_eq!(draw_maze(5, k, 5, 9, [0.3, 0.5]), g);
+            assert_eq!(draw_maze(5, k, how), g);
         }
-        assert_ne!(draw_maze(5, 0, 5, 9, [0.3, 0.5]), draw_maze(6, 0, 5, 9, [0.3, 0.5]));
+        assert_ne!(draw_maze(5, 0, how), draw_maze(6, 0, how));
+    }
+
+    #[test]
+    fn long_mazes_have_the_benchmark_path_length_for_their_size() {
+        let how = MazeDraw { min_side: 10, max_side: 16, wall_share: [0.28, 0.45], long_share: 0.5 };
+        let mut long = 0;
+        for k in 0..200 {
+            let g = draw_maze(3, k, how);
+            let moves = Wave::new(&g).unwrap().done_at.unwrap() / 2;
+            let need = default_min_moves(g.rows(), g.cols());
+            assert!(moves as usize >= g.rows().max(g.cols()));
+            if moves >= need {
+                long += 1;
+            }
+            assert_eq!(draw_maze(3, k, how), g);
+        }
+        // About half are drawn long; a few plain ones are long by chance.
+        assert!((80..=140).contains(&long), "{long} of 200 long");
+    }
+
+    #[test]
+    fn decisive_cells_weigh_more_when_asked() {
+        let maze = Grid::parse_row_major("S   #   G", 3, 3).unwrap();
+        let wave = Wave::new(&maze).unwrap();
+        let row = Row { label: wave.answer_at(wave.done_at.unwrap()), wave, tick: 0, end_tick: 8 };
+        let (canvas, t) = (4, 2);
+        let mut plain = TickTargets::default();
+        plain.push(std::slice::from_ref(&row), canvas, 0.0, |_| t);
+        let mut weighted = TickTargets::default();
+        weighted.push(std::slice::from_ref(&row), canvas, 4.0, |_| t);
+        assert_eq!((plain.tokens.clone(), plain.choice.clone()), (weighted.tokens.clone(), weighted.choice.clone()));
+        for y in 0..canvas {
+            for x in 0..canvas {
+                let k = y * canvas + x;
+                if y >= 3 || x >= 3 {
+                    assert_eq!((plain.weight[k], weighted.weight[k]), (0.0, 0.0), "padding");
+                    continue;
+                }
+                let i = y * 3 + x;
+                let event = row.wave.dist[i] == t || row.wave.traced[i] == t;
+                assert_eq!(plain.weight[k], 1.0);
+                assert_eq!(weighted.weight[k], if event { 5.0 } else { 1.0 }, "cell {y},{x}");
+            }
+        }
+        // Two moves from G, the wave reaches (0,2) and (2,0) at tick 2.
+        assert_eq!(weighted.weight[2], 5.0);
+        assert_eq!(weighted.weight[2 * canvas], 5.0);
     }
 }
