@@ -527,26 +527,41 @@ pub fn run_steps<B: Backend>(
     let n = tokens.len() / cells;
     let ids: Vec<i32> = tokens.iter().map(|&t| i32::from(t)).collect();
     let inputs = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, cells]), device);
-    let x = model.input_embeddings(inputs, None);
+    let mut x = model.input_embeddings(inputs, None);
     let mut carry = model.initial_carry(n, cells, None);
     let mut out = LocalAnswers { answers: vec![Vec::new(); n], halted_at: vec![None; n], q_halt: vec![0.0; n], steps_run: 0 };
+    // The maze of each batch row. With `stop_at_halt`, a maze that halted leaves the batch
+    // (rows never interact), so a step costs only the mazes still running; `on_step` then
+    // sees its answer and Q as they were when it halted.
+    let mut active: Vec<usize> = (0..n).collect();
+    let (mut all_answers, mut all_q) = (vec![0u8; n * cells], vec![0.0f32; n]);
     for step in 1..=max_steps.max(1) {
         let (next, output) = model.step(carry, &x, grid, None, false);
         carry = next;
         let answers: Vec<u8> = output.logits.argmax(2).into_data().convert::<i64>().iter::<i64>().map(|t| t as u8).collect();
         let q: Vec<f32> = output.q_halt.into_data().convert::<f32>().iter::<f32>().collect();
         out.steps_run = step;
-        for i in 0..n {
+        for (row, &i) in active.iter().enumerate() {
+            let answer = &answers[row * cells..(row + 1) * cells];
+            all_answers[i * cells..(i + 1) * cells].copy_from_slice(answer);
+            all_q[i] = q[row];
             if out.halted_at[i].is_none() {
-                out.answers[i] = answers[i * cells..(i + 1) * cells].to_vec();
-                out.q_halt[i] = q[i];
-                if q[i] > 0.0 {
+                out.answers[i] = answer.to_vec();
+                out.q_halt[i] = q[row];
+                if q[row] > 0.0 {
                     out.halted_at[i] = Some(step);
                 }
             }
         }
-        if !on_step(step, &answers, &q) || (stop_at_halt && out.halted_at.iter().all(Option::is_some)) {
+        if !on_step(step, &all_answers, &all_q) || (stop_at_halt && out.halted_at.iter().all(Option::is_some)) {
             break;
+        }
+        if stop_at_halt && active.iter().any(|&i| out.halted_at[i].is_some()) {
+            let keep: Vec<usize> = (0..active.len()).filter(|&row| out.halted_at[active[row]].is_none()).collect();
+            let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(keep.iter().map(|&r| r as i64).collect::<Vec<_>>(), [keep.len()]), device);
+            carry = InnerCarry { z_h: carry.z_h.select(0, rows.clone()), z_l: carry.z_l.select(0, rows.clone()) };
+            x = x.select(0, rows);
+            active = keep.into_iter().map(|row| active[row]).collect();
         }
     }
     Ok(out)
@@ -663,6 +678,37 @@ mod tests {
             assert_eq!(answers.steps_run, 3);
             assert!(answers.halted_at.iter().all(Option::is_none));
         }
+    }
+
+    #[test]
+    fn mazes_that_halted_leave_the_batch_and_the_answers_stay_the_same() {
+        // The committed model on generated 12x12 mazes, which it halts at different steps.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/models/default");
+        let cfg = LocalConfig::from_toml_str(&std::fs::read_to_string(dir.join("config.toml")).unwrap()).unwrap();
+        let device = Default::default();
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let model = LocalTrm::<Cpu>::from_safetensors_bytes(&cfg, &bytes, "default", &device).unwrap();
+        let settings = crate::generate::GenerateConfig { rows: 12, cols: 12, seed: 5, ..Default::default() };
+        let mazes = crate::generate::generate_splits(&settings, &[6], &mut |_| {}).unwrap().remove(0);
+        let grid = GridShape { rows: 12, cols: 12 };
+        let tokens: Vec<u8> = mazes.iter().flat_map(|m| m.puzzle.tokens()).collect();
+        let mut seen = Vec::new();
+        let batch = solve(&model, &tokens, grid, 40, &device, |step, a, q| {
+            seen.push((step, a.len(), q.len()));
+            true
+        })
+        .unwrap();
+        assert!(seen.iter().all(|&(_, a, q)| (a, q) == (6 * 144, 6)), "on_step sees every maze at every step");
+        for (k, maze) in mazes.iter().enumerate() {
+            let alone = solve(&model, &maze.puzzle.tokens(), grid, 40, &device, |_, _, _| true).unwrap();
+            assert_eq!(batch.answers[k], alone.answers[0], "maze {k}");
+            assert_eq!(batch.halted_at[k], alone.halted_at[0], "maze {k}");
+            assert!((batch.q_halt[k] - alone.q_halt[0]).abs() < 1e-4, "maze {k}");
+        }
+        let mut steps: Vec<_> = batch.halted_at.iter().flatten().collect();
+        steps.sort();
+        steps.dedup();
+        assert!(steps.len() >= 2 || batch.halted_at.iter().any(Option::is_none), "the batch shrank along the way: {:?}", batch.halted_at);
     }
 
     #[test]
