@@ -430,11 +430,8 @@ pub const MAX_DOWNLOAD_BYTES: u64 = 4 << 30;
 
 /// The host of a URL (lowercase, without port or credentials), if it has one.
 fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.starts_with('[') { host.split_inclusive(']').next()? } else { host.split(':').next()? };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    uri.host().filter(|h| !h.is_empty()).map(str::to_ascii_lowercase)
 }
 
 /// Whether a redirect from the hub may go to `target`: the endpoint's own host or one under

@@ -141,16 +141,9 @@ pub async fn submit_train(
 /// Refuses a config whose training step could not fit in the server's memory.
 fn check_step_memory(cfg: &TrainConfig, max: u64) -> Result<(), ApiError> {
     let seq_len = match (&cfg.data.dir, cfg.data.size) {
-        (Some(dir), _) => {
-            let meta = dir.join("train").join("dataset.json");
-            let text = std::fs::read(&meta)
-                .ok()
-                .filter(|t| t.len() < 1 << 20)
-                .ok_or_else(|| ApiError::unprocessable(format!("data.dir has no readable {}", meta.display())))?;
-            serde_json::from_slice::<trm_shared::dataset::DatasetMetadata>(&text)
-                .map_err(|e| ApiError::unprocessable(format!("{}: {e}", meta.display())))?
-                .seq_len
-        }
+        (Some(dir), _) => trm_shared::dataset::read_metadata(&dir.join("train"))
+            .map_err(|e| ApiError::unprocessable(format!("data.dir: {e}")))?
+            .seq_len,
         (None, Some(size)) => size.saturating_mul(size),
         (None, None) => return Ok(()),
     };

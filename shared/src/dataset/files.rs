@@ -50,11 +50,25 @@ pub fn read_index_array(path: &Path) -> Result<Vec<i32>, DatasetError> {
         .map_err(|(k, v)| npy_err(path, format!("value {v} at [{k}] does not fit int32")))
 }
 
+/// Largest `dataset.json` read (the reference writes a few hundred bytes).
+const MAX_METADATA_BYTES: u64 = 1 << 20;
+
+/// Reads a split folder's `dataset.json`.
+pub fn read_metadata(dir: &Path) -> Result<DatasetMetadata, DatasetError> {
+    use std::io::Read;
+    let meta_path = dir.join(METADATA);
+    let json_err = |message: String| DatasetError::Json { path: meta_path.display().to_string(), message };
+    let mut text = Vec::new();
+    open(&meta_path)?.take(MAX_METADATA_BYTES + 1).read_to_end(&mut text).map_err(io_err(&meta_path))?;
+    if text.len() as u64 > MAX_METADATA_BYTES {
+        return Err(json_err(format!("larger than {MAX_METADATA_BYTES} bytes")));
+    }
+    serde_json::from_slice(&text).map_err(|e| json_err(e.to_string()))
+}
+
 /// Reads one split folder (`.../train`), checking shapes and indices.
 pub fn read_split(dir: &Path) -> Result<SplitData, DatasetError> {
-    let meta_path = dir.join(METADATA);
-    let meta: DatasetMetadata = serde_json::from_reader(open(&meta_path)?)
-        .map_err(|e| DatasetError::Json { path: meta_path.display().to_string(), message: e.to_string() })?;
+    let meta = read_metadata(dir)?;
     let inputs = read_token_grids(&dir.join(INPUTS))?;
     let labels = read_token_grids(&dir.join(LABELS))?;
     let what = dir.display().to_string();

@@ -21,7 +21,7 @@ pub use check::{ExampleAt, ExampleCheck, ExampleError, check_example, check_spli
 #[cfg(feature = "native")]
 pub use self::csv::{CSV_HEADER, CsvError, CsvImport, RowProblem, read_csv, read_csv_from, write_csv, write_csv_to};
 #[cfg(feature = "native")]
-pub use files::{read_dataset_dir, read_index_array, read_split, read_token_grids, write_dataset, write_split};
+pub use files::{read_dataset_dir, read_index_array, read_metadata, read_split, read_token_grids, write_dataset, write_split};
 
 use serde::{Deserialize, Serialize};
 
