@@ -14,7 +14,7 @@ use trm_shared::model::act::{ActBatch, make_batch};
 use trm_shared::model::local::MAX_SIDE;
 use trm_shared::model::{GridShape, InnerCarry, LocalTrm, Trm};
 
-use crate::analysis::StepAnswer;
+use crate::analysis::StepTokens;
 
 /// A model of either family, built on a backend.
 pub use trm_shared::model::AnyModel;
@@ -93,7 +93,7 @@ impl<B: Backend> ActSteps<B> {
     }
 
     /// Runs the next ACT step and reads its answer.
-    pub async fn next(&mut self) -> Result<StepAnswer, String> {
+    pub async fn next(&mut self) -> Result<StepTokens, String> {
         let carry = self.carry.take().ok_or("a previous step failed: start again")?;
         let (next, logits, q_halt) = match &self.family {
             Family::Reference(r) => {
@@ -111,7 +111,7 @@ impl<B: Backend> ActSteps<B> {
         self.done += 1;
         let tokens = answer.iter::<i64>().map(|v| u8::try_from(v).unwrap_or(0)).collect();
         let q_halt = q.iter::<f32>().next().unwrap_or(f32::NAN);
-        Ok(StepAnswer { step: self.done, tokens, q_halt })
+        Ok(StepTokens { step: self.done, tokens, q_halt })
     }
 
     /// Runs up to `max_steps` ACT steps, handing every answer to `on_step` as it arrives (its
@@ -120,7 +120,7 @@ impl<B: Backend> ActSteps<B> {
     /// it halts; the reference model runs every step.
     pub async fn run<F, Fut>(&mut self, max_steps: usize, mut on_step: F) -> Result<RunEnd, String>
     where
-        F: FnMut(StepAnswer) -> Fut,
+        F: FnMut(StepTokens) -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
         for _ in 0..max_steps {
@@ -168,7 +168,7 @@ mod tests {
         Grid::parse_lines("S  #   \n## # # \n     # \n #### G\n").unwrap()
     }
 
-    fn answers(model: AnyModel<Cpu>, maze: &Grid, max_steps: usize) -> (Vec<StepAnswer>, RunEnd) {
+    fn answers(model: AnyModel<Cpu>, maze: &Grid, max_steps: usize) -> (Vec<StepTokens>, RunEnd) {
         let mut run = ActSteps::new(model, &maze.tokens(), maze.rows(), maze.cols(), &Default::default()).unwrap();
         let mut seen = Vec::new();
         let end = block_on(run.run(max_steps, |a| {
@@ -189,7 +189,7 @@ mod tests {
         let grid = GridShape { rows: 4, cols: 7 };
         let mut expected = Vec::new();
         let solved = solve(&m, &maze.tokens(), grid, 5, &Default::default(), |step, a, q| {
-            expected.push(StepAnswer { step, tokens: a.to_vec(), q_halt: q[0] });
+            expected.push(StepTokens { step, tokens: a.to_vec(), q_halt: q[0] });
             true
         })
         .unwrap();

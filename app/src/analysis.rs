@@ -56,7 +56,7 @@ pub fn facts(grid: &Grid) -> MazeFacts {
 
 /// The answer after one ACT step, as tokens (0 = padding, which no maze cell is).
 #[derive(Clone, Debug, PartialEq)]
-pub struct StepAnswer {
+pub struct StepTokens {
     /// The step, from 1.
     pub step: usize,
     /// Row-major answer tokens.
@@ -65,11 +65,11 @@ pub struct StepAnswer {
     pub q_halt: f32,
 }
 
-impl StepAnswer {
+impl StepTokens {
     /// Reads a server answer row (`?` for a cell that is no maze cell).
-    pub fn from_row_major(step: usize, grid: &str, q_halt: f32) -> StepAnswer {
+    pub fn from_row_major(step: usize, grid: &str, q_halt: f32) -> StepTokens {
         let tokens = grid.chars().map(|c| Cell::from_char(c).map_or(0, Cell::token)).collect();
-        StepAnswer { step, tokens, q_halt }
+        StepTokens { step, tokens, q_halt }
     }
 
     /// Row-major text, `?` for padding (the server's form).
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn padding_is_invalid_and_round_trips_as_question_marks() {
         let maze = grid("S \n G\n");
-        let step = StepAnswer::from_row_major(1, "S?oG", 0.5);
+        let step = StepTokens::from_row_major(1, "S?oG", 0.5);
         assert_eq!(step.tokens, vec![3, 0, 5, 4]);
         assert_eq!(step.to_row_major(), "S?oG");
         let s = score(&maze, &step.tokens).unwrap();

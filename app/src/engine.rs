@@ -19,7 +19,7 @@ use trm_shared::wire::{MazeInput, PredictRequest, PredictResponse};
 use trm_shared::maze::{Grid, Window};
 
 use crate::act_steps::{ActSteps, AnyModel};
-use crate::analysis::StepAnswer;
+use crate::analysis::StepTokens;
 use crate::model_files::ModelSpec;
 use crate::web;
 use crate::worker::client::{CpuWorker, Event};
@@ -163,7 +163,7 @@ pub async fn solve(
     choice: Choice,
     maze: &Grid,
     steps: usize,
-    mut on_step: impl FnMut(StepAnswer),
+    mut on_step: impl FnMut(StepTokens),
 ) -> Result<Outcome, String> {
     let cancel = engine.borrow().cancel.clone();
     cancel.set(false);
@@ -189,8 +189,8 @@ pub async fn solve(
         }
     };
     let stops_on_halt = spec.is_local();
-    let mut on_step = move |answer: StepAnswer| match &window {
-        Some(w) => on_step(StepAnswer { tokens: w.paste(maze, &answer.tokens), ..answer }),
+    let mut on_step = move |answer: StepTokens| match &window {
+        Some(w) => on_step(StepTokens { tokens: w.paste(maze, &answer.tokens), ..answer }),
         None => on_step(answer),
     };
     if choice == Choice::Cpu {
@@ -223,7 +223,7 @@ async fn solve_on_cpu(
     tokens: &[u8],
     (rows, cols): (usize, usize),
     steps: usize,
-    mut on_step: impl FnMut(StepAnswer),
+    mut on_step: impl FnMut(StepTokens),
 ) -> Result<(Outcome, Option<usize>), String> {
     let inbox = {
         let mut e = engine.borrow_mut();
@@ -274,16 +274,16 @@ fn fail_cpu(engine: &SharedEngine, message: String) -> String {
 /// Solves on the server, whatever model it runs: the maze goes as its rows (any size: a
 /// size-general model takes it as it is, a reference model in its frame), with the page's
 /// step count (a cap for a size-general model).
-async fn solve_on_server(maze: &Grid, steps: usize, mut on_step: impl FnMut(StepAnswer)) -> Result<Outcome, String> {
+async fn solve_on_server(maze: &Grid, steps: usize, mut on_step: impl FnMut(StepTokens)) -> Result<Outcome, String> {
     let rows = maze.to_lines().lines().map(str::to_string).collect();
     let request = PredictRequest { mazes: vec![MazeInput::Rows(rows)], steps: Some(steps), return_steps: true };
     let start = web::now_ms();
     let response: PredictResponse = web::post_json("api/predict", &request).await?;
     let elapsed_ms = web::now_ms() - start;
     let result = response.results.into_iter().next().ok_or("the server answered no result")?;
-    let answers: Vec<StepAnswer> = match &result.steps {
-        Some(all) => all.iter().map(|s| StepAnswer::from_row_major(s.step, &s.grid, s.q_halt)).collect(),
-        None => vec![StepAnswer::from_row_major(response.steps, &result.grid, result.q_halt)],
+    let answers: Vec<StepTokens> = match &result.steps {
+        Some(all) => all.iter().map(|s| StepTokens::from_row_major(s.step, &s.grid, s.q_halt)).collect(),
+        None => vec![StepTokens::from_row_major(response.steps, &result.grid, result.q_halt)],
     };
     // A size-general model on the server says how many steps this maze ran and where it halted.
     let (steps, halting) = match (result.steps_run, result.halted_at) {

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use trm_shared::maze::check_answer;
 use trm_shared::model::{GridShape, PredictOptions, Predictions};
 
-use crate::backend::{BackendJob, BackendKind, Inputs, load_model, read_inputs, with_backend};
+use crate::backend::{BackendJob, BackendKind, with_backend};
+use crate::inputs::{Inputs, read_inputs};
+use crate::solve::load_model;
 
 /// What to evaluate, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +60,8 @@ pub enum EvalError {
 /// Evaluates `spec`; `progress(done, total)` is called after each batch, and `stop`, when
 /// set, ends the evaluation after the batch in flight.
 pub fn run_eval(spec: &EvalSpec, progress: &mut dyn FnMut(usize, usize), stop: Option<&AtomicBool>) -> Result<EvalReport, EvalError> {
+    // The backend first: an unusable one is the same error whatever the data.
+    crate::backend::probe(spec.backend, &Default::default()).map_err(|e| EvalError::Model(format!("{e:#}")))?;
     let mut inputs = read_inputs(&spec.split_dir).map_err(|e| EvalError::Input(format!("{e:#}")))?;
     if inputs.labels.is_none() {
         return Err(EvalError::Input(format!("{} is not a dataset split (no labels)", spec.split_dir.display())));

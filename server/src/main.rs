@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 // The backend choice and training live in the library (the server uses them too);
 // `crate::backend` and `crate::train` still name them.
-use trm_server::{backend, train};
+use trm_server::{backend, inputs, solve, train};
 
 /// Tensor buffers of a few hundred KiB are allocated and freed thousands of times per training
 /// step; mimalloc (told to keep freed pages, in `main`) reuses them without page faults.

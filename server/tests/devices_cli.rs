@@ -126,6 +126,43 @@ fn wrong_device_lists_are_clear_errors_before_any_run_directory() {
     assert!(!dir.path().join("runs").exists(), "a run directory was created");
 }
 
+/// Every command that takes `--backend` checks it the same way before any work: a backend
+/// that cannot run here (CUDA not built in, or built in without a driver on this machine) is
+/// one line naming what to do, never a panic inside burn, and no run directory is made.
+#[test]
+fn an_unavailable_backend_is_one_line_for_every_command() {
+    if cfg!(feature = "cuda") && Path::new("/proc/driver/nvidia").exists() {
+        eprintln!("skipped: this machine has an NVIDIA driver, so --backend cuda runs");
+        return;
+    }
+    let expected = if cfg!(feature = "cuda") { "CUDA driver" } else { "built without CUDA" };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/maze-any-size-cpu.toml");
+    let maze = dir.path().join("maze.txt");
+    std::fs::write(&maze, "S  \n## \nG  \n").unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/models/default");
+    let (ckpt, model_cfg) = (model.join("model.safetensors"), model.join("config.toml"));
+    let runs = dir.path().join("runs");
+    let commands: Vec<(&str, Vec<std::ffi::OsString>)> = vec![
+        ("predict", vec!["predict".into(), "--checkpoint".into(), ckpt.clone().into(), "--config".into(), model_cfg.clone().into(), "--inputs".into(), maze.clone().into()]),
+        ("eval", vec!["eval".into(), "--checkpoint".into(), ckpt.clone().into(), "--config".into(), model_cfg.clone().into(), "--data".into(), dir.path().into()]),
+        ("bench", vec!["bench".into(), "--only".into(), "h128".into()]),
+        ("train", vec!["train".into(), "--config".into(), cfg.into(), "--out".into(), runs.clone().into()]),
+        ("train (size-general)", vec!["train".into(), "--config".into(), local.into(), "--out".into(), runs.clone().into()]),
+        ("serve", vec!["serve".into(), "--addr".into(), "127.0.0.1:0".into(), "--state-dir".into(), dir.path().join("state").into()]),
+    ];
+    for (name, args) in commands {
+        let out = trm().args(&args).args(["--backend", "cuda"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} ran");
+        assert!(!err.contains("panicked"), "{name} panicked: {err}");
+        let last = err.trim_end().lines().last().unwrap_or("");
+        assert!(last.starts_with("error: ") && last.contains(expected), "{name}: {expected:?} missing from {err}");
+    }
+    assert!(!runs.exists(), "a run directory was created");
+}
+
 /// A port nothing listens on now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -1,5 +1,5 @@
 //! The same model gives the same answers on the CPU backend (Flex) and on wgpu: a small random
-//! model and the reference fixture `attn` (loaded through `trm_server::backend::load_model`, as
+//! model and the reference fixture `attn` (loaded through `trm_server::solve::load_model`, as
 //! `trm predict` loads it), run through every ACT step on both; and the committed default
 //! model, the size-general one, on freshly generated mazes of several sizes (each on its own
 //! grid), for as many ACT steps as a 30x30 maze takes. Step 0 must agree to 1e-3 in f32
@@ -16,8 +16,8 @@ use std::process::Command;
 use burn::backend::wgpu::WgpuDevice;
 use burn::backend::{Flex, Wgpu};
 use burn::prelude::{Backend, Int, Tensor, TensorData};
-use trm_server::backend::{AnyModel, load_model};
-use trm_server::wgpu_probe::{default_adapter, describe};
+use trm_server::solve::{AnyModel, load_model};
+use trm_server::backend::wgpu_probe::{default_adapter, describe};
 use trm_shared::generate::{GenerateConfig, generate_splits};
 use trm_shared::model::{GridShape, LocalTrm, PredictOptions, Predictions, RandomInit, StateDict, Trm, TrmConfig, predict};
 

@@ -414,7 +414,7 @@ impl IntoBody for (u16, ureq::http::HeaderMap, String) {
 #[test]
 fn a_second_server_on_the_same_state_dir_refuses_to_start() {
     use trm_server::jobs::JobManager;
-    use trm_server::train::devices::DeviceSet;
+    use trm_server::backend::devices::DeviceSet;
     let dir = tempfile::tempdir().unwrap();
     let open = || JobManager::open(dir.path(), BackendKind::Cpu, DeviceSet::default());
     let first = open().unwrap();

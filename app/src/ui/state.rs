@@ -8,7 +8,7 @@ use trm_shared::wire::{DatasetInfo, DatasetPage};
 use trm_shared::generate::{GenerateConfig, generate_splits};
 use trm_shared::maze::{DEFAULT_SIZE, Grid};
 
-use crate::analysis::StepAnswer;
+use crate::analysis::StepTokens;
 use crate::editor::{Editor, Tool, blank};
 use crate::engine::{self, Choice, Engine, Outcome, SharedEngine};
 use crate::formats::Action;
@@ -38,7 +38,7 @@ pub struct Run {
     /// The maze as it was when the solve started.
     pub maze: Option<Grid>,
     /// Answers, one per ACT step, in order.
-    pub steps: Vec<StepAnswer>,
+    pub steps: Vec<StepTokens>,
     /// Index of the step shown.
     pub shown: usize,
     /// Progress.
@@ -156,7 +156,7 @@ impl State {
         self.note.set(Note::default());
         let engine = self.engine.get_value();
         spawn_local(async move {
-            let on_step = |s: StepAnswer| {
+            let on_step = |s: StepTokens| {
                 run.update(|r| {
                     r.steps.push(s);
                     r.shown = r.steps.len() - 1;

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use trm_shared::model::StateDict;
 
-use crate::analysis::StepAnswer;
+use crate::analysis::StepTokens;
 use crate::model_files::{Arch, ModelSpec};
 
 /// One message as it crosses `postMessage`.
@@ -68,7 +68,7 @@ pub enum Reply {
     /// The worker is listening (sent once, when it starts).
     Ready,
     /// The answer after one ACT step.
-    Step(StepAnswer),
+    Step(StepTokens),
     /// The request finished: ACT steps run, the step where the size-general model halted
     /// (`None`: it ran to the cap, or the model is the reference one), and their wall time
     /// (model building excluded).
@@ -151,7 +151,7 @@ impl Reply {
         Ok(match from_json("reply", &envelope.header)? {
             ReplyHeader::Ready => Reply::Ready,
             ReplyHeader::Step { step, tokens, q_halt_bits } => {
-                Reply::Step(StepAnswer { step, tokens, q_halt: f32::from_bits(q_halt_bits) })
+                Reply::Step(StepTokens { step, tokens, q_halt: f32::from_bits(q_halt_bits) })
             }
             ReplyHeader::Done { steps, halted_at, elapsed_ms } => Reply::Done { steps, halted_at, elapsed_ms },
             ReplyHeader::Failed { message } => Reply::Failed(message),
@@ -204,8 +204,8 @@ mod tests {
     fn replies_round_trip_with_non_finite_q_halt() {
         let replies = [
             Reply::Ready,
-            Reply::Step(StepAnswer { step: 3, tokens: vec![1, 2, 5, 0], q_halt: -1.25 }),
-            Reply::Step(StepAnswer { step: 4, tokens: vec![], q_halt: f32::NEG_INFINITY }),
+            Reply::Step(StepTokens { step: 3, tokens: vec![1, 2, 5, 0], q_halt: -1.25 }),
+            Reply::Step(StepTokens { step: 4, tokens: vec![], q_halt: f32::NEG_INFINITY }),
             Reply::Done { steps: 16, halted_at: None, elapsed_ms: 1234.5 },
             Reply::Done { steps: 35, halted_at: Some(35), elapsed_ms: 0.25 },
             Reply::Failed("the maze has 48 cells".into()),
@@ -215,7 +215,7 @@ mod tests {
             assert_eq!(envelope.bytes, None);
             assert_eq!(Reply::decode(&envelope).unwrap(), reply);
         }
-        let nan = Reply::Step(StepAnswer { step: 1, tokens: vec![2], q_halt: f32::NAN }).encode();
+        let nan = Reply::Step(StepTokens { step: 1, tokens: vec![2], q_halt: f32::NAN }).encode();
         match Reply::decode(&nan).unwrap() {
             Reply::Step(s) => assert!(s.q_halt.is_nan(), "{}", s.q_halt),
             other => panic!("{other:?}"),

@@ -2,6 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -27,4 +28,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes, expected: &str) -> Result<
     serde_json::from_slice(bytes)
         .map(Some)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}; expected {expected}")))
+}
+
+/// A request body type's expected shape, for the error message when the body does not parse.
+pub trait RequestShape {
+    /// The wanted JSON, in words.
+    const EXPECTED: &'static str;
+}
+
+/// A JSON body that must be present (axum's `Json`, but rejected with an [`ApiError`] that says
+/// what was expected). The content type is checked by the router for every POST. The last
+/// argument of a handler, as every body extractor.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + RequestShape> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let body = Bytes::from_request(req, state).await;
+        require_json(body, T::EXPECTED).map(JsonBody)
+    }
 }

@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use trm_shared::wire::ErrorBody;
 
-use super::batcher::BatchError;
-use super::engine::EngineError;
 use super::state::LimitError;
+use crate::serving::batcher::BatchError;
+use crate::serving::model_thread::ModelThreadError;
+use crate::serving::registry::RegistryError;
 
 /// An error answer. Handlers return it for every failure, so that no request ends in a bare
 /// 500 or a panic and every message names the problem.
@@ -82,9 +83,36 @@ impl From<BatchError> for ApiError {
     }
 }
 
-impl From<EngineError> for ApiError {
+impl From<RegistryError> for ApiError {
+    /// 404 for a name not served, 409 for a name taken or a full registry.
+    fn from(e: RegistryError) -> ApiError {
+        let status = match e {
+            RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
+            RegistryError::Served(_) | RegistryError::Loading(_) | RegistryError::Full => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<ModelThreadError> for ApiError {
     /// 422: the named checkpoint or config does not give a model this server can serve.
-    fn from(e: EngineError) -> ApiError {
+    fn from(e: ModelThreadError) -> ApiError {
         ApiError::unprocessable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_errors_map_to_their_statuses() {
+        let full = ApiError::from(BatchError::QueueFull);
+        assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(full.message.contains("queue is full"), "{}", full.message);
+        assert_eq!(ApiError::from(RegistryError::Full).status, StatusCode::CONFLICT);
+        assert_eq!(ApiError::from(RegistryError::Loading("m".into())).status, StatusCode::CONFLICT);
+        let missing = ApiError::from(RegistryError::NotFound { name: "x".into(), served: "none".into() });
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
     }
 }

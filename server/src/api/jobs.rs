@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -20,7 +19,7 @@ use trm_shared::wire::ErrorBody;
 use trm_shared::wire::jobs::{EvalJobRequest, JobEvent, JobInfo, JobList, TrainJobRequest};
 
 use super::auth::RequireToken;
-use super::body::require_json;
+use super::body::{JsonBody, RequestShape};
 use super::error::ApiError;
 use super::models::resolve_under_roots;
 use super::state::AppState;
@@ -29,8 +28,13 @@ use crate::eval::EvalSpec;
 use crate::jobs::{JobError, JobManager, LiveEvent};
 use crate::train::config::TrainConfig;
 
-const EVAL_EXPECTED: &str = r#"{"dataset": "...", "split"?: "test", "model"?: "NAME" or "checkpoint" + "config", "limit"?: N, "steps"?: N, "batch_size"?: N}"#;
-const TRAIN_EXPECTED: &str = r#"{"config": "<TOML text>" or {...}, "max_steps"?: N}"#;
+impl RequestShape for EvalJobRequest {
+    const EXPECTED: &'static str = r#"{"dataset": "...", "split"?: "test", "model"?: "NAME" or "checkpoint" + "config", "limit"?: N, "steps"?: N, "batch_size"?: N}"#;
+}
+
+impl RequestShape for TrainJobRequest {
+    const EXPECTED: &'static str = r#"{"config": "<TOML text>" or {...}, "max_steps"?: N}"#;
+}
 /// Largest forward batch an eval job may ask for.
 const MAX_EVAL_BATCH: usize = 256;
 
@@ -69,9 +73,8 @@ fn job_id(path: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
 pub async fn submit_eval(
     _auth: RequireToken,
     State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(request): JsonBody<EvalJobRequest>,
 ) -> Result<Accepted, ApiError> {
-    let request: EvalJobRequest = require_json(body, EVAL_EXPECTED)?;
     let (checkpoint, config) = match (&request.model, &request.checkpoint, &request.config) {
         (Some(name), None, None) => {
             let model = state.models.get(name)?;
@@ -112,15 +115,14 @@ pub async fn submit_eval(
 pub async fn submit_train(
     _auth: RequireToken,
     State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(request): JsonBody<TrainJobRequest>,
 ) -> Result<Accepted, ApiError> {
-    let request: TrainJobRequest = require_json(body, TRAIN_EXPECTED)?;
     let mut cfg = match &request.config {
         serde_json::Value::String(text) => TrainConfig::from_toml_str(text),
         value @ serde_json::Value::Object(_) => serde_json::from_value::<TrainConfig>(value.clone())
             .map_err(|e| crate::train::config::ConfigError::Parse(e.to_string()))
             .and_then(|c| c.validate().map(|()| c)),
-        _ => return Err(ApiError::unprocessable(format!("`config` must be TOML text or a JSON object; expected {TRAIN_EXPECTED}"))),
+        _ => return Err(ApiError::unprocessable(format!("`config` must be TOML text or a JSON object; expected {}", TrainJobRequest::EXPECTED))),
     }
     .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     if let Some(dir) = &cfg.data.dir {

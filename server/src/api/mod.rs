@@ -3,17 +3,17 @@
 //! - [`connections`]: the accept loop (connection cap, header-read timeout).
 //! - [`router`]: routes and safety layers (body limit, timeout, [`hosts`]); [`openapi`]: the document.
 //! - [`state`]: what handlers share, and the request [`Limits`]; [`auth`]: the bearer token.
-//! - [`batcher`] and [`engine`]: dynamic batching on a thread that owns a model.
+//! - [`body`]: JSON bodies ([`body::JsonBody`]); [`error`]: the error answer and the one
+//!   mapping of domain errors to statuses.
+//! - the models themselves run in [`crate::serving`] (no HTTP there).
 //! - one file per endpoint group: [`health`], [`models`], [`predict`], [`generate`],
 //!   [`datasets`] (over the [`catalog`]), [`jobs`] (over [`crate::jobs`]), [`static_files`].
 
 pub mod auth;
-pub mod batcher;
 pub mod body;
 pub mod catalog;
 pub mod connections;
 pub mod datasets;
-pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod health;
@@ -34,14 +34,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use batcher::BatchConfig;
-pub use engine::{EngineError, ModelSource};
+pub use crate::serving::batcher::BatchConfig;
+pub use crate::serving::model_thread::{ModelSource, ModelThreadError};
 pub use hosts::AllowedHosts;
 pub use state::Limits;
 
 use crate::backend::BackendKind;
 use crate::jobs::{JobError, JobManager};
-use crate::train::devices::DeviceSet;
+use crate::backend::devices::DeviceSet;
 use state::AppState;
 
 /// Everything `trm serve` needs.
@@ -76,7 +76,7 @@ pub struct ServeConfig {
 pub enum ServeError {
     /// The model could not be loaded.
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    ModelThread(#[from] ModelThreadError),
     /// Accepting connections failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
@@ -97,16 +97,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let backend_kind = config.backend;
-    let registry = models::ModelRegistry::default();
+    let registry = crate::serving::registry::ModelRegistry::default();
     let mut backend = format!("{backend_kind:?}").to_lowercase();
     for source in config.models.clone() {
         let batch = config.batch.clone();
         let loading = source.clone();
-        let engine = tokio::task::spawn_blocking(move || engine::start(loading, backend_kind, batch)).await??;
-        backend = engine.backend;
+        let thread = tokio::task::spawn_blocking(move || crate::serving::model_thread::start(loading, backend_kind, batch)).await??;
+        backend = thread.backend;
         registry
-            .insert(state::LoadedModel { info: engine.info, source, batcher: engine.batcher })
-            .map_err(|e| ServeError::Io(std::io::Error::other(e.message)))?;
+            .insert(crate::serving::registry::LoadedModel { info: thread.info, source, batcher: thread.batcher })
+            .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
     }
     let (state_dir, kind, devices) = (config.state_dir.clone(), backend_kind, config.train_devices.clone());
     let jobs = tokio::task::spawn_blocking(move || JobManager::open(&state_dir, kind, devices)).await??;

@@ -17,11 +17,12 @@ use trm_shared::wire::{ErrorBody, PredictRequest, PredictResponse, PredictResult
 use trm_shared::maze::{Cell, Grid, Window, check_answer, label};
 use trm_shared::model::GridShape;
 
-use super::batcher::JobOutput;
+use crate::serving::batcher::PredictOutput;
+use crate::serving::registry::LoadedModel;
 use super::body::require_json;
 use super::error::ApiError;
 use super::maze_input::{Takes, own_grid, parse_grid, place, takes, tokens_to_row_major};
-use super::state::{AppState, LimitError, Limits, LoadedModel};
+use super::state::{AppState, LimitError, Limits};
 
 const EXPECTED: &str = r#"{"mazes": [...], "steps"?: N, "return_steps"?: bool}, each maze a row-major string, a list of row strings or a list of token ids"#;
 
@@ -52,7 +53,7 @@ pub async fn predict(
     // Errors are kept for later, to answer them in the order a request is read: body, query, mazes.
     let query = query.map(|Query(q)| q).map_err(|e| ApiError::bad_request(format!("{}; expected ?model=NAME", e.body_text())));
     let candidates = match &query {
-        Ok(PredictQuery { model: Some(name) }) => state.models.get(name).map(|m| vec![m]),
+        Ok(PredictQuery { model: Some(name) }) => state.models.get(name).map(|m| vec![m]).map_err(ApiError::from),
         _ => Ok(state.models.all()),
     };
     let (limits, no_model) = (state.limits.clone(), state.no_model_message());
@@ -83,6 +84,8 @@ struct Prepared {
 }
 
 /// Reads the request, parses and labels its mazes, picks the model and checks the limits.
+/// It runs on a blocking thread, body parsing included: a 2 MiB body of mazes is CPU work, so
+/// predict takes its body as bytes rather than through [`super::body::JsonBody`].
 fn prepare(
     body: Result<Bytes, BytesRejection>,
     query: Result<(), ApiError>,
@@ -147,7 +150,7 @@ fn respond(
     mazes: &[Grid],
     labels: &[Grid],
     windows: &[Window],
-    output: JobOutput,
+    output: PredictOutput,
     started: Instant,
 ) -> Result<Vec<u8>, ApiError> {
     let any_size = model.info.any_size;

@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use trm_shared::wire::ModelInfo;
 
-use super::batcher::{BatchConfig, BatcherHandle};
 use super::catalog::Catalog;
-use super::engine::ModelSource;
 use super::hosts::AllowedHosts;
-use super::models::ModelRegistry;
 use crate::backend::BackendKind;
+use crate::serving::batcher::BatchConfig;
+use crate::serving::registry::ModelRegistry;
 use crate::jobs::JobManager;
 
 /// Caps that keep one client from exhausting the server.
@@ -138,16 +136,6 @@ impl Limits {
             Ok(())
         }
     }
-}
-
-/// A model being served.
-pub struct LoadedModel {
-    /// What it is.
-    pub info: ModelInfo,
-    /// Where it was loaded from (eval jobs read the same files).
-    pub source: ModelSource,
-    /// The queue to its worker thread.
-    pub batcher: BatcherHandle,
 }
 
 /// State shared by all handlers.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use trm_server::eval::{EvalReport, EvalSpec, run_eval};
 
-use crate::backend::{BackendKind, maze_bar};
+use crate::backend::BackendKind;
+use crate::solve::maze_bar;
 
 /// Arguments of `trm eval`.
 #[derive(Args, Debug)]

@@ -9,7 +9,9 @@ use clap::Args;
 use trm_shared::maze::check_answer;
 use trm_shared::model::PredictOptions;
 
-use crate::backend::{BackendJob, BackendKind, Inputs, load_model, predict_with_bar, read_inputs, read_puzzle_identifiers, with_backend};
+use crate::backend::{BackendJob, BackendKind, with_backend};
+use crate::inputs::{Inputs, read_inputs, read_puzzle_identifiers};
+use crate::solve::{load_model, predict_with_bar};
 
 /// Arguments of `trm predict`.
 #[derive(Args, Debug)]

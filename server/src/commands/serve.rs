@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use trm_server::api::{self, BatchConfig, Limits, ModelSource, ServeConfig};
 use trm_server::backend::BackendKind;
-use trm_server::train::devices::DeviceSet;
+use trm_server::backend::devices::DeviceSet;
 
 /// Where the committed models live, one directory each (model.safetensors + config.toml).
 const MODELS_DIR: &str = "public/models";
@@ -88,7 +88,7 @@ pub struct ServeArgs {
 /// Runs `trm serve` until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Training jobs would fail one by one on a device set the machine does not have.
-    trm_server::train::run::check_devices(args.backend, &args.devices)?;
+    trm_server::backend::probe(args.backend, &args.devices)?;
     let (models, no_model_reason) = model_sources(&args)?;
     let data_dirs = if args.data.is_empty() {
         ["data", "../shared/data"].iter().map(PathBuf::from).filter(|p| p.is_dir()).collect()
@@ -170,7 +170,7 @@ fn model_sources(args: &ServeArgs) -> anyhow::Result<(Vec<ModelSource>, String)>
         let name = checkpoint.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
         return Ok((vec![ModelSource { name, checkpoint: checkpoint.clone(), config: config.clone() }], String::new()));
     }
-    let models = api::models::committed_models(Path::new(MODELS_DIR), DEFAULT_MODEL)
+    let models = trm_server::serving::registry::committed_models(Path::new(MODELS_DIR), DEFAULT_MODEL)
         .with_context(|| format!("listing the committed models in {MODELS_DIR}"))?;
     let reason = format!(
         "{} (relative to {}) has no model directory with model.safetensors and config.toml; start `trm serve --model FILE --config FILE`, or register one with POST /api/models",

@@ -7,8 +7,9 @@ use clap::Args;
 
 use crate::backend::BackendKind;
 use crate::train::config::TrainConfig;
-use crate::train::devices::{DeviceSet, NodeSpec};
-use crate::train::run::{check_devices, load_run_data, train_on};
+use crate::backend::devices::{DeviceSet, NodeSpec};
+use crate::backend::probe;
+use crate::train::run::{load_run_data, train_on};
 use crate::train::trainer::{RunSetup, create_run_dir};
 
 /// Arguments of `trm train`.
@@ -70,7 +71,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         bail!("--init is for the size-general model (`[arch] mixer = \"local\"`); a reference run starts from its config");
     }
     // Before a run directory exists: a wrong device list leaves nothing behind.
-    check_devices(args.backend, &args.devices)?;
+    probe(args.backend, &args.devices)?;
     let node = match (args.nodes, args.node_rank, &args.orchestrator, &args.node_address) {
         (Some(n), Some(r), Some(o), Some(a)) => Some(NodeSpec::new(n, r, o, a)?),
         _ => None,
@@ -113,7 +114,10 @@ fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> any
     if args.backend != BackendKind::Cpu && args.devices.len() > 1 {
         bail!("the size-general model trains on one GPU for now; --devices lists several only with --backend cpu (worker threads)");
     }
-    check_devices(args.backend, &args.devices)?;
+    if args.backend == BackendKind::Wgpu {
+        bail!("the size-general model trains on --backend cpu or cuda for now, not wgpu");
+    }
+    probe(args.backend, &args.devices)?;
     if let Some(init) = &args.init
         && !init.is_file()
     {
@@ -133,13 +137,18 @@ fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> any
     };
     eprintln!("run directory: {}", dir.display());
     let opts = LocalRunOptions { resume, init: args.init.clone(), max_steps: args.max_steps, workers: args.devices.len() };
-    let summary = match args.backend {
-        BackendKind::Cpu => train_local::<crate::train::CpuTrain>(&cfg, &dir, &opts, &Default::default())?,
-        #[cfg(feature = "cuda")]
-        // check_devices above has already probed the driver.
-        BackendKind::Cuda => train_local::<burn::backend::Autodiff<burn::backend::Cuda>>(&cfg, &dir, &opts, &Default::default())?,
-        other => bail!("the size-general model trains on --backend cpu{} for now, not {other:?}", if cfg!(feature = "cuda") { " or cuda" } else { "" }),
-    };
+    struct Job<'a> {
+        cfg: &'a LocalTrainConfig,
+        dir: &'a std::path::Path,
+        opts: LocalRunOptions,
+    }
+    impl crate::backend::TrainJob for Job<'_> {
+        type Output = crate::train::local::LocalSummary;
+        fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
+            train_local::<B>(self.cfg, self.dir, &self.opts, &device)
+        }
+    }
+    let summary = crate::backend::with_train_backend(args.backend, &args.devices, Job { cfg: &cfg, dir: &dir, opts })?;
     eprintln!(
         "done: {} steps, {:.0} s of training; weights in {}",
         summary.steps,

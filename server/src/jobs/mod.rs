@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use trm_shared::wire::jobs::{JobEvent, JobInfo, JobKind, JobProgress, JobStatus};
 
 use crate::backend::BackendKind;
-use crate::train::devices::DeviceSet;
+use crate::backend::devices::DeviceSet;
 use crate::eval::EvalSpec;
 use crate::train::config::TrainConfig;
 use store::{Store, StoreError, StoredModel};

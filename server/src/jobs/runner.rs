@@ -13,7 +13,7 @@ use super::{JobManager, StopFlags};
 use crate::backend::BackendKind;
 use crate::eval::{EvalError, EvalSpec, run_eval};
 use crate::train::config::TrainConfig;
-use crate::train::devices::DeviceSet;
+use crate::backend::devices::DeviceSet;
 use crate::train::hooks::TrainHooks;
 use crate::train::run::{load_run_data, train_on};
 use crate::train::trainer::RunSetup;

@@ -23,7 +23,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
-use super::devices::NodeSpec;
+use crate::backend::devices::NodeSpec;
 use super::params::ParamInfo;
 
 /// Backend types whose collective server a [`Group`] holds.

@@ -1,7 +1,6 @@
 //! Training TRM as the reference `pretrain.py` does (spec section 4), natively on burn.
 //!
 //! - [`config`]: the TOML training config with the reference's names.
-//! - [`devices`]: `--devices` and the multi-node settings of a run.
 //! - [`collective`]: the gradient all-reduce through burn-collective.
 //! - [`loss`]: stablemax cross-entropy (f64), the Q-halt loss and the step metrics.
 //! - [`optim`]: AdamATan2 (a burn `SimpleOptimizer`) and SignSGD for the puzzle embedding.
@@ -14,17 +13,17 @@
 //! - [`curves`]: the learning curves of a run as an SVG figure.
 //! - [`hooks`]: stopping a run and following its progress from outside (the server's jobs).
 //! - [`step`]: one step's forward and backward split over data-parallel workers.
-//! - [`run`]: a run's mazes (read or generated) and its backend.
+//! - [`run`]: a run's mazes (read or generated), and training on the chosen backend.
 //! - [`update`]: one optimizer update (AdamATan2, SignSGD on the step's puzzle rows).
 //! - [`local`]: training the size-general model (local mixer) on generated mazes of many sizes.
-//! - [`trainer`]: the loop (carry across batches, optimizers, EMA, evaluation, logging).
+//! - [`trainer`]: the [`trainer::Trainer`] (model, EMA, optimizers, workers, data position) and
+//!   the loop that drives it (evaluation, checkpoints, logging).
 
 pub mod checkpoint;
 pub mod collective;
 pub mod config;
 pub mod curves;
 pub mod data;
-pub mod devices;
 pub mod ema;
 pub mod hooks;
 pub mod local;

@@ -7,10 +7,11 @@ use anyhow::{Context, bail};
 use trm_shared::dataset::{SplitData, read_split, write_dataset};
 use trm_shared::generate::{GenerateConfig, generate_splits};
 
+use burn::tensor::backend::AutodiffBackend;
+
 use super::config::TrainConfig;
-use super::devices::DeviceSet;
 use super::trainer::{RunSetup, RunSummary, train};
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, TrainJob, with_train_backend};
 
 /// The mazes of a run: read from the config's dataset, or generated once into `RUN/data`
 /// (seeded by the config) so that a resumed run reads the very same mazes.
@@ -39,57 +40,19 @@ pub fn load_run_data(cfg: &TrainConfig, run: &Path) -> anyhow::Result<(SplitData
     Ok((train, test))
 }
 
-/// Checks `devices` against what the machine has for `backend`: on the CPU, at most one
-/// worker per core; on CUDA, the driver and nvrtc load and every index exists.
-pub fn check_devices(backend: BackendKind, devices: &DeviceSet) -> anyhow::Result<()> {
-    match backend {
-        BackendKind::Cpu => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            Ok(devices.check_against(cores, "the CPU (one worker per core at most)")?)
-        }
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            let count = crate::gpu::cuda_device_count().context("--backend cuda")?;
-            Ok(devices.check_against(count, "this machine's CUDA driver")?)
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Checks `setup.devices` ([`check_devices`]) and trains on `backend`: every entry of
-/// `--devices` is one data-parallel worker (a GPU, or on the CPU a thread).
+/// Trains per `cfg` on `backend` after [`crate::backend::probe`]: every entry of
+/// `setup.devices` is one data-parallel worker (a GPU, or on the CPU a thread).
 pub fn train_on(backend: BackendKind, cfg: &TrainConfig, setup: RunSetup) -> anyhow::Result<RunSummary> {
-    check_devices(backend, &setup.devices)?;
-    let first = setup.devices.indices().first().copied().unwrap_or(0);
-    match backend {
-        BackendKind::Cpu => train::<super::CpuTrain>(cfg, setup, Default::default()),
-        BackendKind::Cuda => {
-            #[cfg(feature = "cuda")]
-            {
-                let device = burn::backend::cuda::CudaDevice::new(first);
-                train::<burn::backend::Autodiff<burn::backend::Cuda>>(cfg, setup, device)
-            }
-            #[cfg(not(feature = "cuda"))]
-            {
-                let _ = first;
-                bail!("this trm was built without CUDA; rebuild with `cargo build --release -p trm-server --features cuda`")
-            }
-        }
-        BackendKind::Wgpu => {
-            #[cfg(feature = "wgpu")]
-            {
-                // Device 0 alone: whatever adapter wgpu prefers; listed indices: discrete GPUs.
-                let device = if setup.devices == DeviceSet::default() {
-                    burn::backend::wgpu::WgpuDevice::DefaultDevice
-                } else {
-                    burn::backend::wgpu::WgpuDevice::DiscreteGpu(first)
-                };
-                train::<burn::backend::Autodiff<burn::backend::Wgpu>>(cfg, setup, device)
-            }
-            #[cfg(not(feature = "wgpu"))]
-            {
-                bail!("this trm was built without wgpu; rebuild with `cargo build --release -p trm-server --features wgpu`")
-            }
+    struct Job<'a> {
+        cfg: &'a TrainConfig,
+        setup: RunSetup,
+    }
+    impl TrainJob for Job<'_> {
+        type Output = RunSummary;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<RunSummary> {
+            train::<B>(self.cfg, self.setup, device)
         }
     }
+    let devices = setup.devices.clone();
+    with_train_backend(backend, &devices, Job { cfg, setup })
 }

@@ -25,7 +25,7 @@ use trm_shared::model::act::ActBatch;
 use trm_shared::model::{ActCarry, ActMode, ActModel, Trm};
 
 use super::collective::Group;
-use super::devices::NodeSpec;
+use crate::backend::devices::NodeSpec;
 use super::loss::{MetricSums, act_loss};
 use super::params::ParamInfo;
 
@@ -39,7 +39,7 @@ struct WorkerOutput<B: AutodiffBackend> {
 }
 
 /// The summed result of one step over all workers.
-pub struct StepOutput {
+pub struct SummedStep {
     /// Gradients of `loss / global_batch`, summed over every worker, on the first device.
     pub grads: GradientsParams,
     /// Metric sums over every row (of every node).
@@ -104,7 +104,7 @@ impl<B: AutodiffBackend> Workers<B> {
         seeds: &[u64],
         params: &[ParamInfo],
         batch_for: impl Fn(usize, &B::Device) -> anyhow::Result<ActBatch<B>> + Sync,
-    ) -> anyhow::Result<StepOutput> {
+    ) -> anyhow::Result<SummedStep> {
         let devices = self.devices.clone();
         let carries: Vec<Option<ActCarry<B>>> = self.carries.iter_mut().map(Option::take).collect();
         let group = &self.group;
@@ -158,12 +158,12 @@ impl<B: AutodiffBackend> Workers<B> {
         // Worker 0's gradients are already the sum; the metrics and ids of this node's workers
         // are combined here (in a multi-node run every worker holds the global ones already).
         let multi_node = self.group.node().is_some();
-        let mut total: Option<StepOutput> = None;
+        let mut total: Option<SummedStep> = None;
         for (w, out) in outputs.into_iter().enumerate() {
             let out = out.with_context(|| format!("training worker {w}"))?;
             self.carries[w] = Some(out.carry);
             total = Some(match total {
-                None => StepOutput { grads: out.grads, metrics: out.metrics, puzzle_ids: out.puzzle_ids },
+                None => SummedStep { grads: out.grads, metrics: out.metrics, puzzle_ids: out.puzzle_ids },
                 Some(mut t) if !multi_node => {
                     t.metrics.add(&out.metrics);
                     t.puzzle_ids.extend(out.puzzle_ids);

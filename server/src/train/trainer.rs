@@ -22,13 +22,13 @@ use trm_shared::model::{RandomInit, StateDict, Trm, TrmConfig, run_inference};
 use super::checkpoint::{TrainState, host, latest_name, read_latest, remove_partials, write_checkpoint};
 use super::config::TrainConfig;
 use super::data::{DataPosition, host_batch, iteration_batches};
-use super::devices::{DeviceSet, NodeSpec, backend_devices};
+use crate::backend::devices::{DeviceSet, NodeSpec, backend_devices};
 use super::ema::Ema;
 use super::hooks::TrainHooks;
 use super::loss::{MetricMeans, MetricSums, act_loss};
 use super::metrics_log::MetricsLog;
 use super::optim::{AdamAtan2, SignSgd};
-use super::params::param_infos;
+use super::params::{ParamInfo, param_infos};
 use super::schedule::LrSchedule;
 use super::step::Workers;
 use super::update::{apply_update, buffer_ids, freeze_buffers};
@@ -199,7 +199,189 @@ fn optim_from_state_dict<B: AutodiffBackend>(
     Ok(optim)
 }
 
-/// Trains per `cfg` in `setup.dir`.
+/// One training run's state: the model, its EMA, the optimizers and schedules, the
+/// data-parallel workers, and where the run is in its data. [`train`] drives it.
+pub struct Trainer<B: AutodiffBackend> {
+    cfg: TrainConfig,
+    arch: TrmConfig,
+    device: B::Device,
+    /// The live weights; `None` only inside [`Trainer::step`], which moves them through the
+    /// optimizer (so that no second reference keeps the optimizer from updating in place).
+    trm: Option<Trm<B>>,
+    ema: Option<Ema<B::InnerBackend>>,
+    optim: OptimizerAdaptor<AdamAtan2, Trm<B>, B>,
+    sign: SignSgd,
+    schedule: LrSchedule,
+    pe_schedule: LrSchedule,
+    workers: Workers<B>,
+    params: Vec<ParamInfo>,
+    rng: ChaCha8Rng,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// The next batch: iteration and batch within it.
+    pub pos: DataPosition,
+}
+
+/// A step whose loss was NaN or infinite; the weights were left as they were.
+#[derive(Debug, thiserror::Error)]
+#[error("the loss became {kind} at step {step} (lm_loss {lm_loss}, q_halt_loss {q_halt_loss})")]
+pub struct NonFiniteLoss {
+    kind: &'static str,
+    step: u64,
+    lm_loss: f64,
+    q_halt_loss: f64,
+}
+
+/// What one optimizer step measured.
+pub struct StepReport {
+    /// The batch's metric sums.
+    pub metrics: MetricSums,
+    /// The learning rate the step used.
+    pub lr: f64,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    fn optimizer(cfg: &TrainConfig) -> OptimizerAdaptor<AdamAtan2, Trm<B>, B> {
+        let adam = AdamAtan2 { beta1: cfg.beta1, beta2: cfg.beta2, weight_decay: cfg.weight_decay };
+        let optim = OptimizerAdaptor::from(adam);
+        match cfg.grad_clip_norm {
+            Some(c) => optim.with_grad_clipping(burn::optim::grad_clipping::GradientClippingConfig::Norm(c as f32).init()),
+            None => optim,
+        }
+    }
+
+    fn assemble(cfg: &TrainConfig, arch: TrmConfig, trm: Trm<B>, ema: Option<Ema<B::InnerBackend>>, optim: OptimizerAdaptor<AdamAtan2, Trm<B>, B>, workers: Workers<B>, device: B::Device, total_steps: u64) -> Trainer<B> {
+        let schedule = LrSchedule { base: cfg.lr, warmup_steps: cfg.lr_warmup_steps, total_steps, min_ratio: cfg.lr_min_ratio };
+        if let Some(e) = &ema {
+            tracing::info!("EMA (rate {}) over {} parameter tensors", e.rate, e.tracked());
+        }
+        // H_init / L_init are buffers: never trained.
+        let trm = freeze_buffers(trm);
+        Trainer {
+            params: param_infos(&trm),
+            cfg: cfg.clone(),
+            arch,
+            device,
+            trm: Some(trm),
+            ema,
+            optim,
+            sign: SignSgd { weight_decay: cfg.puzzle_emb_weight_decay },
+            schedule,
+            pe_schedule: LrSchedule { base: cfg.puzzle_emb_lr, ..schedule },
+            workers,
+            rng: <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed),
+            step: 0,
+            pos: DataPosition::default(),
+        }
+    }
+
+    /// A new run: random weights from the config's seed, fresh optimizer moments and EMA.
+    pub fn fresh(cfg: &TrainConfig, arch: TrmConfig, workers: Workers<B>, device: B::Device, total_steps: u64) -> anyhow::Result<Trainer<B>> {
+        // bf16 activations on CUDA when the config says so (weights, gradients, moments and
+        // the EMA stay f32, as in the reference); f32 elsewhere (see `backend::compute_dtype`).
+        let dtype = crate::backend::compute_dtype::<B::InnerBackend>(&arch)?;
+        tracing::info!("computing in {dtype:?} with f32 weights");
+        let trm = Trm::<B>::build(&arch, &mut RandomInit::new(cfg.seed), &device)?.with_compute_dtype(dtype);
+        let live = trm.valid();
+        let ema = cfg.ema.then(|| Ema::new(&live, &buffer_ids(&live), cfg.ema_rate));
+        Ok(Trainer::assemble(cfg, arch, trm, ema, Trainer::optimizer(cfg), workers, device, total_steps))
+    }
+
+    /// The run in `dir` from its latest checkpoint: weights, EMA, optimizer moments, data
+    /// position and RNG state as they were saved.
+    pub fn resume(cfg: &TrainConfig, arch: TrmConfig, dir: &Path, workers: Workers<B>, device: B::Device, total_steps: u64) -> anyhow::Result<Trainer<B>> {
+        let dtype = crate::backend::compute_dtype::<B::InnerBackend>(&arch)?;
+        tracing::info!("computing in {dtype:?} with f32 weights");
+        let ck = read_latest(dir)?;
+        let trm = Trm::<B>::from_state_dict(&arch, &ck.live, &device).context("checkpoint weights")?.with_compute_dtype(dtype);
+        let ema = if cfg.ema {
+            let averaged = Trm::<B::InnerBackend>::from_state_dict(&arch, &ck.eval_model, &device).context("checkpoint EMA weights")?;
+            let live = trm.valid();
+            let skip_inner = buffer_ids(&live);
+            Some(Ema::resume(&live, &averaged, &skip_inner, cfg.ema_rate)?)
+        } else {
+            None
+        };
+        let optim = optim_from_state_dict(Trainer::optimizer(cfg), &trm, &ck.optim, &ck.state.optim_time, &device)?;
+        let mut trainer = Trainer::assemble(cfg, arch, trm, ema, optim, workers, device, total_steps);
+        let word: u128 = ck.state.rng_word_pos.parse().context("RNG position in state.json")?;
+        trainer.rng.set_word_pos(word);
+        (trainer.step, trainer.pos) = (ck.state.step, ck.state.position);
+        eprintln!("resuming {} at step {}", ck.dir.display(), ck.state.step);
+        Ok(trainer)
+    }
+
+    /// One optimizer step on `rows` of `split`: an ACT step, the loss and its backward on
+    /// every worker, the summed gradients applied (AdamATan2, SignSGD on the puzzle
+    /// embeddings), the EMA updated. A non-finite loss is an error and changes nothing.
+    pub fn step(&mut self, split: &SplitData, rows: &[usize]) -> anyhow::Result<StepReport> {
+        let gbs = self.cfg.global_batch_size;
+        self.step += 1;
+        self.pos.batch += 1;
+        let lr = self.schedule.lr(self.step);
+        // Each worker's exploration draws come from its own stream, seeded from the run's.
+        let seeds: Vec<u64> = (0..self.workers.len()).map(|_| rand::RngCore::next_u64(&mut self.rng)).collect();
+        let ranges = self.workers.split(rows.len());
+        let trm = self.trm.take().expect("the model is only taken inside step");
+        let arch = &self.arch;
+        let out = self.workers.step(&trm, gbs, &seeds, &self.params, |w, dev| batch_on::<B>(arch, split, &rows[ranges[w].clone()], dev));
+        let out = match out {
+            Ok(out) if out.metrics.lm_loss.is_finite() && out.metrics.q_halt_loss.is_finite() => out,
+            Ok(out) => {
+                self.trm = Some(trm);
+                let m = out.metrics;
+                let kind = if m.lm_loss.is_nan() || m.q_halt_loss.is_nan() { "NaN" } else { "infinite" };
+                return Err(NonFiniteLoss { kind, step: self.step, lm_loss: m.lm_loss, q_halt_loss: m.q_halt_loss }.into());
+            }
+            Err(e) => {
+                self.trm = Some(trm);
+                return Err(e);
+            }
+        };
+        let m = out.metrics;
+        let trm = apply_update(trm, &mut self.optim, &self.sign, out.grads, &out.puzzle_ids, lr, self.pe_schedule.lr(self.step));
+        if let Some(e) = self.ema.as_mut() {
+            e.update(&trm.valid());
+        }
+        self.trm = Some(trm);
+        Ok(StepReport { metrics: m, lr })
+    }
+
+    fn trm(&self) -> &Trm<B> {
+        self.trm.as_ref().expect("the model is only taken inside step")
+    }
+
+    /// The learning rate at the current step.
+    pub fn lr(&self) -> f64 {
+        self.schedule.lr(self.step)
+    }
+
+    /// The weights that are saved and evaluated: the EMA's when there is one.
+    pub fn eval_model(&self) -> Trm<B::InnerBackend> {
+        let live = self.trm().valid();
+        match &self.ema {
+            Some(e) => e.apply(live),
+            None => live,
+        }
+    }
+
+    /// Scores [`Trainer::eval_model`] on (a prefix of) `split`, as the reference evaluates.
+    pub fn evaluate(&self, split: &SplitData, limit: Option<usize>) -> anyhow::Result<MetricMeans> {
+        evaluate(&self.eval_model(), split, self.cfg.global_batch_size, limit, &self.device)
+    }
+
+    /// Writes a checkpoint of the current step into the run directory `dir`.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let eval = self.eval_model();
+        let (osd, times) = optim_to_state_dict(&self.optim, self.trm());
+        let state = TrainState { step: self.step, position: self.pos, rng_word_pos: self.rng.get_word_pos().to_string(), optim_time: times };
+        write_checkpoint(dir, &state, &eval.to_safetensors_bytes()?, &self.trm().to_state_dict(), &osd)?;
+        Ok(())
+    }
+}
+
+/// Trains per `cfg` in `setup.dir`: the reference's loop of batches, an evaluation and a
+/// checkpoint at the end of every iteration (`eval_interval` epochs), a log line every 50 steps.
 pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::Device) -> anyhow::Result<RunSummary> {
     let arch = resolved_arch(cfg, &setup.train)?;
     let gbs = cfg.global_batch_size;
@@ -208,17 +390,8 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
         bail!("the training split has {groups} groups, fewer than global_batch_size {gbs}: no full batch");
     }
     let total_steps = cfg.total_steps(groups);
-    let schedule = LrSchedule { base: cfg.lr, warmup_steps: cfg.lr_warmup_steps, total_steps, min_ratio: cfg.lr_min_ratio };
-    let pe_schedule = LrSchedule { base: cfg.puzzle_emb_lr, ..schedule };
-    let adam = AdamAtan2 { beta1: cfg.beta1, beta2: cfg.beta2, weight_decay: cfg.weight_decay };
-    let sign = SignSgd { weight_decay: cfg.puzzle_emb_weight_decay };
-    let mut optim: OptimizerAdaptor<AdamAtan2, Trm<B>, B> = OptimizerAdaptor::from(adam);
-    if let Some(c) = cfg.grad_clip_norm {
-        optim = optim.with_grad_clipping(burn::optim::grad_clipping::GradientClippingConfig::Norm(c as f32).init());
-    }
 
-    // Model, EMA, counters: fresh or from the latest checkpoint. A run killed before its first
-    // checkpoint resumes by starting over in the same directory.
+    // A run killed before its first checkpoint resumes by starting over in the same directory.
     if setup.resume {
         let n = remove_partials(&setup.dir)?;
         if n > 0 {
@@ -229,102 +402,46 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     if setup.resume && !has_checkpoint {
         eprintln!("{} has no checkpoint yet: starting it from step 0", setup.dir.display());
     }
-    // bf16 activations on CUDA when the config says so (weights, gradients, moments and the
-    // EMA stay f32, as in the reference); f32 elsewhere (see `backend::compute_dtype`).
-    let dtype = crate::backend::compute_dtype::<B::InnerBackend>(&arch)?;
-    tracing::info!("computing in {dtype:?} with f32 weights");
-    let (mut trm, mut ema, mut step, mut pos, mut rng) = if setup.resume && has_checkpoint {
-        let ck = read_latest(&setup.dir)?;
-        let trm = Trm::<B>::from_state_dict(&arch, &ck.live, &device).context("checkpoint weights")?.with_compute_dtype(dtype);
-        let ema = if cfg.ema {
-            let averaged = Trm::<B::InnerBackend>::from_state_dict(&arch, &ck.eval_model, &device).context("checkpoint EMA weights")?;
-            let live = trm.valid();
-            let skip_inner = buffer_ids(&live);
-            Some(Ema::resume(&live, &averaged, &skip_inner, cfg.ema_rate)?)
-        } else {
-            None
-        };
-        optim = optim_from_state_dict(optim, &trm, &ck.optim, &ck.state.optim_time, &device)?;
-        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed);
-        let word: u128 = ck.state.rng_word_pos.parse().context("RNG position in state.json")?;
-        rng.set_word_pos(word);
-        eprintln!("resuming {} at step {}", ck.dir.display(), ck.state.step);
-        (trm, ema, ck.state.step, ck.state.position, rng)
+    let workers = Workers::<B>::on_nodes(backend_devices::<B>(&device, &setup.devices), setup.node.clone());
+    let mut trainer = if setup.resume && has_checkpoint {
+        Trainer::resume(cfg, arch, &setup.dir, workers, device, total_steps)?
     } else {
-        let trm = Trm::<B>::build(&arch, &mut RandomInit::new(cfg.seed), &device)?.with_compute_dtype(dtype);
-        let live = trm.valid();
-        let ema = cfg.ema.then(|| Ema::new(&live, &buffer_ids(&live), cfg.ema_rate));
-        let rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed);
-        (trm, ema, 0, DataPosition::default(), rng)
+        Trainer::fresh(cfg, arch, workers, device, total_steps)?
     };
-    if let Some(e) = &ema {
-        tracing::info!("EMA (rate {}) over {} parameter tensors", e.rate, e.tracked());
-    }
-    // H_init / L_init are buffers: never trained.
-    trm = freeze_buffers(trm);
 
     let end = setup.max_steps.map_or(total_steps, |m| m.min(total_steps));
     let bar = if setup.progress { ProgressBar::new(end) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    bar.set_position(step);
-    let mut log = MetricsLog::open(&setup.dir, setup.resume.then_some(step))?;
+    bar.set_position(trainer.step);
+    let mut log = MetricsLog::open(&setup.dir, setup.resume.then_some(trainer.step))?;
     let started = Instant::now();
     let mut window = MetricSums::default();
     let mut window_rows = 0usize;
     let mut window_start = Instant::now();
     let log_every = 50u64.min(end.max(1));
-    let mut workers = Workers::<B>::on_nodes(backend_devices::<B>(&device, &setup.devices), setup.node.clone());
-    let params = param_infos(&trm);
     let mut last_eval = None;
-    let eval_model = |trm: &Trm<B>, ema: &Option<Ema<B::InnerBackend>>| -> Trm<B::InnerBackend> {
-        let live = trm.valid();
-        match ema {
-            Some(e) => e.apply(live),
-            None => live,
-        }
-    };
-    let save = |trm: &Trm<B>, ema: &Option<Ema<B::InnerBackend>>, optim: &OptimizerAdaptor<AdamAtan2, Trm<B>, B>, step: u64, pos: DataPosition, rng: &ChaCha8Rng| -> anyhow::Result<()> {
-        let eval = eval_model(trm, ema);
-        let (osd, times) = optim_to_state_dict(optim, trm);
-        let state = TrainState { step, position: pos, rng_word_pos: rng.get_word_pos().to_string(), optim_time: times };
-        write_checkpoint(&setup.dir, &state, &eval.to_safetensors_bytes()?, &trm.to_state_dict(), &osd)?;
-        Ok(())
-    };
 
-    'outer: while step < end {
-        let batches = iteration_batches(&setup.train, cfg.seed, pos.iteration, cfg.eval_interval, gbs);
-        while (pos.batch as usize) < batches.len() {
+    'outer: while trainer.step < end {
+        let batches = iteration_batches(&setup.train, cfg.seed, trainer.pos.iteration, cfg.eval_interval, gbs);
+        while (trainer.pos.batch as usize) < batches.len() {
             // A stop request ends the run like max_steps: the checkpoint after the loop is written.
-            if step >= end || setup.hooks.stop_requested() {
+            if trainer.step >= end || setup.hooks.stop_requested() {
                 break 'outer;
             }
-            let rows = &batches[pos.batch as usize];
-            step += 1;
-            pos.batch += 1;
-            let lr = schedule.lr(step);
-
-            // Each worker's exploration draws come from its own stream, seeded from the run's.
-            let seeds: Vec<u64> = (0..workers.len()).map(|_| rand::RngCore::next_u64(&mut rng)).collect();
-            let ranges = workers.split(rows.len());
-            let out = workers.step(&trm, gbs, &seeds, &params, |w, dev| batch_on::<B>(&arch, &setup.train, &rows[ranges[w].clone()], dev))?;
-            let (m, ids) = (out.metrics, out.puzzle_ids);
-            if !(m.lm_loss.is_finite() && m.q_halt_loss.is_finite()) {
-                bar.abandon();
-                let kept = match read_latest(&setup.dir) {
-                    Ok(c) => format!("the last good checkpoint ({}) is kept; to go on, lower lr in {} and run --resume {}", c.dir.display(), setup.dir.join("config.toml").display(), setup.dir.display()),
-                    Err(_) => "no checkpoint had been written yet".to_string(),
-                };
-                bail!(
-                    "the loss became {} at step {step} (lm_loss {}, q_halt_loss {}); stopping: {kept}",
-                    if m.lm_loss.is_nan() || m.q_halt_loss.is_nan() { "NaN" } else { "infinite" },
-                    m.lm_loss, m.q_halt_loss
-                );
-            }
-            trm = apply_update(trm, &mut optim, &sign, out.grads, &ids, lr, pe_schedule.lr(step));
-            if let Some(e) = ema.as_mut() {
-                e.update(&trm.valid());
-            }
-            window.add(&m);
+            let report = match trainer.step(&setup.train, &batches[trainer.pos.batch as usize]) {
+                Ok(r) => r,
+                Err(e) if e.is::<NonFiniteLoss>() => {
+                    bar.abandon();
+                    let kept = match read_latest(&setup.dir) {
+                        Ok(c) => format!("the last good checkpoint ({}) is kept; to go on, lower lr in {} and run --resume {}", c.dir.display(), setup.dir.join("config.toml").display(), setup.dir.display()),
+                        Err(_) => "no checkpoint had been written yet".to_string(),
+                    };
+                    bail!("{e:#}; stopping: {kept}");
+                }
+                Err(e) => return Err(e),
+            };
+            let step = trainer.step;
+            window.add(&report.metrics);
             window_rows += gbs;
             bar.set_position(step);
             setup.hooks.progress(step, end);
@@ -332,36 +449,36 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
             if step % log_every == 0 || step == end {
                 let means = window.means(window_rows as f64);
                 let secs = window_start.elapsed().as_secs_f64();
-                let line = LogLine { kind: "train", step, lr, metrics: means, examples_per_s: window_rows as f64 / secs.max(1e-9), elapsed_s: started.elapsed().as_secs_f64() };
+                let line = LogLine { kind: "train", step, lr: report.lr, metrics: means, examples_per_s: window_rows as f64 / secs.max(1e-9), elapsed_s: started.elapsed().as_secs_f64() };
                 log.append(&line)?;
                 setup.hooks.metrics(&line);
-                bar.set_message(format!("loss {:.4} exact {:.3} lr {:.2e} {:.0} ex/s", means.lm_loss + 0.5 * means.q_halt_loss, means.exact_accuracy, lr, line.examples_per_s));
+                bar.set_message(format!("loss {:.4} exact {:.3} lr {:.2e} {:.0} ex/s", means.lm_loss + 0.5 * means.q_halt_loss, means.exact_accuracy, report.lr, line.examples_per_s));
                 window = MetricSums::default();
                 window_rows = 0;
                 window_start = Instant::now();
             }
             // Not on an iteration's last batch: the evaluation's checkpoint follows at the same
             // step, and writing a step twice would replace the directory `latest` names.
-            if cfg.checkpoint_every_steps > 0 && step % cfg.checkpoint_every_steps == 0 && (pos.batch as usize) < batches.len() {
-                save(&trm, &ema, &optim, step, pos, &rng)?;
+            if cfg.checkpoint_every_steps > 0 && step % cfg.checkpoint_every_steps == 0 && (trainer.pos.batch as usize) < batches.len() {
+                trainer.save(&setup.dir)?;
             }
         }
         // End of an iteration (eval_interval epochs): evaluate and checkpoint, as the reference.
-        pos = DataPosition { iteration: pos.iteration + 1, batch: 0 };
-        let means = evaluate(&eval_model(&trm, &ema), &setup.test, gbs, cfg.data.eval_limit, &device)?;
-        let line = LogLine { kind: "eval", step, lr: schedule.lr(step), metrics: means, examples_per_s: 0.0, elapsed_s: started.elapsed().as_secs_f64() };
+        trainer.pos = DataPosition { iteration: trainer.pos.iteration + 1, batch: 0 };
+        let means = trainer.evaluate(&setup.test, cfg.data.eval_limit)?;
+        let line = LogLine { kind: "eval", step: trainer.step, lr: trainer.lr(), metrics: means, examples_per_s: 0.0, elapsed_s: started.elapsed().as_secs_f64() };
         log.append(&line)?;
         setup.hooks.metrics(&line);
-        bar.println(format!("step {step}: eval exact {:.3}, token accuracy {:.3}", means.exact_accuracy, means.accuracy));
+        bar.println(format!("step {}: eval exact {:.3}, token accuracy {:.3}", trainer.step, means.exact_accuracy, means.accuracy));
         last_eval = Some(means);
-        save(&trm, &ema, &optim, step, pos, &rng)?;
+        trainer.save(&setup.dir)?;
     }
     // Stopped by max_steps mid-iteration: save where we are, so that --resume continues.
-    if read_latest(&setup.dir).map(|c| c.state.step).ok() != Some(step) {
-        save(&trm, &ema, &optim, step, pos, &rng)?;
+    if read_latest(&setup.dir).map(|c| c.state.step).ok() != Some(trainer.step) {
+        trainer.save(&setup.dir)?;
     }
     bar.finish();
-    Ok(RunSummary { steps: step, last_eval })
+    Ok(RunSummary { steps: trainer.step, last_eval })
 }
 
 /// Writes a new run directory's config.

@@ -225,7 +225,7 @@ pub fn config(dir: &Path) -> ServeConfig {
 /// (the size-general model) first.
 pub fn committed_models() -> Vec<ModelSource> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/models");
-    let models = trm_server::api::models::committed_models(&root, "default").unwrap();
+    let models = trm_server::serving::registry::committed_models(&root, "default").unwrap();
     assert_eq!(models.first().map(|m| m.name.as_str()), Some("default"), "no public/models/default");
     models
 }

@@ -1,90 +1,10 @@
-//! Picking a burn backend at run time and loading model inputs, for the model commands
-//! (`predict`, `eval`, `bench`).
-//!
-//! The CPU backend is burn's Flex: pure Rust, SIMD (AVX2/AVX-512/NEON), multi-threaded gemm
-//! matmuls and a tiled attention kernel. It is the fastest CPU backend burn 0.21 offers that
-//! builds here: burn-cpu (CubeCL/LLVM JIT) needs an LLVM download at build time, and
-//! ndarray is deprecated and slower (see docs/rust-stack.md). wgpu and cuda are cargo features.
+//! Mazes for the model commands (`predict`, `eval`): read from an npy file, a dataset split
+//! folder or a text file of mazes, with their labels and puzzle identifiers where they exist.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use burn::prelude::Backend;
-use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
 use trm_shared::maze::Grid;
-pub use trm_shared::model::AnyModel;
-use trm_shared::model::{GridShape, MazeSize, PredictOptions, Predictions, TrmConfig, load_files};
-
-/// Backends a command can run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BackendKind {
-    /// burn Flex on the CPU, f32.
-    Cpu,
-    /// burn wgpu (Vulkan, Metal, DX12); needs the `wgpu` cargo feature.
-    Wgpu,
-    /// burn CUDA; needs the `cuda` cargo feature and libcuda/libnvrtc at run time.
-    Cuda,
-}
-
-/// Work that runs on whichever backend was chosen (Rust has no generic closures).
-pub trait BackendJob {
-    /// What the job returns.
-    type Output;
-    /// Runs the job on backend `B`.
-    fn run<B: Backend>(self, device: B::Device, backend_name: &'static str) -> anyhow::Result<Self::Output>;
-}
-
-/// Runs `job` on the backend `kind`, or explains how to get it.
-pub fn with_backend<J: BackendJob>(kind: BackendKind, job: J) -> anyhow::Result<J::Output> {
-    match kind {
-        BackendKind::Cpu => job.run::<burn::backend::Flex>(Default::default(), "cpu (flex)"),
-        BackendKind::Wgpu => {
-            #[cfg(feature = "wgpu")]
-            {
-                let adapter = crate::wgpu_probe::default_adapter().context("--backend wgpu")?;
-                tracing::info!("wgpu adapter: {}", crate::wgpu_probe::describe(&adapter));
-                job.run::<burn::backend::Wgpu>(Default::default(), "wgpu")
-            }
-            #[cfg(not(feature = "wgpu"))]
-            {
-                bail!("this trm was built without wgpu; rebuild with `cargo build -p trm-server --features wgpu`")
-            }
-        }
-        BackendKind::Cuda => {
-            #[cfg(feature = "cuda")]
-            {
-                job.run::<burn::backend::Cuda>(Default::default(), "cuda")
-            }
-            #[cfg(not(feature = "cuda"))]
-            {
-                bail!("this trm was built without CUDA; rebuild with `cargo build -p trm-server --features cuda`")
-            }
-        }
-    }
-}
-
-/// The dtype a model computes in on backend `B` (weights stay f32 either way): the config's
-/// `forward_dtype` on CUDA, as the reference trains and evaluates (bf16 there); f32 on the
-/// CPU, where Flex would only round every bf16 op through f32 (slower, nothing gained), and on
-/// wgpu, where WebGPU has no bf16.
-pub fn compute_dtype<B: Backend>(cfg: &TrmConfig) -> anyhow::Result<burn::tensor::FloatDType> {
-    // Checked on every backend, so that a bad value fails on the CPU too.
-    let configured = cfg.forward_float_dtype()?;
-    Ok(if is_cuda::<B>() { configured } else { burn::tensor::FloatDType::F32 })
-}
-
-/// Whether `B` is burn's CUDA backend, plain or under autodiff.
-fn is_cuda<B: Backend>() -> bool {
-    #[cfg(feature = "cuda")]
-    {
-        use std::any::TypeId;
-        type Cuda = burn::backend::Cuda;
-        TypeId::of::<B>() == TypeId::of::<Cuda>() || TypeId::of::<B>() == TypeId::of::<burn::backend::Autodiff<Cuda>>()
-    }
-    #[cfg(not(feature = "cuda"))]
-    false
-}
 
 /// Mazes to run the model on, with labels when the source has them.
 pub struct Inputs {
@@ -215,57 +135,6 @@ pub fn read_puzzle_identifiers(path: &Path, n: usize) -> anyhow::Result<Vec<i32>
         bail!("{}: {} puzzle identifiers for {n} mazes", path.display(), ids.len());
     }
     Ok(ids)
-}
-
-/// Reads the config and checkpoint and builds the model (either family) for inputs of
-/// `seq_len` cells.
-pub fn load_model<B: Backend>(checkpoint: &Path, config: &Path, seq_len: usize, device: &B::Device) -> anyhow::Result<AnyModel<B>> {
-    load_model_sized(checkpoint, config, MazeSize::Inputs(seq_len), device)
-}
-
-/// Reads the config and checkpoint and builds the model (either family) for mazes of `size`;
-/// the reference model computes in the config's dtype where the backend has it. The commands
-/// and the server's model thread all load through here.
-pub fn load_model_sized<B: Backend>(checkpoint: &Path, config: &Path, size: MazeSize, device: &B::Device) -> anyhow::Result<AnyModel<B>> {
-    let model = load_files::<B>(checkpoint, config, size, device)
-        .with_context(|| format!("loading the model {} (config {})", checkpoint.display(), config.display()))?;
-    let model = match model {
-        AnyModel::Reference(m) => {
-            let dtype = compute_dtype::<B>(m.config())?;
-            tracing::info!("computing in {dtype:?} (the config says {})", m.config().forward_dtype);
-            AnyModel::Reference(m.with_compute_dtype(dtype))
-        }
-        local => local,
-    };
-    tracing::info!("model: {}", model.config().describe());
-    Ok(model)
-}
-
-/// A progress bar over mazes.
-pub fn maze_bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len).with_prefix(what.to_string());
-    let style = ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} mazes {elapsed_precise} eta {eta} {per_sec}")
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
-}
-
-/// Runs the model over every input behind a progress bar labelled `what`; returns the
-/// predictions and the seconds they took.
-pub fn predict_with_bar<B: Backend>(
-    model: &AnyModel<B>,
-    inputs: &Inputs,
-    opts: &PredictOptions,
-    device: &B::Device,
-    what: &str,
-) -> anyhow::Result<(Predictions, f64)> {
-    let bar = maze_bar(inputs.len() as u64, what);
-    let started = std::time::Instant::now();
-    let grid = GridShape { rows: inputs.shape.0, cols: inputs.shape.1 };
-    let preds = model.predict(&inputs.tokens, &inputs.puzzle_identifiers, grid, opts, device, |done| bar.set_position(done as u64))?;
-    bar.finish_and_clear();
-    Ok((preds, started.elapsed().as_secs_f64()))
 }
 
 #[cfg(test)]

@@ -15,8 +15,9 @@ use trm_shared::wire::{BatcherStats, ModelInfo};
 use trm_shared::maze::DEFAULT_SIZE;
 use trm_shared::model::{AnyModel, GridShape, LocalTrm, MazeSize, ModelConfig, PredictOptions, Trm, predict, solve};
 
-use super::batcher::{self, BatchConfig, BatcherHandle, Job, MazeOutput, MazeRef};
-use crate::backend::{BackendJob, BackendKind, load_model_sized, with_backend};
+use super::batcher::{self, BatchConfig, BatcherHandle, PredictJob, MazeOutput, MazeRef};
+use crate::backend::{BackendJob, BackendKind, with_backend};
+use crate::solve::load_model_sized;
 
 /// A checkpoint and the config to build it with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub struct ModelSource {
 
 /// Why the model worker could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub enum ModelThreadError {
     /// The model could not be loaded or does not suit serving.
     #[error("loading the model {name}: {message}")]
     Load { name: String, message: String },
@@ -41,7 +42,7 @@ pub enum EngineError {
 }
 
 /// A running model worker.
-pub struct Engine {
+pub struct ModelThread {
     /// What was loaded.
     pub info: ModelInfo,
     /// The backend it runs on, in words.
@@ -52,7 +53,7 @@ pub struct Engine {
 
 /// Loads `source` on `backend` in a new thread and starts serving batches there. Blocks until
 /// the model is loaded (or failed to load). The thread ends once every [`BatcherHandle`] is dropped.
-pub fn start(source: ModelSource, backend: BackendKind, config: BatchConfig) -> Result<Engine, EngineError> {
+pub fn start(source: ModelSource, backend: BackendKind, config: BatchConfig) -> Result<ModelThread, ModelThreadError> {
     let (handle, rx, stats) = batcher::channel(&config);
     let (ready_tx, ready_rx) = std_channel();
     let name = source.name.clone();
@@ -64,9 +65,9 @@ pub fn start(source: ModelSource, backend: BackendKind, config: BatchConfig) -> 
         }
     })?;
     match ready_rx.recv() {
-        Ok(Ok((info, backend))) => Ok(Engine { info, backend, batcher: handle }),
-        Ok(Err(message)) => Err(EngineError::Load { name, message }),
-        Err(_) => Err(EngineError::Load { name, message: "the model thread ended before loading".into() }),
+        Ok(Ok((info, backend))) => Ok(ModelThread { info, backend, batcher: handle }),
+        Ok(Err(message)) => Err(ModelThreadError::Load { name, message }),
+        Err(_) => Err(ModelThreadError::Load { name, message: "the model thread ended before loading".into() }),
     }
 }
 
@@ -74,7 +75,7 @@ type Ready = Result<(ModelInfo, String), String>;
 
 struct Worker {
     source: ModelSource,
-    rx: Receiver<Job>,
+    rx: Receiver<PredictJob>,
     config: BatchConfig,
     stats: Arc<Mutex<BatcherStats>>,
     ready: Sender<Ready>,

@@ -54,7 +54,7 @@ pub enum BatchError {
 }
 
 /// One request's mazes, waiting for the model.
-pub struct Job {
+pub struct PredictJob {
     /// Row-major tokens of every maze, one maze after the other.
     pub tokens: Vec<u8>,
     /// Each maze's grid, in order; their cells add up to `tokens.len()`.
@@ -67,10 +67,10 @@ pub struct Job {
     /// When it was queued.
     pub queued_at: Instant,
     /// Where its answer goes.
-    pub reply: oneshot::Sender<Result<JobOutput, String>>,
+    pub reply: oneshot::Sender<Result<PredictOutput, String>>,
 }
 
-impl Job {
+impl PredictJob {
     /// Mazes in this job.
     pub fn n(&self) -> usize {
         self.shapes.len()
@@ -91,9 +91,9 @@ pub struct MazeOutput {
     pub halted_at: Option<usize>,
 }
 
-/// The answer to one [`Job`].
+/// The answer to one [`PredictJob`].
 #[derive(Debug, Clone)]
-pub struct JobOutput {
+pub struct PredictOutput {
     /// One per maze of the job, in order.
     pub mazes: Vec<MazeOutput>,
     /// The batch it ran in.
@@ -107,12 +107,12 @@ pub struct JobOutput {
 /// The async side of the batcher: submits jobs and reads the counters.
 #[derive(Clone)]
 pub struct BatcherHandle {
-    tx: SyncSender<Job>,
+    tx: SyncSender<PredictJob>,
     stats: Arc<Mutex<BatcherStats>>,
 }
 
 /// A new queue: the handle for handlers, the receiver for [`run_loop`], and the shared counters.
-pub fn channel(config: &BatchConfig) -> (BatcherHandle, Receiver<Job>, Arc<Mutex<BatcherStats>>) {
+pub fn channel(config: &BatchConfig) -> (BatcherHandle, Receiver<PredictJob>, Arc<Mutex<BatcherStats>>) {
     let (tx, rx) = sync_channel(config.queue_capacity.max(1));
     let stats = Arc::new(Mutex::new(BatcherStats {
         max_batch: config.max_batch,
@@ -125,9 +125,9 @@ pub fn channel(config: &BatchConfig) -> (BatcherHandle, Receiver<Job>, Arc<Mutex
 impl BatcherHandle {
     /// Queues mazes of `shapes` (their row-major `tokens` one after the other) for at most
     /// `steps` ACT steps and waits for their answers.
-    pub async fn submit(&self, tokens: Vec<u8>, shapes: Vec<GridShape>, steps: usize, keep_steps: bool) -> Result<JobOutput, BatchError> {
+    pub async fn submit(&self, tokens: Vec<u8>, shapes: Vec<GridShape>, steps: usize, keep_steps: bool) -> Result<PredictOutput, BatchError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { tokens, shapes, steps, keep_steps, queued_at: Instant::now(), reply };
+        let job = PredictJob { tokens, shapes, steps, keep_steps, queued_at: Instant::now(), reply };
         match self.tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(BatchError::QueueFull),
@@ -174,10 +174,10 @@ impl<F: FnMut(&[MazeRef<'_>], &dyn Fn() -> bool) -> Result<Vec<MazeOutput>, Stri
 }
 
 /// Serves jobs from `rx` until every handle is gone. Runs on the thread that owns the model.
-pub fn run_loop(rx: &Receiver<Job>, config: &BatchConfig, stats: &Mutex<BatcherStats>, runner: &mut dyn BatchRunner) {
+pub fn run_loop(rx: &Receiver<PredictJob>, config: &BatchConfig, stats: &Mutex<BatcherStats>, runner: &mut dyn BatchRunner) {
     let max_batch = config.max_batch.max(1);
     // A job that did not fit in the last batch; it opens the next one.
-    let mut carried: Option<Job> = None;
+    let mut carried: Option<PredictJob> = None;
     loop {
         let first = match carried.take() {
             Some(job) => job,
@@ -212,8 +212,8 @@ pub fn run_loop(rx: &Receiver<Job>, config: &BatchConfig, stats: &Mutex<BatcherS
     }
 }
 
-fn run_batch(batch: Vec<Job>, stats: &Mutex<BatcherStats>, runner: &mut dyn BatchRunner) {
-    let rows: usize = batch.iter().map(Job::n).sum();
+fn run_batch(batch: Vec<PredictJob>, stats: &Mutex<BatcherStats>, runner: &mut dyn BatchRunner) {
+    let rows: usize = batch.iter().map(PredictJob::n).sum();
     let mut mazes = Vec::with_capacity(rows);
     for job in &batch {
         let mut offset = 0;
@@ -251,7 +251,7 @@ fn run_batch(batch: Vec<Job>, stats: &Mutex<BatcherStats>, runner: &mut dyn Batc
     for job in batch {
         let reply = match &mut outputs {
             Err(message) => Err(message.clone()),
-            Ok(rest) => Ok(JobOutput {
+            Ok(rest) => Ok(PredictOutput {
                 mazes: rest.by_ref().take(job.n()).collect(),
                 batch: info.clone(),
                 queued: started - job.queued_at,
@@ -289,13 +289,13 @@ mod tests {
 
     const TWO: GridShape = GridShape { rows: 1, cols: 2 };
 
-    fn job(first_token: u8, n: usize, steps: usize) -> (Job, oneshot::Receiver<Result<JobOutput, String>>) {
+    fn job(first_token: u8, n: usize, steps: usize) -> (PredictJob, oneshot::Receiver<Result<PredictOutput, String>>) {
         let (reply, rx) = oneshot::channel();
         let tokens = (0..n).flat_map(|k| [first_token + k as u8, 0]).collect();
-        (Job { tokens, shapes: vec![TWO; n], steps, keep_steps: true, queued_at: Instant::now(), reply }, rx)
+        (PredictJob { tokens, shapes: vec![TWO; n], steps, keep_steps: true, queued_at: Instant::now(), reply }, rx)
     }
 
-    fn answers(out: &JobOutput) -> Vec<Vec<Vec<u8>>> {
+    fn answers(out: &PredictOutput) -> Vec<Vec<Vec<u8>>> {
         out.mazes.iter().map(|m| m.answers.clone()).collect()
     }
 
@@ -314,7 +314,7 @@ mod tests {
         let calls = Mutex::new(Vec::new());
         run_loop(&rx, &config, &stats, &mut fake(&calls));
         assert_eq!(*calls.lock().unwrap(), vec![3, 2]);
-        let outs: Vec<JobOutput> = receivers.into_iter().map(|mut a| a.try_recv().unwrap().unwrap()).collect();
+        let outs: Vec<PredictOutput> = receivers.into_iter().map(|mut a| a.try_recv().unwrap().unwrap()).collect();
         assert_eq!(outs[0].batch, BatchInfo { mazes: 3, requests: 2 });
         assert_eq!(answers(&outs[0]), vec![vec![vec![11, 1], vec![12, 2]]]);
         assert_eq!(answers(&outs[1]), vec![vec![vec![21, 1]], vec![vec![22, 1]]]);
@@ -332,7 +332,7 @@ mod tests {
         let (reply, mut answer) = oneshot::channel();
         let shapes = vec![GridShape { rows: 2, cols: 3 }, TWO, GridShape { rows: 3, cols: 1 }];
         let tokens: Vec<u8> = (1..=11).collect();
-        let job = Job { tokens, shapes: shapes.clone(), steps: 4, keep_steps: false, queued_at: Instant::now(), reply };
+        let job = PredictJob { tokens, shapes: shapes.clone(), steps: 4, keep_steps: false, queued_at: Instant::now(), reply };
         handle.tx.try_send(job).unwrap();
         drop(handle);
         let mut seen = Vec::new();
@@ -396,8 +396,5 @@ mod tests {
         handle.tx.try_send(j).unwrap();
         let err = handle.submit(vec![1, 0], vec![TWO], 1, false).await.unwrap_err();
         assert_eq!(err, BatchError::QueueFull);
-        let api = super::super::error::ApiError::from(err);
-        assert_eq!(api.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        assert!(api.message.contains("queue is full"));
     }
 }
