@@ -27,6 +27,10 @@ pub struct LoadtestArgs {
     /// mazes generated here (seed 0) at the size of the model the server serves.
     #[arg(long)]
     pub split: Option<PathBuf>,
+    /// The ACT step cap each request asks for (the API's `steps`). Default: the served
+    /// model's own (for the size-general model, `halt_max_steps`).
+    #[arg(long)]
+    pub steps: Option<usize>,
 }
 
 /// Distinct mazes generated for a load run, at most this many (then cycled).
@@ -45,7 +49,11 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let bodies: Vec<String> = (0..args.requests)
         .map(|r| {
             let batch: Vec<&String> = (0..args.mazes_per_request).map(|j| &mazes[(r * args.mazes_per_request + j) % mazes.len()]).collect();
-            serde_json::json!({ "mazes": batch }).to_string()
+            let mut body = serde_json::json!({ "mazes": batch });
+            if let Some(steps) = args.steps {
+                body["steps"] = steps.into();
+            }
+            body.to_string()
         })
         .collect();
     let report = run_load(&args.url, &bodies, args.concurrency)?;
