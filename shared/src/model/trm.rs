@@ -523,28 +523,31 @@ impl<B: Backend> Trm<B> {
         }
     }
 
-    /// One supervision step of recursive reasoning (the paper's `deep_recursion`).
-    ///
-    /// `H_cycles` rounds of: `L_cycles` latent updates `z ← net(z, y + x)`, then one answer
-    /// update `y ← net(y, z)`. Only the last round keeps its autodiff graph; the earlier ones
+    /// The paper's `latent_recursion`: `L_cycles` thinking updates `z ← net(z, y + x)`, then
+    /// one answer update `y ← net(y, z)`.
+    fn latent_recursion(&self, x: &Tensor<B, 3>, mut y: Tensor<B, 3>, mut z: Tensor<B, 3>, rope: Option<&Rope<B>>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let net = &self.l_level;
+        for _ in 0..self.config().l_cycles {
+            z = net.forward(z, y.clone() + x.clone(), rope);
+        }
+        y = net.forward(y, z.clone(), rope);
+        (y, z)
+    }
+
+    /// One supervision step of recursive reasoning (the paper's `deep_recursion`):
+    /// `H_cycles` latent recursions. Only the last keeps its autodiff graph; the earlier ones
     /// are cut off (the reference runs them under `torch.no_grad()`), as is the returned state.
     pub fn deep_recursion(&self, carry: InnerCarry<B>, x: Tensor<B, 3>) -> InnerCarry<B> {
         let cfg = self.config();
         let [batch, _, _] = x.dims();
         let rope = self.rotary_emb.as_ref().map(|r| r.tiled_qkv(batch, cfg.num_heads));
         let rope = rope.as_ref();
-        let net = &self.l_level;
         let InnerCarry { z_h: mut y, z_l: mut z } = carry;
-        for round in 0..cfg.h_cycles {
-            for _ in 0..cfg.l_cycles {
-                z = net.forward(z, y.clone() + x.clone(), rope);
-            }
-            y = net.forward(y, z.clone(), rope);
-            if round + 1 < cfg.h_cycles {
-                y = y.detach();
-                z = z.detach();
-            }
+        for _ in 1..cfg.h_cycles {
+            (y, z) = self.latent_recursion(&x, y, z, rope);
+            (y, z) = (y.detach(), z.detach());
         }
+        (y, z) = self.latent_recursion(&x, y, z, rope);
         InnerCarry { z_h: y, z_l: z }
     }
 
