@@ -1,6 +1,6 @@
 //! The API's error answer: a status and `{"error": "..."}`, and the one place where the
-//! domain errors of the API's parts (request limits, the batcher, loading a model) get their
-//! HTTP status.
+//! domain errors of the API's parts (request limits, the batcher, loading a model, the model
+//! registry, jobs) get their HTTP status.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use trm_shared::wire::ErrorBody;
 
 use super::state::LimitError;
+use crate::jobs::JobError;
 use crate::serving::batcher::BatchError;
 use crate::serving::model_thread::ModelThreadError;
 use crate::serving::registry::RegistryError;
@@ -78,6 +79,20 @@ impl From<BatchError> for ApiError {
         let status = match e {
             BatchError::QueueFull | BatchError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             BatchError::Model(_) | BatchError::Unanswered => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<JobError> for ApiError {
+    /// 404 for an unknown job, 409 for a job in the wrong state, 503 while too many run, 500
+    /// when the job store fails.
+    fn from(e: JobError) -> ApiError {
+        let status = match &e {
+            JobError::NotFound(_) => StatusCode::NOT_FOUND,
+            JobError::Conflict(_) => StatusCode::CONFLICT,
+            JobError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            JobError::Store(_) | JobError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
     }

@@ -35,20 +35,9 @@ impl RequestShape for EvalJobRequest {
 impl RequestShape for TrainJobRequest {
     const EXPECTED: &'static str = r#"{"config": "<TOML text>" or {...}, "max_steps"?: N}"#;
 }
+
 /// Largest forward batch an eval job may ask for.
 const MAX_EVAL_BATCH: usize = 256;
-
-impl From<JobError> for ApiError {
-    fn from(e: JobError) -> ApiError {
-        let status = match &e {
-            JobError::NotFound(_) => StatusCode::NOT_FOUND,
-            JobError::Conflict(_) => StatusCode::CONFLICT,
-            JobError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            JobError::Store(_) | JobError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
 
 type Accepted = (StatusCode, HeaderMap, Json<JobInfo>);
 
