@@ -10,6 +10,7 @@ use trm_shared::wire::ErrorBody;
 use super::state::LimitError;
 use crate::jobs::JobError;
 use crate::serving::batcher::BatchError;
+use crate::serving::model_roots::RootError;
 use crate::serving::model_thread::ModelThreadError;
 use crate::serving::registry::RegistryError;
 
@@ -98,6 +99,18 @@ impl From<JobError> for ApiError {
     }
 }
 
+impl From<RootError> for ApiError {
+    /// 403 for a path the server will not read (no roots, or outside them), 422 for one that
+    /// names nothing usable.
+    fn from(e: RootError) -> ApiError {
+        let status = match e {
+            RootError::NoRoots | RootError::Outside { .. } => StatusCode::FORBIDDEN,
+            RootError::Missing { .. } | RootError::NotAFile { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
 impl From<RegistryError> for ApiError {
     /// 404 for a name not served, 409 for a name taken or a full registry.
     fn from(e: RegistryError) -> ApiError {
@@ -129,5 +142,7 @@ mod tests {
         assert_eq!(ApiError::from(RegistryError::Loading("m".into())).status, StatusCode::CONFLICT);
         let missing = ApiError::from(RegistryError::NotFound { name: "x".into(), served: "none".into() });
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(ApiError::from(RootError::NoRoots).status, StatusCode::FORBIDDEN);
+        assert_eq!(ApiError::from(RootError::NotAFile { what: "x".into(), path: "a".into() }).status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 }

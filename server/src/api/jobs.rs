@@ -21,7 +21,7 @@ use trm_shared::wire::jobs::{EvalJobRequest, JobEvent, JobInfo, JobList, TrainJo
 use super::auth::RequireToken;
 use super::body::{JsonBody, RequestShape};
 use super::error::ApiError;
-use super::models::resolve_under_roots;
+use crate::serving::model_roots::resolve_under_roots;
 use super::state::AppState;
 use crate::backend::BackendKind;
 use crate::eval::EvalSpec;

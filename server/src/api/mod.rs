@@ -40,6 +40,7 @@ pub use hosts::AllowedHosts;
 pub use state::Limits;
 
 use crate::backend::BackendKind;
+use crate::serving::model_roots::resolve_under_roots;
 use crate::jobs::{JobError, JobManager};
 use crate::backend::devices::DeviceSet;
 use state::AppState;
@@ -150,8 +151,9 @@ async fn reload_registered_models(state: &AppState) {
         Err(e) => return tracing::warn!("registered models not reloaded: {e}"),
     };
     for m in stored {
-        let paths = models::resolve_under_roots(&m.checkpoint, &state.model_roots, "checkpoint")
-            .and_then(|c| Ok((c, models::resolve_under_roots(&m.config, &state.model_roots, "config")?)));
+        let paths = resolve_under_roots(&m.checkpoint, &state.model_roots, "checkpoint")
+            .and_then(|c| Ok((c, resolve_under_roots(&m.config, &state.model_roots, "config")?)))
+            .map_err(error::ApiError::from);
         let loaded = match paths {
             Ok((checkpoint, config)) => {
                 models::load_and_insert(state, ModelSource { name: m.name.clone(), checkpoint, config }).await.map(|_| ())

@@ -1,7 +1,6 @@
 //! The served models: the one `trm serve` started with and those registered by
 //! `POST /api/models` (checkpoints already on the server, under the configured model roots).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
@@ -16,6 +15,7 @@ use crate::serving::model_thread::{self, ModelSource};
 use crate::serving::registry::LoadedModel;
 use super::error::ApiError;
 use super::state::AppState;
+use crate::serving::model_roots::resolve_under_roots;
 use crate::jobs::store::StoredModel;
 
 /// `GET /api/models`: the models the server can run.
@@ -90,73 +90,9 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The canonical form of `path` (relative paths are taken relative to each root in turn),
-/// if it names an existing file under one of `roots` (canonical already). Symbolic links and
-/// `..` are resolved before the check, so neither can leave the roots.
-pub fn resolve_under_roots(path: &str, roots: &[PathBuf], what: &str) -> Result<PathBuf, ApiError> {
-    if roots.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "this server has no model roots, so no files can be named (start it with --model-root DIR)",
-        ));
-    }
-    // Resolved at each request: a root that did not exist when the server started (a fresh
-    // runs/ directory) counts once it does.
-    let roots: Vec<PathBuf> = roots.iter().filter_map(|r| r.canonicalize().ok()).collect();
-    let given = Path::new(path);
-    let candidates: Vec<PathBuf> =
-        if given.is_absolute() { vec![given.to_path_buf()] } else { roots.iter().map(|r| r.join(given)).collect() };
-    let Some(canonical) = candidates.iter().find_map(|c| c.canonicalize().ok()) else {
-        return Err(ApiError::unprocessable(format!("{what} {path:?} does not exist under the model roots")));
-    };
-    if !roots.iter().any(|root| canonical.starts_with(root)) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("{what} {path:?} is outside the model roots ({})", display_roots(&roots)),
-        ));
-    }
-    if !canonical.is_file() {
-        return Err(ApiError::unprocessable(format!("{what} {path:?} is not a file")));
-    }
-    Ok(canonical)
-}
-
-fn display_roots(roots: &[PathBuf]) -> String {
-    roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_resolve_only_under_the_roots() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("models");
-        std::fs::create_dir_all(root.join("a")).unwrap();
-        std::fs::write(root.join("a/m.safetensors"), b"x").unwrap();
-        std::fs::write(dir.path().join("secret"), b"x").unwrap();
-        let roots = vec![root.canonicalize().unwrap()];
-        let inside = resolve_under_roots("a/m.safetensors", &roots, "checkpoint").unwrap();
-        assert_eq!(inside, roots[0].join("a/m.safetensors"));
-        let absolute = root.join("a/m.safetensors").display().to_string();
-        assert_eq!(resolve_under_roots(&absolute, &roots, "checkpoint").unwrap(), inside);
-        assert_eq!(resolve_under_roots("../secret", &roots, "checkpoint").unwrap_err().status, StatusCode::FORBIDDEN);
-        assert_eq!(resolve_under_roots("a/../../secret", &roots, "x").unwrap_err().status, StatusCode::FORBIDDEN);
-        let outside = dir.path().join("secret").display().to_string();
-        assert_eq!(resolve_under_roots(&outside, &roots, "x").unwrap_err().status, StatusCode::FORBIDDEN);
-        assert_eq!(resolve_under_roots("a", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(resolve_under_roots("nope", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(resolve_under_roots("a/m.safetensors", &[], "x").unwrap_err().status, StatusCode::FORBIDDEN);
-        // A root made after the start (a fresh runs/ directory) counts once it exists.
-        let later = dir.path().join("later");
-        let roots = vec![root.canonicalize().unwrap(), later.clone()];
-        assert_eq!(resolve_under_roots("job-1/m.safetensors", &roots, "x").unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
-        std::fs::create_dir_all(later.join("job-1")).unwrap();
-        std::fs::write(later.join("job-1/m.safetensors"), b"x").unwrap();
-        let found = resolve_under_roots("job-1/m.safetensors", &roots, "x").unwrap();
-        assert_eq!(found, later.canonicalize().unwrap().join("job-1/m.safetensors"));
-    }
 
     #[test]
     fn model_names_are_plain() {

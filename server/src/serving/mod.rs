@@ -3,5 +3,6 @@
 //! The HTTP layer (`crate::api`) depends on this module, never the other way.
 
 pub mod batcher;
+pub mod model_roots;
 pub mod model_thread;
 pub mod registry;
