@@ -61,29 +61,39 @@ pub fn probe(kind: BackendKind, devices: &DeviceSet) -> anyhow::Result<()> {
         BackendKind::Cuda => {
             #[cfg(feature = "cuda")]
             {
-                let count = cuda_probe::cuda_device_count().context("--backend cuda")?;
+                let count = once(&CUDA_DEVICES, || cuda_probe::cuda_device_count().map_err(|e| e.to_string())).context("--backend cuda")?;
                 Ok(devices.check_against(count, "this machine's CUDA driver")?)
             }
             #[cfg(not(feature = "cuda"))]
-            {
-                let _ = devices;
-                bail!("this trm was built without CUDA; rebuild with `cargo build --release -p trm-server --features cuda`")
-            }
+            bail!("this trm was built without CUDA; rebuild with `cargo build --release -p trm-server --features cuda`")
         }
         BackendKind::Wgpu => {
             #[cfg(feature = "wgpu")]
             {
-                let adapter = wgpu_probe::default_adapter().context("--backend wgpu")?;
-                tracing::info!("wgpu adapter: {}", wgpu_probe::describe(&adapter));
-                Ok(())
+                once(&WGPU_ADAPTER, || {
+                    let adapter = wgpu_probe::default_adapter().map_err(|e| e.to_string())?;
+                    tracing::info!("wgpu adapter: {}", wgpu_probe::describe(&adapter));
+                    Ok(())
+                })
+                .context("--backend wgpu")
             }
             #[cfg(not(feature = "wgpu"))]
-            {
-                let _ = devices;
-                bail!("this trm was built without wgpu; rebuild with `cargo build --release -p trm-server --features wgpu`")
-            }
+            bail!("this trm was built without wgpu; rebuild with `cargo build --release -p trm-server --features wgpu`")
         }
     }
+}
+
+// The driver and the adapter do not come or go while the process runs, and every model the
+// server loads and every job it runs probes again: each is asked once, its answer kept.
+#[cfg(feature = "cuda")]
+static CUDA_DEVICES: std::sync::OnceLock<Result<usize, String>> = std::sync::OnceLock::new();
+#[cfg(feature = "wgpu")]
+static WGPU_ADAPTER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+/// The kept answer of a probe, asking it on the first call.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn once<T: Clone>(cell: &std::sync::OnceLock<Result<T, String>>, ask: impl FnOnce() -> Result<T, String>) -> anyhow::Result<T> {
+    cell.get_or_init(ask).clone().map_err(anyhow::Error::msg)
 }
 
 /// Runs `job` on the backend `kind` (its default device) after [`probe`], or explains why not.

@@ -59,7 +59,7 @@ pub fn start(source: ModelSource, backend: BackendKind, config: BatchConfig) -> 
     let name = source.name.clone();
     let job = Worker { source, rx, config, stats, ready: ready_tx.clone() };
     std::thread::Builder::new().name("trm-model".into()).spawn(move || {
-        // with_backend fails before running the job when the backend is not built in.
+        // with_backend fails before running the job when the backend cannot run here.
         if let Err(e) = with_backend(backend, job) {
             let _ = ready_tx.send(Err(format!("{e:#}")));
         }

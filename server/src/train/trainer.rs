@@ -217,7 +217,7 @@ pub struct Trainer<B: AutodiffBackend> {
     params: Vec<ParamInfo>,
     rng: ChaCha8Rng,
     /// Optimizer steps taken.
-    pub step: u64,
+    pub steps_taken: u64,
     /// The next batch: iteration and batch within it.
     pub pos: DataPosition,
 }
@@ -250,6 +250,14 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
     }
 
+    /// bf16 activations on CUDA when the config says so (weights, gradients, moments and the
+    /// EMA stay f32, as in the reference); f32 elsewhere (see `backend::compute_dtype`).
+    fn dtype(arch: &TrmConfig) -> anyhow::Result<burn::tensor::FloatDType> {
+        let dtype = crate::backend::compute_dtype::<B::InnerBackend>(arch)?;
+        tracing::info!("computing in {dtype:?} with f32 weights");
+        Ok(dtype)
+    }
+
     fn assemble(cfg: &TrainConfig, arch: TrmConfig, trm: Trm<B>, ema: Option<Ema<B::InnerBackend>>, optim: OptimizerAdaptor<AdamAtan2, Trm<B>, B>, workers: Workers<B>, device: B::Device, total_steps: u64) -> Trainer<B> {
         let schedule = LrSchedule { base: cfg.lr, warmup_steps: cfg.lr_warmup_steps, total_steps, min_ratio: cfg.lr_min_ratio };
         if let Some(e) = &ema {
@@ -270,17 +278,14 @@ impl<B: AutodiffBackend> Trainer<B> {
             pe_schedule: LrSchedule { base: cfg.puzzle_emb_lr, ..schedule },
             workers,
             rng: <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed),
-            step: 0,
+            steps_taken: 0,
             pos: DataPosition::default(),
         }
     }
 
     /// A new run: random weights from the config's seed, fresh optimizer moments and EMA.
     pub fn fresh(cfg: &TrainConfig, arch: TrmConfig, workers: Workers<B>, device: B::Device, total_steps: u64) -> anyhow::Result<Trainer<B>> {
-        // bf16 activations on CUDA when the config says so (weights, gradients, moments and
-        // the EMA stay f32, as in the reference); f32 elsewhere (see `backend::compute_dtype`).
-        let dtype = crate::backend::compute_dtype::<B::InnerBackend>(&arch)?;
-        tracing::info!("computing in {dtype:?} with f32 weights");
+        let dtype = Trainer::<B>::dtype(&arch)?;
         let trm = Trm::<B>::build(&arch, &mut RandomInit::new(cfg.seed), &device)?.with_compute_dtype(dtype);
         let live = trm.valid();
         let ema = cfg.ema.then(|| Ema::new(&live, &buffer_ids(&live), cfg.ema_rate));
@@ -290,8 +295,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// The run in `dir` from its latest checkpoint: weights, EMA, optimizer moments, data
     /// position and RNG state as they were saved.
     pub fn resume(cfg: &TrainConfig, arch: TrmConfig, dir: &Path, workers: Workers<B>, device: B::Device, total_steps: u64) -> anyhow::Result<Trainer<B>> {
-        let dtype = crate::backend::compute_dtype::<B::InnerBackend>(&arch)?;
-        tracing::info!("computing in {dtype:?} with f32 weights");
+        let dtype = Trainer::<B>::dtype(&arch)?;
         let ck = read_latest(dir)?;
         let trm = Trm::<B>::from_state_dict(&arch, &ck.live, &device).context("checkpoint weights")?.with_compute_dtype(dtype);
         let ema = if cfg.ema {
@@ -306,7 +310,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut trainer = Trainer::assemble(cfg, arch, trm, ema, optim, workers, device, total_steps);
         let word: u128 = ck.state.rng_word_pos.parse().context("RNG position in state.json")?;
         trainer.rng.set_word_pos(word);
-        (trainer.step, trainer.pos) = (ck.state.step, ck.state.position);
+        (trainer.steps_taken, trainer.pos) = (ck.state.step, ck.state.position);
         eprintln!("resuming {} at step {}", ck.dir.display(), ck.state.step);
         Ok(trainer)
     }
@@ -316,9 +320,9 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// embeddings), the EMA updated. A non-finite loss is an error and changes nothing.
     pub fn step(&mut self, split: &SplitData, rows: &[usize]) -> anyhow::Result<StepReport> {
         let gbs = self.cfg.global_batch_size;
-        self.step += 1;
+        self.steps_taken += 1;
         self.pos.batch += 1;
-        let lr = self.schedule.lr(self.step);
+        let lr = self.schedule.lr(self.steps_taken);
         // Each worker's exploration draws come from its own stream, seeded from the run's.
         let seeds: Vec<u64> = (0..self.workers.len()).map(|_| rand::RngCore::next_u64(&mut self.rng)).collect();
         let ranges = self.workers.split(rows.len());
@@ -331,7 +335,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 self.trm = Some(trm);
                 let m = out.metrics;
                 let kind = if m.lm_loss.is_nan() || m.q_halt_loss.is_nan() { "NaN" } else { "infinite" };
-                return Err(NonFiniteLoss { kind, step: self.step, lm_loss: m.lm_loss, q_halt_loss: m.q_halt_loss }.into());
+                return Err(NonFiniteLoss { kind, step: self.steps_taken, lm_loss: m.lm_loss, q_halt_loss: m.q_halt_loss }.into());
             }
             Err(e) => {
                 self.trm = Some(trm);
@@ -339,7 +343,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
         };
         let m = out.metrics;
-        let trm = apply_update(trm, &mut self.optim, &self.sign, out.grads, &out.puzzle_ids, lr, self.pe_schedule.lr(self.step));
+        let trm = apply_update(trm, &mut self.optim, &self.sign, out.grads, &out.puzzle_ids, lr, self.pe_schedule.lr(self.steps_taken));
         if let Some(e) = self.ema.as_mut() {
             e.update(&trm.valid());
         }
@@ -353,7 +357,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// The learning rate at the current step.
     pub fn lr(&self) -> f64 {
-        self.schedule.lr(self.step)
+        self.schedule.lr(self.steps_taken)
     }
 
     /// The weights that are saved and evaluated: the EMA's when there is one.
@@ -374,7 +378,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         let eval = self.eval_model();
         let (osd, times) = optim_to_state_dict(&self.optim, self.trm());
-        let state = TrainState { step: self.step, position: self.pos, rng_word_pos: self.rng.get_word_pos().to_string(), optim_time: times };
+        let state = TrainState { step: self.steps_taken, position: self.pos, rng_word_pos: self.rng.get_word_pos().to_string(), optim_time: times };
         write_checkpoint(dir, &state, &eval.to_safetensors_bytes()?, &self.trm().to_state_dict(), &osd)?;
         Ok(())
     }
@@ -412,8 +416,8 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     let end = setup.max_steps.map_or(total_steps, |m| m.min(total_steps));
     let bar = if setup.progress { ProgressBar::new(end) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    bar.set_position(trainer.step);
-    let mut log = MetricsLog::open(&setup.dir, setup.resume.then_some(trainer.step))?;
+    bar.set_position(trainer.steps_taken);
+    let mut log = MetricsLog::open(&setup.dir, setup.resume.then_some(trainer.steps_taken))?;
     let started = Instant::now();
     let mut window = MetricSums::default();
     let mut window_rows = 0usize;
@@ -421,11 +425,11 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     let log_every = 50u64.min(end.max(1));
     let mut last_eval = None;
 
-    'outer: while trainer.step < end {
+    'outer: while trainer.steps_taken < end {
         let batches = iteration_batches(&setup.train, cfg.seed, trainer.pos.iteration, cfg.eval_interval, gbs);
         while (trainer.pos.batch as usize) < batches.len() {
             // A stop request ends the run like max_steps: the checkpoint after the loop is written.
-            if trainer.step >= end || setup.hooks.stop_requested() {
+            if trainer.steps_taken >= end || setup.hooks.stop_requested() {
                 break 'outer;
             }
             let report = match trainer.step(&setup.train, &batches[trainer.pos.batch as usize]) {
@@ -440,7 +444,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
                 }
                 Err(e) => return Err(e),
             };
-            let step = trainer.step;
+            let step = trainer.steps_taken;
             window.add(&report.metrics);
             window_rows += gbs;
             bar.set_position(step);
@@ -466,19 +470,19 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
         // End of an iteration (eval_interval epochs): evaluate and checkpoint, as the reference.
         trainer.pos = DataPosition { iteration: trainer.pos.iteration + 1, batch: 0 };
         let means = trainer.evaluate(&setup.test, cfg.data.eval_limit)?;
-        let line = LogLine { kind: "eval", step: trainer.step, lr: trainer.lr(), metrics: means, examples_per_s: 0.0, elapsed_s: started.elapsed().as_secs_f64() };
+        let line = LogLine { kind: "eval", step: trainer.steps_taken, lr: trainer.lr(), metrics: means, examples_per_s: 0.0, elapsed_s: started.elapsed().as_secs_f64() };
         log.append(&line)?;
         setup.hooks.metrics(&line);
-        bar.println(format!("step {}: eval exact {:.3}, token accuracy {:.3}", trainer.step, means.exact_accuracy, means.accuracy));
+        bar.println(format!("step {}: eval exact {:.3}, token accuracy {:.3}", trainer.steps_taken, means.exact_accuracy, means.accuracy));
         last_eval = Some(means);
         trainer.save(&setup.dir)?;
     }
     // Stopped by max_steps mid-iteration: save where we are, so that --resume continues.
-    if read_latest(&setup.dir).map(|c| c.state.step).ok() != Some(trainer.step) {
+    if read_latest(&setup.dir).map(|c| c.state.step).ok() != Some(trainer.steps_taken) {
         trainer.save(&setup.dir)?;
     }
     bar.finish();
-    Ok(RunSummary { steps: trainer.step, last_eval })
+    Ok(RunSummary { steps: trainer.steps_taken, last_eval })
 }
 
 /// Writes a new run directory's config.
