@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Trains the committed model on the CPU from scratch and scores it, writing model.safetensors,
 # config.toml, metrics.json (Maze-Hard test split) and training-log.jsonl into
-# public/models/default/. Two stages, each on small generated mazes (sides 5-16, with loops;
+# public/models/default/. Three stages, each on small generated mazes (sides 5-16, with loops;
 # never Maze-Hard), with one data-parallel worker per core (two at most):
 #
 #   1. configs/maze-any-size-cpu.toml from random weights, stopped at step 3600 of its
 #      5000-step schedule (as the committed weights were);
 #   2. configs/maze-any-size-cpu-stage2.toml from stage 1's weights (`trm train --init`),
 #      stopped at step 2000 of its 4000 (as the committed weights were);
+#   3. configs/maze-any-size-cpu-stage3.toml from stage 2's weights, all its 1000 steps
+#      (the answer update's tick weighted 4 times: stored choices stop flipping);
 #
 # then `trm eval` on the 1000 Maze-Hard test mazes (../shared/data or data/, made by
 # `trm prepare-dataset` when missing). See the README for the times.
@@ -19,7 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trm-target}"
 stage1=configs/maze-any-size-cpu.toml
-config=configs/maze-any-size-cpu-stage2.toml
+stage2=configs/maze-any-size-cpu-stage2.toml
+config=configs/maze-any-size-cpu-stage3.toml
 out="${OUT:-public/models/default}"
 devices=0
 [ "$(nproc)" -ge 2 ] && devices=0,1
@@ -32,7 +35,9 @@ trap 'rm -rf "$work"' EXIT
 start=$(date +%s)
 "$trm" train --config "$stage1" --out "$work/stage1" --devices "$devices" --max-steps 3600
 first=$(find "$work/stage1" -mindepth 1 -maxdepth 1 -type d | head -n 1)
-"$trm" train --config "$config" --out "$work/runs" --devices "$devices" --init "$first/model.safetensors" --max-steps 2000
+"$trm" train --config "$stage2" --out "$work/stage2" --devices "$devices" --init "$first/model.safetensors" --max-steps 2000
+second=$(find "$work/stage2" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+"$trm" train --config "$config" --out "$work/runs" --devices "$devices" --init "$second/model.safetensors"
 run=$(find "$work/runs" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 echo "trained in $(( $(date +%s) - start )) s: $run/model.safetensors"
 
@@ -51,9 +56,11 @@ mkdir -p "$out"
 put() { cp "$1" "$out/.$2.tmp" && mv "$out/.$2.tmp" "$out/$2"; }
 put "$run/model.safetensors" model.safetensors
 "$trm" runs plot "$first" && put "$first/curves.svg" curves-stage1.svg
+"$trm" runs plot "$second" && put "$second/curves.svg" curves-stage2.svg
 "$trm" runs plot "$run" && put "$run/curves.svg" curves.svg
 put "$config" config.toml
 put "$first/metrics.jsonl" training-log-stage1.jsonl
+put "$second/metrics.jsonl" training-log-stage2.jsonl
 put "$run/metrics.jsonl" training-log.jsonl
 if [ -f "$work/metrics.json" ]; then
     put "$work/metrics.json" metrics.json

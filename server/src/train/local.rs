@@ -68,6 +68,15 @@ pub struct LocalTrainConfig {
     /// Default 0 (every cell-tick alike).
     #[serde(default)]
     pub event_weight: f64,
+    /// Loss weight of the answer update's tick (the last of each ACT step, read from `y`)
+    /// against the thinking ticks' 1. The answer update copies the process state from `z`
+    /// into `y`; choices that flip on large mazes mostly flip there. Default 1.
+    #[serde(default = "one")]
+    pub answer_tick_weight: f64,
+    /// Loss weight of each ACT step's first thinking tick, the first to see the new `y`.
+    /// Default 1.
+    #[serde(default = "one")]
+    pub first_tick_weight: f64,
     /// Seed of the initial weights and of every maze.
     pub seed: u64,
     /// Evaluate (held-out generated mazes) every this many steps.
@@ -80,6 +89,10 @@ pub struct LocalTrainConfig {
     pub arch: LocalConfig,
     /// The mazes.
     pub data: LocalDataConfig,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// How the training mazes are drawn.
@@ -136,6 +149,11 @@ impl LocalTrainConfig {
         }
         if d.eval_sides.iter().any(|&s| !(2..=64).contains(&s)) {
             bail!("[data] eval_sides must be in 2..=64");
+        }
+        for (name, w) in [("answer_tick_weight", self.answer_tick_weight), ("first_tick_weight", self.first_tick_weight)] {
+            if !(w > 0.0 && w <= 1000.0) {
+                bail!("{name} must be in (0, 1000]");
+            }
         }
         if !(self.event_weight >= 0.0 && self.event_weight <= 1000.0) {
             bail!("event_weight must be in [0, 1000]");
@@ -233,7 +251,7 @@ struct TickTargets {
 }
 
 impl TickTargets {
-    fn push(&mut self, rows: &[Row], canvas: usize, event_weight: f32, tick_of: impl Fn(&Row) -> u32) {
+    fn push(&mut self, rows: &[Row], canvas: usize, event_weight: f32, tick_weight: f32, tick_of: impl Fn(&Row) -> u32) {
         for row in rows {
             let t = tick_of(row);
             let (r, c) = (row.wave.rows(), row.wave.cols());
@@ -246,7 +264,7 @@ impl TickTargets {
                         self.reached.push(if re { 1.0 } else { 0.0 });
                         self.choice.push(i64::from(ch));
                         let event = row.wave.dist[i] == t || row.wave.traced[i] == t;
-                        self.weight.push(if event { 1.0 + event_weight } else { 1.0 });
+                        self.weight.push(tick_weight * if event { 1.0 + event_weight } else { 1.0 });
                     } else {
                         self.tokens.push(0);
                         self.reached.push(0.0);
@@ -384,6 +402,8 @@ struct StepCtx {
     first_recorded: u32,
     aux_weight: f64,
     event_weight: f64,
+    answer_tick_weight: f64,
+    first_tick_weight: f64,
     norms: Norms,
 }
 
@@ -439,7 +459,12 @@ fn step_share<B: AutodiffBackend>(
     // Per-tick targets of the recorded ticks, stacked like the states.
     let mut targets = TickTargets::default();
     for j in 0..recorded {
-        targets.push(live, canvas, ctx.event_weight as f32, |r| r.tick + first_recorded + j);
+        let tick_weight = match j {
+            _ if j + 1 == recorded => ctx.answer_tick_weight as f32,
+            0 => ctx.first_tick_weight as f32,
+            _ => 1.0,
+        };
+        targets.push(live, canvas, ctx.event_weight as f32, tick_weight, |r| r.tick + first_recorded + j);
     }
     let n = recorded as usize * batch;
     let states = Tensor::cat(out.ticks, 0);
@@ -602,7 +627,16 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
             cells: (recorded as usize * live.iter().map(|r| r.wave.rows() * r.wave.cols()).sum::<usize>()) as f64,
             rows: batch as f64,
         };
-        let ctx = StepCtx { canvas, recorded, first_recorded, aux_weight: cfg.aux_weight, event_weight: cfg.event_weight, norms };
+        let ctx = StepCtx {
+            canvas,
+            recorded,
+            first_recorded,
+            aux_weight: cfg.aux_weight,
+            event_weight: cfg.event_weight,
+            answer_tick_weight: cfg.answer_tick_weight,
+            first_tick_weight: cfg.first_tick_weight,
+            norms,
+        };
         let shares: Vec<Share<B>> = std::thread::scope(|scope| {
             let mut parts = live.chunks(chunk).zip(reset.chunks(chunk)).zip(carries.iter_mut().map(Option::take));
             let first = parts.next().expect("a batch has rows");
@@ -724,10 +758,15 @@ mod tests {
     #[test]
     fn the_committed_preset_and_model_config_read() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        for file in ["configs/maze-any-size-cpu.toml", "public/models/default/config.toml"] {
+        let stages = ["configs/maze-any-size-cpu.toml", "configs/maze-any-size-cpu-stage2.toml", "configs/maze-any-size-cpu-stage3.toml"];
+        let mut archs = Vec::new();
+        for file in stages.iter().chain(["public/models/default/config.toml"].iter()) {
             let cfg = LocalTrainConfig::from_file(&root.join(file)).unwrap();
             assert_eq!(cfg.arch.ticks_per_step(), 8, "{file}");
+            archs.push(cfg.arch);
         }
+        // Each stage starts from the previous one's weights: one architecture throughout.
+        assert!(archs.windows(2).all(|w| w[0] == w[1]));
         let bad = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bad.path(), "global_batch_size = 0\n").unwrap();
         assert!(LocalTrainConfig::from_file(bad.path()).is_err());
@@ -874,9 +913,9 @@ mod tests {
         let row = Row { label: wave.answer_at(wave.done_at.unwrap()), wave, tick: 0, end_tick: 8 };
         let (canvas, t) = (4, 2);
         let mut plain = TickTargets::default();
-        plain.push(std::slice::from_ref(&row), canvas, 0.0, |_| t);
+        plain.push(std::slice::from_ref(&row), canvas, 0.0, 1.0, |_| t);
         let mut weighted = TickTargets::default();
-        weighted.push(std::slice::from_ref(&row), canvas, 4.0, |_| t);
+        weighted.push(std::slice::from_ref(&row), canvas, 4.0, 1.0, |_| t);
         assert_eq!((plain.tokens.clone(), plain.choice.clone()), (weighted.tokens.clone(), weighted.choice.clone()));
         for y in 0..canvas {
             for x in 0..canvas {
@@ -894,5 +933,10 @@ mod tests {
         // Two moves from G, the wave reaches (0,2) and (2,0) at tick 2.
         assert_eq!(weighted.weight[2], 5.0);
         assert_eq!(weighted.weight[2 * canvas], 5.0);
+        // A tick's weight scales every cell of it, decisive ones included.
+        let mut answer_tick = TickTargets::default();
+        answer_tick.push(std::slice::from_ref(&row), canvas, 4.0, 3.0, |_| t);
+        let tripled: Vec<f32> = weighted.weight.iter().map(|w| 3.0 * w).collect();
+        assert_eq!(answer_tick.weight, tripled);
     }
 }
