@@ -21,22 +21,11 @@ use anyhow::{Context, bail};
 use burn::backend::Flex;
 use burn::prelude::*;
 use trm_server::inputs::read_inputs;
+use trm_shared::maze::wave::{dir, pointed};
 use trm_shared::maze::{Cell, Wave};
 use trm_shared::model::{GridShape, LocalConfig, LocalTrm};
 
 type B = Flex;
-
-/// The neighbour a choice points at (`dir` codes: 1 down, 2 left, 3 right, 4 up).
-fn pointed(i: usize, choice: u8, rows: usize, cols: usize) -> Option<usize> {
-    let (r, c) = (i / cols, i % cols);
-    match choice {
-        1 if r + 1 < rows => Some(i + cols),
-        2 if c > 0 => Some(i - 1),
-        3 if c + 1 < cols => Some(i + 1),
-        4 if r > 0 => Some(i - cols),
-        _ => None,
-    }
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -80,7 +69,7 @@ fn main() -> anyhow::Result<()> {
             let (logits, aux) = model.readout(state);
             let answer: Vec<i64> = logits.argmax(2).into_data().convert::<i64>().iter::<i64>().collect();
             let reached: Vec<f32> = aux.clone().narrow(2, 0, 1).into_data().convert::<f32>().iter::<f32>().collect();
-            let choice: Vec<i64> = aux.narrow(2, 1, 5).argmax(2).into_data().convert::<i64>().iter::<i64>().collect();
+            let choice: Vec<i64> = aux.narrow(2, 1, dir::COUNT).argmax(2).into_data().convert::<i64>().iter::<i64>().collect();
             let mut wrong = [0usize; 4];
             for (m, wave) in waves.iter().enumerate() {
                 for i in 0..cells {

@@ -123,6 +123,15 @@ pub struct LocalDataConfig {
 }
 
 impl LocalTrainConfig {
+    /// Loss weight of each of the `recorded` ticks of an ACT step, oldest first: the first
+    /// thinking tick's, 1 for the others, the answer update's last.
+    fn tick_weights(&self, recorded: usize) -> Vec<f32> {
+        let mut weights = vec![1.0; recorded];
+        weights[0] = self.first_tick_weight as f32;
+        weights[recorded - 1] = self.answer_tick_weight as f32;
+        weights
+    }
+
     /// Reads and checks a config file.
     pub fn from_file(path: &Path) -> anyhow::Result<LocalTrainConfig> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -396,14 +405,14 @@ struct Norms {
 }
 
 /// What every worker's share of a step needs besides its rows.
-struct StepCtx {
+struct StepCtx<'a> {
     canvas: usize,
     recorded: u32,
     first_recorded: u32,
     aux_weight: f64,
     event_weight: f64,
-    answer_tick_weight: f64,
-    first_tick_weight: f64,
+    /// Loss weight of each recorded tick, oldest first ([`LocalTrainConfig::tick_weights`]).
+    tick_weights: &'a [f32],
     norms: Norms,
 }
 
@@ -427,7 +436,7 @@ fn step_share<B: AutodiffBackend>(
     live: &[Row],
     reset: &[bool],
     carry: Option<InnerCarry<B>>,
-    ctx: &StepCtx,
+    ctx: &StepCtx<'_>,
     device: &B::Device,
 ) -> anyhow::Result<Share<B>> {
     let (canvas, recorded, first_recorded) = (ctx.canvas, ctx.recorded, ctx.first_recorded);
@@ -458,12 +467,7 @@ fn step_share<B: AutodiffBackend>(
 
     // Per-tick targets of the recorded ticks, stacked like the states.
     let mut targets = TickTargets::default();
-    for j in 0..recorded {
-        let tick_weight = match j {
-            _ if j + 1 == recorded => ctx.answer_tick_weight as f32,
-            0 => ctx.first_tick_weight as f32,
-            _ => 1.0,
-        };
+    for (j, &tick_weight) in (0..recorded).zip(ctx.tick_weights) {
         targets.push(live, canvas, ctx.event_weight as f32, tick_weight, |r| r.tick + first_recorded + j);
     }
     let n = recorded as usize * batch;
@@ -532,6 +536,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
     // The ticks the trainer sees are those of the last (gradient) recursion round.
     let recorded = (arch.l_cycles + 1) as u32;
     let first_recorded = ticks_per_step - recorded + 1;
+    let tick_weights = cfg.tick_weights(recorded as usize);
 
     let mut model: LocalTrm<B> = LocalTrm::build(arch, &mut RandomInit::new(cfg.seed), device)?;
     let (mut step, mut next_maze) = (0u64, 0u64);
@@ -633,8 +638,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
             first_recorded,
             aux_weight: cfg.aux_weight,
             event_weight: cfg.event_weight,
-            answer_tick_weight: cfg.answer_tick_weight,
-            first_tick_weight: cfg.first_tick_weight,
+            tick_weights: &tick_weights,
             norms,
         };
         let shares: Vec<Share<B>> = std::thread::scope(|scope| {
@@ -767,6 +771,8 @@ mod tests {
         }
         // Each stage starts from the previous one's weights: one architecture throughout.
         assert!(archs.windows(2).all(|w| w[0] == w[1]));
+        let stage3 = LocalTrainConfig::from_file(&root.join(stages[2])).unwrap();
+        assert_eq!(stage3.tick_weights(8), [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 4.0]);
         let bad = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bad.path(), "global_batch_size = 0\n").unwrap();
         assert!(LocalTrainConfig::from_file(bad.path()).is_err());

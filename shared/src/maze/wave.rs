@@ -52,6 +52,12 @@ pub struct Wave {
     pub done_at: Option<u32>,
 }
 
+/// The neighbour of `i` that `choice` ([`dir`]) points at; `None` for [`dir::NONE`] or off the grid.
+pub fn pointed(i: usize, choice: u8, rows: usize, cols: usize) -> Option<usize> {
+    let k = usize::from(choice).checked_sub(1)?;
+    neighbours(i, rows, cols).get(k)?.1
+}
+
 /// The four neighbours of `i` in the label's priority, with their direction code.
 fn neighbours(i: usize, rows: usize, cols: usize) -> [(u8, Option<usize>); 4] {
     let (r, c) = (i / cols, i % cols);
@@ -106,7 +112,7 @@ impl Wave {
                     break;
                 }
                 let d = choice[at];
-                at = neighbours(at, rows, cols)[usize::from(d) - 1].1.expect("a choice points inside the grid");
+                at = pointed(at, d, rows, cols).expect("a choice points inside the grid");
                 tick += 1;
             }
         }
