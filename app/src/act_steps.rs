@@ -65,7 +65,7 @@ impl<B: Backend> ActSteps<B> {
         let ids: Vec<i32> = tokens.iter().map(|&t| i32::from(t)).collect();
         let (family, carry) = match model {
             AnyModel::Reference(model) => {
-                let batch = make_batch::<B>(model.config(), &ids, &[0], device).map_err(|e| e.to_string())?;
+                let batch = make_batch::<B>(model.sizes(), &ids, &[0], device).map_err(|e| e.to_string())?;
                 let carry = model.initial_carry(1);
                 (Family::Reference(Reference { model, batch }), carry)
             }

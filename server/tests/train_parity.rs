@@ -78,7 +78,7 @@ fn batch(r: &Reference, k: usize, trm: &Trm<CpuTrain>) -> ActBatch<CpuTrain> {
     let inputs = r.ints(&format!("batch{k}.inputs"));
     let labels = r.ints(&format!("batch{k}.labels"));
     let ids = r.ints(&format!("batch{k}.puzzle_identifiers"));
-    let mut b = make_batch::<CpuTrain>(trm.config(), &inputs, &ids, &dev).unwrap();
+    let mut b = make_batch::<CpuTrain>(trm.sizes(), &inputs, &ids, &dev).unwrap();
     b.labels = Some(Tensor::from_data(TensorData::new(labels, r.get(&format!("batch{k}.labels")).shape.clone()), &dev));
     b
 }

@@ -66,7 +66,7 @@ fn compare_outputs(case: &str, outputs: &str, dtype: FloatDType) -> Vec<StepDiff
     let r = reference(outputs);
     let [steps, n, seq, vocab] = <[usize; 4]>::try_from(r.logits.shape.clone()).unwrap();
     let model = load_case(case, seq).with_compute_dtype(dtype);
-    let batch = make_batch::<Cpu>(model.config(), &r.tokens, &r.ids, &Default::default()).unwrap();
+    let batch = make_batch::<Cpu>(model.sizes(), &r.tokens, &r.ids, &Default::default()).unwrap();
     let mut out = Vec::new();
     run_inference(&model, &batch, steps, false, |step, o| {
         let logits: Vec<f32> = o.logits.to_data().iter::<f32>().collect();

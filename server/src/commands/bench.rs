@@ -108,7 +108,7 @@ impl BackendJob for Job {
             }
             let model = Trm::<B>::build(&case.config, &mut RandomInit::new(0), &device)?;
             let parameters: usize = model.to_state_dict().tensors.values().map(|t| t.values.len()).sum();
-            let seq = case.config.require_seq_len()?;
+            let seq = model.sizes().seq_len;
             // A benchmark maze: walls on a fixed pattern, S and G in the corners.
             let mut tokens: Vec<i32> = (0..case.batch * seq).map(|i| if i % 7 == 3 { 1 } else { 2 }).collect();
             for b in 0..case.batch {
@@ -160,7 +160,7 @@ impl BackendJob for Job {
 
 /// Seconds of `repeats` eval-mode ACT steps (after one warm-up step).
 fn time_inference<B: Backend>(model: &Trm<B>, case: &Case, tokens: &[i32], repeats: usize, device: &B::Device) -> anyhow::Result<Vec<f64>> {
-    let batch = make_batch::<B>(&case.config, tokens, &vec![0; case.batch], device)?;
+    let batch = make_batch::<B>(model.sizes(), tokens, &vec![0; case.batch], device)?;
     let step = || {
         let carry = model.initial_carry(case.batch);
         let (_, out) = model.forward(carry, batch.inputs.clone(), batch.puzzle_identifiers.clone());
@@ -181,10 +181,11 @@ fn time_training(case: &Case, tokens: &[i32], repeats: usize) -> anyhow::Result<
     trm.h_init = trm.h_init.clone().set_require_grad(false);
     trm.l_init = trm.l_init.clone().set_require_grad(false);
     let params = param_infos(&trm);
+    let sizes = trm.sizes();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut workers = Workers::<CpuTrain>::new(vec![device; cores.min(case.batch)]);
     let ranges = workers.split(case.batch);
-    let seq = case.config.require_seq_len()?;
+    let seq = sizes.seq_len;
     let adam = AdamAtan2 { beta1: 0.9, beta2: 0.95, weight_decay: 0.1 };
     let mut optim: OptimizerAdaptor<AdamAtan2, Trm<CpuTrain>, CpuTrain> = OptimizerAdaptor::from(adam);
     let mut model = Some(trm);
@@ -193,7 +194,7 @@ fn time_training(case: &Case, tokens: &[i32], repeats: usize) -> anyhow::Result<
         let out = workers.step(&trm, case.batch, &vec![0; ranges.len()], &params, |w, dev| {
             let rows = ranges[w].clone();
             let part = &tokens[rows.start * seq..rows.end * seq];
-            let mut b = make_batch::<CpuTrain>(&case.config, part, &vec![0; rows.len()], dev)?;
+            let mut b = make_batch::<CpuTrain>(sizes, part, &vec![0; rows.len()], dev)?;
             // Labels: the input itself (any valid tokens serve for timing).
             b.labels = Some(Tensor::from_data(TensorData::new(part.to_vec(), [rows.len(), seq]), dev));
             Ok(b)

@@ -7,7 +7,8 @@
 //! RUN/checkpoints/step_N/          one directory per checkpoint, renamed into place whole:
 //!     model.safetensors            the eval (EMA) model, reference tensor names
 //!     live.safetensors             the trained weights, f32
-//!     optim.safetensors            AdamATan2 moments by parameter path
+//!     optim.safetensors            AdamATan2 moments, `NAME.exp_avg` / `NAME.exp_avg_sq` for
+//!                                  each tensor NAME of live.safetensors, in its layout
 //!     state.json                   step, data position, RNG position, optimizer step counts
 //! RUN/latest                       name of the newest complete checkpoint (atomic rename)
 //! ```
@@ -32,7 +33,7 @@ pub struct TrainState {
     pub position: DataPosition,
     /// Word position of the exploration RNG's stream (as text: a u128).
     pub rng_word_pos: String,
-    /// AdamATan2 step count per parameter path.
+    /// AdamATan2 step count per tensor name (burn's field path in older runs).
     pub optim_time: BTreeMap<String, usize>,
 }
 
@@ -119,7 +120,7 @@ pub struct LoadedCheckpoint {
     pub eval_model: StateDict,
     /// The trained weights.
     pub live: StateDict,
-    /// Optimizer moments by path.
+    /// Optimizer moments by tensor name.
     pub optim: StateDict,
 }
 

@@ -145,7 +145,7 @@ impl<B: Backend> Group<B> {
                 3 => reduce_one::<B, 3>(peer, &mut grads, out.as_mut(), p, device),
                 _ => reduce_one::<B, 4>(peer, &mut grads, out.as_mut(), p, device),
             }
-            .with_context(|| format!("all-reduce of the gradient of {}", p.path))?;
+            .with_context(|| format!("all-reduce of the gradient of {}", p.name))?;
         }
         Ok(out)
     }
@@ -185,7 +185,7 @@ fn reduce_one<B: Backend, const D: usize>(
 ) -> anyhow::Result<()> {
     let mine = grads.remove::<B, D>(p.id);
     let had = mine.is_some();
-    let shape: [usize; D] = p.shape.clone().try_into().map_err(|_| anyhow!("{} has {} axes, expected {D}", p.path, p.shape.len()))?;
+    let shape: [usize; D] = p.shape.clone().try_into().map_err(|_| anyhow!("{} has {} axes, expected {D}", p.name, p.shape.len()))?;
     let t = mine.unwrap_or_else(|| Tensor::zeros(shape, device));
     let sum = collective::all_reduce::<B>(peer, t.into_primitive().tensor(), ReduceOperation::Sum).map_err(|e| anyhow!("{e:?}"))?;
     if let (true, Some(out)) = (had, out) {

@@ -10,8 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::prelude::*;
-
-use super::params::param_infos;
+use trm_shared::model::NamedParams;
 
 /// The shadow weights, one flattened tensor per tracked parameter. Keep it on a plain
 /// backend (a model's `valid()`): on an autodiff backend every update would chain a graph node
@@ -73,24 +72,6 @@ impl<B: Backend> ModuleMapper<B> for Apply<'_, B> {
     }
 }
 
-/// Reads the values of a module's parameters by path.
-struct ByPath<B: Backend> {
-    stack: Vec<String>,
-    values: HashMap<String, Tensor<B, 1>>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for ByPath<B> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.values.insert(self.stack.join("."), flatten(param.val().detach()));
-    }
-}
-
 /// A saved shadow that does not fit the model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("EMA state does not fit the model: parameter {0} is missing or has another size")]
@@ -105,21 +86,21 @@ impl<B: Backend> Ema<B> {
     }
 
     /// Resumes: the tracked parameters of `live` (all but `skip`) take their shadow values
-    /// from `averaged`, a model of the same structure holding the saved EMA weights.
-    pub fn resume<M: Module<B>>(live: &M, averaged: &M, skip: &HashSet<ParamId>, rate: f64) -> Result<Ema<B>, EmaMismatch> {
-        let mut by_path = ByPath { stack: Vec::new(), values: HashMap::new() };
-        averaged.visit(&mut by_path);
+    /// from `averaged`, a model of the same structure holding the saved EMA weights, matched
+    /// by checkpoint name.
+    pub fn resume<M: Module<B> + NamedParams<B>>(live: &M, averaged: &M, skip: &HashSet<ParamId>, rate: f64) -> Result<Ema<B>, EmaMismatch> {
+        let mut saved: HashMap<String, Tensor<B, 1>> = averaged.named_params().into_iter().map(|p| (p.name.clone(), p.flat())).collect();
         let mut shadow = HashMap::new();
-        for info in param_infos(live) {
-            if skip.contains(&info.id) {
+        for p in live.named_params() {
+            if skip.contains(&p.id) {
                 continue;
             }
-            let n: usize = info.shape.iter().product();
-            match by_path.values.remove(&info.path) {
+            let n: usize = p.shape().iter().product();
+            match saved.remove(&p.name) {
                 Some(t) if t.dims()[0] == n => {
-                    shadow.insert(info.id, t);
+                    shadow.insert(p.id, t);
                 }
-                _ => return Err(EmaMismatch(info.path)),
+                _ => return Err(EmaMismatch(p.name)),
             }
         }
         Ok(Ema { rate, shadow })
@@ -152,6 +133,15 @@ mod tests {
     struct Two<B: Backend> {
         a: Param<Tensor<B, 2>>,
         buffer: Param<Tensor<B, 1>>,
+    }
+
+    impl<B: Backend> NamedParams<B> for Two<B> {
+        fn named_params(&self) -> Vec<trm_shared::model::NamedParam<B>> {
+            trm_shared::model::weights::Export::collect(|mut out| {
+                out.matrix("a", &self.a);
+                out.vector("buffer", &self.buffer);
+            })
+        }
     }
 
     fn vals<const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
@@ -193,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn resume_matches_by_path_across_new_ids() {
+    fn resume_matches_by_name_across_new_ids() {
         let live = model([[1.0, 2.0]], [0.0, 0.0]);
         let saved = model([[0.5, 0.25]], [3.0, 3.0]);
         assert_ne!(live.a.id, saved.a.id);

@@ -12,10 +12,24 @@
 //! - [`SignSgd`] for the puzzle embedding (`CastedSparseEmbeddingSignSGD_Distributed`):
 //!   only the rows of puzzles present in the batch change, `w = w·(1 − lr·wd) − lr·sign(g)`,
 //!   with `g` the gradient summed per puzzle id.
+//!
+//! [`moments_to_state_dict`] and [`moments_from_state_dict`] carry AdamATan2's state through
+//! checkpoints, by the parameters' checkpoint names.
 
-use burn::optim::{LearningRate, SimpleOptimizer};
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::record::AdaptorRecord;
+use burn::optim::{LearningRate, Optimizer, SimpleOptimizer};
 use burn::prelude::*;
 use burn::record::Record;
+use burn::tensor::backend::AutodiffBackend;
+use trm_shared::model::weights::Layout;
+use trm_shared::model::{NamedParams, StateDict};
+
+use super::params::{field_path, param_infos};
 
 /// AdamATan2 hyper-parameters (the reference's `beta1`, `beta2`, `weight_decay`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,6 +88,79 @@ impl<B: Backend> SimpleOptimizer<B> for AdamAtan2 {
     }
 }
 
+/// AdamATan2's moments for a checkpoint: `{name}.exp_avg` and `{name}.exp_avg_sq` in the
+/// layout checkpoints hold `{name}` in, and each parameter's step count by name.
+/// Parameters the optimizer never stepped (buffers, the SignSGD-trained puzzle embedding)
+/// have neither.
+pub fn moments_to_state_dict<B: AutodiffBackend, M: AutodiffModule<B> + NamedParams<B>>(
+    optim: &OptimizerAdaptor<AdamAtan2, M, B>,
+    model: &M,
+) -> (StateDict, BTreeMap<String, usize>) {
+    let mut records = optim.to_record();
+    let mut sd = StateDict::default();
+    let mut times = BTreeMap::new();
+    for info in param_infos(model) {
+        let Some(record) = records.remove(&info.id) else { continue };
+        let (time, m, v) = unpack(record, info.shape.len());
+        sd.tensors.insert(format!("{}.exp_avg", info.name), info.layout.to_stored(m));
+        sd.tensors.insert(format!("{}.exp_avg_sq", info.name), info.layout.to_stored(v));
+        times.insert(info.name, time);
+    }
+    (sd, times)
+}
+
+/// `optim` with the moments [`moments_to_state_dict`] saved for `model`'s parameters. Also
+/// reads checkpoints written before the moments took the checkpoint's names: keyed by burn's
+/// field paths, in burn's layout ([`field_path`]).
+pub fn moments_from_state_dict<B: AutodiffBackend, M: AutodiffModule<B> + NamedParams<B>>(
+    optim: OptimizerAdaptor<AdamAtan2, M, B>,
+    model: &M,
+    sd: &StateDict,
+    times: &BTreeMap<String, usize>,
+    device: &B::Device,
+) -> anyhow::Result<OptimizerAdaptor<AdamAtan2, M, B>> {
+    let infos = param_infos(model);
+    // An old checkpoint names every moment by its field path: one such name tells.
+    let old_names = infos.iter().any(|p| field_path(&p.name) != p.name && times.contains_key(&field_path(&p.name)));
+    let mut records = optim.to_record();
+    for info in infos {
+        let (key, layout) = if old_names { (field_path(&info.name), Layout::Same) } else { (info.name.clone(), info.layout) };
+        let Some(&time) = times.get(&key) else { continue };
+        let get = |suffix: &str| -> anyhow::Result<TensorData> {
+            let name = format!("{key}.{suffix}");
+            let t = sd.tensors.get(&name).with_context(|| format!("optimizer state lacks {name}"))?;
+            let expected = layout.stored_shape(&info.shape);
+            if t.shape != expected {
+                bail!("optimizer state {name} has shape {:?}, the model {expected:?}", t.shape);
+            }
+            Ok(layout.from_stored(t))
+        };
+        records.insert(info.id, pack(time, get("exp_avg")?, get("exp_avg_sq")?, device));
+    }
+    Ok(optim.load_record(records))
+}
+
+/// A parameter's step count and moments (burn's layout) from its record; the models'
+/// parameters have one or two axes.
+fn unpack<B: AutodiffBackend>(record: AdaptorRecord<AdamAtan2, B>, rank: usize) -> (usize, TensorData, TensorData) {
+    if rank == 1 {
+        let s = record.into_state::<1>();
+        (s.time, s.exp_avg.into_data(), s.exp_avg_sq.into_data())
+    } else {
+        let s = record.into_state::<2>();
+        (s.time, s.exp_avg.into_data(), s.exp_avg_sq.into_data())
+    }
+}
+
+/// The record [`unpack`] reads.
+fn pack<B: AutodiffBackend>(time: usize, m: TensorData, v: TensorData, device: &B::Device) -> AdaptorRecord<AdamAtan2, B> {
+    if m.shape.len() == 1 {
+        AdaptorRecord::from_state::<1>(AdamAtan2State { time, exp_avg: Tensor::from_data(m, device), exp_avg_sq: Tensor::from_data(v, device) })
+    } else {
+        AdaptorRecord::from_state::<2>(AdamAtan2State { time, exp_avg: Tensor::from_data(m, device), exp_avg_sq: Tensor::from_data(v, device) })
+    }
+}
+
 /// SignSGD for the puzzle embedding, with its own learning rate (given per step, from the
 /// shared schedule) and weight decay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,7 +192,8 @@ mod tests {
     use crate::train::CpuTrain;
     use burn::backend::Flex;
     use burn::module::{Module, Param};
-    use burn::optim::{GradientsParams, Optimizer, adaptor::OptimizerAdaptor};
+    use burn::optim::GradientsParams;
+    use trm_shared::model::{RandomInit, Trm, TrmConfig};
 
     type B = Flex;
 
@@ -251,5 +339,44 @@ mod tests {
         for (a, b) in got.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{got:?}");
         }
+    }
+
+    #[test]
+    fn moments_round_trip_by_checkpoint_name_and_old_field_paths_still_resume() {
+        type A = CpuTrain;
+        let dev = Default::default();
+        // One recursion round, so that every parameter has a gradient (H_init and L_init too).
+        let config = TrmConfig { h_cycles: 1, ..TrmConfig::tiny(4, 2) };
+        let trm = Trm::<A>::build(&config, &mut RandomInit::new(1), &dev).unwrap();
+        let adam = AdamAtan2 { beta1: 0.9, beta2: 0.95, weight_decay: 0.1 };
+        let mut optim: OptimizerAdaptor<AdamAtan2, Trm<A>, A> = OptimizerAdaptor::from(adam);
+        let inputs = Tensor::<A, 2, Int>::from_ints([[1, 2, 3, 4], [2, 2, 1, 5]], &dev);
+        let (_, out) = trm.forward(trm.initial_carry(2), inputs, Tensor::from_ints([0, 1], &dev));
+        let grads = GradientsParams::from_grads((out.logits.sum() + out.q_halt.sum()).backward(), &trm);
+        let trm = optim.step(1e-3, trm, grads);
+        let (saved, times) = moments_to_state_dict(&optim, &trm);
+        assert_eq!(times.len(), param_infos(&trm).len());
+        // Laid out as model.safetensors holds the weights: lm_head is [vocab, hidden] there.
+        assert_eq!(saved.shape("lm_head.weight.exp_avg"), Some([6, 16].as_slice()));
+        assert_eq!(saved.shape("L_level.layers.0.self_attn.qkv_proj.weight.exp_avg_sq"), Some([48, 16].as_slice()));
+
+        let fresh = || OptimizerAdaptor::from(adam);
+        let back = moments_from_state_dict(fresh(), &trm, &saved, &times, &dev).unwrap();
+        assert_eq!(moments_to_state_dict(&back, &trm), (saved.clone(), times.clone()));
+
+        // A checkpoint as the trainer wrote them before: burn's field paths, burn's layout.
+        let (mut old, mut old_times) = (StateDict::default(), BTreeMap::new());
+        let mut records = optim.to_record();
+        let ranks: std::collections::HashMap<_, _> = param_infos(&trm).into_iter().map(|p| (p.id, p.shape.len())).collect();
+        for (path, id) in crate::train::params::field_paths(&trm) {
+            let (time, m, v) = unpack(records.remove(&id).unwrap(), ranks[&id]);
+            let host = |d: TensorData| crate::train::checkpoint::host(d.shape.to_vec(), d.convert::<f32>().to_vec().unwrap());
+            old.tensors.insert(format!("{path}.exp_avg"), host(m));
+            old.tensors.insert(format!("{path}.exp_avg_sq"), host(v));
+            old_times.insert(path, time);
+        }
+        assert!(old_times.contains_key("l_level.layers.0.mlp.down_proj.weight") && old_times.contains_key("h_init"));
+        let back = moments_from_state_dict(fresh(), &trm, &old, &old_times, &dev).unwrap();
+        assert_eq!(moments_to_state_dict(&back, &trm), (saved, times));
     }
 }

@@ -250,7 +250,7 @@ mod tests {
     fn rows(trm: &Trm<CpuTrain>, range: std::ops::Range<usize>, first: i32) -> ActBatch<CpuTrain> {
         let tokens: Vec<i32> = range.clone().flat_map(|r| (0..4).map(move |c| 1 + (first + (r * 4 + c) as i32 * 7) % 5)).collect();
         let ids: Vec<i32> = range.clone().map(|r| (r % 2) as i32).collect();
-        let mut b = make_batch::<CpuTrain>(trm.config(), &tokens, &ids, &Default::default()).unwrap();
+        let mut b = make_batch::<CpuTrain>(trm.sizes(), &tokens, &ids, &Default::default()).unwrap();
         let labels: Vec<i32> = tokens.iter().map(|t| if *t == 2 { 5 } else { *t }).collect();
         b.labels = Some(Tensor::from_data(TensorData::new(labels, [range.len(), 4]), &Default::default()));
         b

@@ -2,14 +2,12 @@
 //! batch, with the carry kept across batches (halted rows take the next batch's rows, the
 //! others keep their state — the reference's whole "deep supervision").
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::Optimizer;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,9 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use trm_shared::dataset::SplitData;
 use trm_shared::model::act::{ActBatch, make_batch};
-use trm_shared::model::{RandomInit, StateDict, Trm, TrmConfig, run_inference};
+use trm_shared::model::{DataSizes, RandomInit, Trm, TrmConfig, run_inference};
 
-use super::checkpoint::{TrainState, host, latest_name, read_latest, remove_partials, write_checkpoint};
+use super::checkpoint::{TrainState, latest_name, read_latest, remove_partials, write_checkpoint};
 use super::config::TrainConfig;
 use super::data::{DataPosition, host_batch, iteration_batches};
 use crate::backend::devices::{DeviceSet, NodeSpec, backend_devices};
@@ -27,7 +25,7 @@ use super::ema::Ema;
 use super::hooks::TrainHooks;
 use super::loss::{MetricMeans, MetricSums, act_loss};
 use super::metrics_log::MetricsLog;
-use super::optim::{AdamAtan2, SignSgd};
+use super::optim::{AdamAtan2, SignSgd, moments_from_state_dict, moments_to_state_dict};
 use super::params::{ParamInfo, param_infos};
 use super::schedule::LrSchedule;
 use super::step::Workers;
@@ -100,9 +98,9 @@ pub fn resolved_arch(cfg: &TrainConfig, train: &SplitData) -> anyhow::Result<Trm
     Ok(arch)
 }
 
-fn batch_on<B: Backend>(arch: &TrmConfig, split: &SplitData, rows: &[usize], device: &B::Device) -> anyhow::Result<ActBatch<B>> {
+fn batch_on<B: Backend>(sizes: DataSizes, split: &SplitData, rows: &[usize], device: &B::Device) -> anyhow::Result<ActBatch<B>> {
     let h = host_batch(split, rows);
-    let mut b = make_batch::<B>(arch, &h.inputs, &h.puzzle_identifiers, device)?;
+    let mut b = make_batch::<B>(sizes, &h.inputs, &h.puzzle_identifiers, device)?;
     b.labels = Some(Tensor::from_data(TensorData::new(h.labels, [rows.len(), split.seq_len]), device));
     Ok(b)
 }
@@ -111,12 +109,11 @@ fn batch_on<B: Backend>(arch: &TrmConfig, split: &SplitData, rows: &[usize], dev
 /// `halt_max_steps` ACT steps, metrics of the last step.
 pub fn evaluate<B: Backend>(trm: &Trm<B>, split: &SplitData, batch: usize, limit: Option<usize>, device: &B::Device) -> anyhow::Result<MetricMeans> {
     let n = limit.unwrap_or(split.len()).min(split.len());
-    let arch = trm.config();
-    let steps = arch.halt_max_steps;
+    let steps = trm.config().halt_max_steps;
     let mut sums = MetricSums::default();
     let rows: Vec<usize> = (0..n).collect();
     for chunk in rows.chunks(batch.max(1)) {
-        let b = batch_on::<B>(arch, split, chunk, device)?;
+        let b = batch_on::<B>(trm.sizes(), split, chunk, device)?;
         let labels = b.labels.clone().context("eval batch without labels")?;
         let mut last = None;
         run_inference(trm, &b, steps, false, |i, out| {
@@ -134,76 +131,10 @@ pub fn evaluate<B: Backend>(trm: &Trm<B>, split: &SplitData, batch: usize, limit
     Ok(sums.means(n as f64))
 }
 
-/// Optimizer moments by parameter path, for the checkpoint.
-fn optim_to_state_dict<B: AutodiffBackend>(
-    optim: &OptimizerAdaptor<AdamAtan2, Trm<B>, B>,
-    trm: &Trm<B>,
-) -> (StateDict, BTreeMap<String, usize>) {
-    let mut records = optim.to_record();
-    let mut sd = StateDict::default();
-    let mut times = BTreeMap::new();
-    for info in param_infos(trm) {
-        let Some(rec) = records.remove(&info.id) else { continue };
-        let (time, m, v): (usize, TensorData, TensorData) = match info.shape.len() {
-            1 => {
-                let s = rec.into_state::<1>();
-                (s.time, s.exp_avg.into_data(), s.exp_avg_sq.into_data())
-            }
-            _ => {
-                let s = rec.into_state::<2>();
-                (s.time, s.exp_avg.into_data(), s.exp_avg_sq.into_data())
-            }
-        };
-        let to = |d: TensorData| host(d.shape.to_vec(), d.convert::<f32>().iter::<f32>().collect());
-        sd.tensors.insert(format!("{}.exp_avg", info.path), to(m));
-        sd.tensors.insert(format!("{}.exp_avg_sq", info.path), to(v));
-        times.insert(info.path, time);
-    }
-    (sd, times)
-}
-
-fn optim_from_state_dict<B: AutodiffBackend>(
-    mut optim: OptimizerAdaptor<AdamAtan2, Trm<B>, B>,
-    trm: &Trm<B>,
-    sd: &StateDict,
-    times: &BTreeMap<String, usize>,
-    device: &B::Device,
-) -> anyhow::Result<OptimizerAdaptor<AdamAtan2, Trm<B>, B>> {
-    use burn::optim::record::AdaptorRecord;
-    let mut records = optim.to_record();
-    for info in param_infos(trm) {
-        let Some(&time) = times.get(&info.path) else { continue };
-        let get = |suffix: &str| -> anyhow::Result<TensorData> {
-            let t = sd.tensors.get(&format!("{}.{suffix}", info.path)).with_context(|| format!("optimizer state lacks {}.{suffix}", info.path))?;
-            if t.shape != info.shape {
-                bail!("optimizer state {}.{suffix} has shape {:?}, the model {:?}", info.path, t.shape, info.shape);
-            }
-            Ok(TensorData::new(t.values.clone(), t.shape.clone()))
-        };
-        let (m, v) = (get("exp_avg")?, get("exp_avg_sq")?);
-        let rec = match info.shape.len() {
-            1 => AdaptorRecord::from_state::<1>(super::optim::AdamAtan2State {
-                time,
-                exp_avg: Tensor::from_data(m, device),
-                exp_avg_sq: Tensor::from_data(v, device),
-            }),
-            _ => AdaptorRecord::from_state::<2>(super::optim::AdamAtan2State {
-                time,
-                exp_avg: Tensor::from_data(m, device),
-                exp_avg_sq: Tensor::from_data(v, device),
-            }),
-        };
-        records.insert(info.id, rec);
-    }
-    optim = optim.load_record(records);
-    Ok(optim)
-}
-
 /// One training run's state: the model, its EMA, the optimizers and schedules, the
 /// data-parallel workers, and where the run is in its data. [`train`] drives it.
 pub struct Trainer<B: AutodiffBackend> {
     cfg: TrainConfig,
-    arch: TrmConfig,
     device: B::Device,
     /// The live weights; `None` only inside [`Trainer::step`], which moves them through the
     /// optimizer (so that no second reference keeps the optimizer from updating in place).
@@ -258,7 +189,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(dtype)
     }
 
-    fn assemble(cfg: &TrainConfig, arch: TrmConfig, trm: Trm<B>, ema: Option<Ema<B::InnerBackend>>, optim: OptimizerAdaptor<AdamAtan2, Trm<B>, B>, workers: Workers<B>, device: B::Device, total_steps: u64) -> Trainer<B> {
+    fn assemble(cfg: &TrainConfig, trm: Trm<B>, ema: Option<Ema<B::InnerBackend>>, optim: OptimizerAdaptor<AdamAtan2, Trm<B>, B>, workers: Workers<B>, device: B::Device, total_steps: u64) -> Trainer<B> {
         let schedule = LrSchedule { base: cfg.lr, warmup_steps: cfg.lr_warmup_steps, total_steps, min_ratio: cfg.lr_min_ratio };
         if let Some(e) = &ema {
             tracing::info!("EMA (rate {}) over {} parameter tensors", e.rate, e.tracked());
@@ -268,7 +199,6 @@ impl<B: AutodiffBackend> Trainer<B> {
         Trainer {
             params: param_infos(&trm),
             cfg: cfg.clone(),
-            arch,
             device,
             trm: Some(trm),
             ema,
@@ -289,7 +219,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let trm = Trm::<B>::build(&arch, &mut RandomInit::new(cfg.seed), &device)?.with_compute_dtype(dtype);
         let live = trm.valid();
         let ema = cfg.ema.then(|| Ema::new(&live, &buffer_ids(&live), cfg.ema_rate));
-        Ok(Trainer::assemble(cfg, arch, trm, ema, Trainer::optimizer(cfg), workers, device, total_steps))
+        Ok(Trainer::assemble(cfg, trm, ema, Trainer::optimizer(cfg), workers, device, total_steps))
     }
 
     /// The run in `dir` from its latest checkpoint: weights, EMA, optimizer moments, data
@@ -306,8 +236,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         } else {
             None
         };
-        let optim = optim_from_state_dict(Trainer::optimizer(cfg), &trm, &ck.optim, &ck.state.optim_time, &device)?;
-        let mut trainer = Trainer::assemble(cfg, arch, trm, ema, optim, workers, device, total_steps);
+        let optim = moments_from_state_dict(Trainer::optimizer(cfg), &trm, &ck.optim, &ck.state.optim_time, &device)?;
+        let mut trainer = Trainer::assemble(cfg, trm, ema, optim, workers, device, total_steps);
         let word: u128 = ck.state.rng_word_pos.parse().context("RNG position in state.json")?;
         trainer.rng.set_word_pos(word);
         (trainer.steps_taken, trainer.pos) = (ck.state.step, ck.state.position);
@@ -327,8 +257,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         let seeds: Vec<u64> = (0..self.workers.len()).map(|_| rand::RngCore::next_u64(&mut self.rng)).collect();
         let ranges = self.workers.split(rows.len());
         let trm = self.trm.take().expect("the model is only taken inside step");
-        let arch = &self.arch;
-        let out = self.workers.step(&trm, gbs, &seeds, &self.params, |w, dev| batch_on::<B>(arch, split, &rows[ranges[w].clone()], dev));
+        let sizes = trm.sizes();
+        let out = self.workers.step(&trm, gbs, &seeds, &self.params, |w, dev| batch_on::<B>(sizes, split, &rows[ranges[w].clone()], dev));
         let out = match out {
             Ok(out) if out.metrics.lm_loss.is_finite() && out.metrics.q_halt_loss.is_finite() => out,
             Ok(out) => {
@@ -377,7 +307,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Writes a checkpoint of the current step into the run directory `dir`.
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         let eval = self.eval_model();
-        let (osd, times) = optim_to_state_dict(&self.optim, self.trm());
+        let (osd, times) = moments_to_state_dict(&self.optim, self.trm());
         let state = TrainState { step: self.steps_taken, position: self.pos, rng_word_pos: self.rng.get_word_pos().to_string(), optim_time: times };
         write_checkpoint(dir, &state, &eval.to_safetensors_bytes()?, &self.trm().to_state_dict(), &osd)?;
         Ok(())

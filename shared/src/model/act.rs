@@ -11,6 +11,7 @@ use burn::tensor::activation::sigmoid;
 use rand::{Rng, RngCore};
 
 use super::ModelError;
+use super::config::DataSizes;
 use super::trm::{InnerCarry, StepOutput, Trm};
 
 /// A batch as the ACT wrapper sees it.
@@ -143,16 +144,16 @@ impl<B: Backend> ActModel<B> {
     }
 }
 
-/// Checks inputs against a model and uploads them: `tokens` row-major `[n, seq_len]`,
-/// `puzzle_ids` `[n]`. Out-of-range values are errors here rather than panics in a gather.
+/// Checks inputs against a model's sizes ([`Trm::sizes`]) and uploads them: `tokens`
+/// row-major `[n, seq_len]`, `puzzle_ids` `[n]`. Out-of-range values are errors here rather
+/// than panics in a gather.
 pub fn make_batch<B: Backend>(
-    config: &super::TrmConfig,
+    sizes: DataSizes,
     tokens: &[i32],
     puzzle_ids: &[i32],
     device: &B::Device,
 ) -> Result<ActBatch<B>, ModelError> {
-    let seq = config.require_seq_len()?;
-    let vocab = config.require_vocab_size()?;
+    let DataSizes { seq_len: seq, vocab_size: vocab, num_puzzle_identifiers: ids } = sizes;
     let n = puzzle_ids.len();
     if tokens.len() != n * seq {
         return Err(ModelError::Input(format!(
@@ -168,7 +169,6 @@ pub fn make_batch<B: Backend>(
             i % seq
         )));
     }
-    let ids = config.require_num_puzzle_identifiers()?;
     if let Some((i, p)) = puzzle_ids.iter().enumerate().find(|(_, p)| **p < 0 || **p as usize >= ids) {
         return Err(ModelError::Input(format!("puzzle identifier {p} of row {i} is outside 0..{ids}")));
     }
@@ -235,7 +235,7 @@ mod tests {
 
     fn batch(model: &ActModel<Cpu>, first: i32) -> ActBatch<Cpu> {
         let tokens: Vec<i32> = (0..12).map(|i| 1 + (first + i) % 5).collect();
-        make_batch(model.trm.config(), &tokens, &[0, 1, 0], &Default::default()).unwrap()
+        make_batch(model.trm.sizes(), &tokens, &[0, 1, 0], &Default::default()).unwrap()
     }
 
     fn ints(t: Tensor<Cpu, 1, Int>) -> Vec<i64> {
@@ -341,13 +341,13 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let model = tiny(2);
-        let cfg = model.trm.config();
+        let sizes = model.trm.sizes();
         let dev = Default::default();
-        let e = make_batch::<Cpu>(cfg, &[1; 11], &[0, 0, 0], &dev).unwrap_err().to_string();
+        let e = make_batch::<Cpu>(sizes, &[1; 11], &[0, 0, 0], &dev).unwrap_err().to_string();
         assert!(e.contains("11 tokens"), "{e}");
-        let e = make_batch::<Cpu>(cfg, &[1, 1, 9, 1], &[0], &dev).unwrap_err().to_string();
+        let e = make_batch::<Cpu>(sizes, &[1, 1, 9, 1], &[0], &dev).unwrap_err().to_string();
         assert!(e.contains("token 9"), "{e}");
-        let e = make_batch::<Cpu>(cfg, &[1, 1, 1, 1], &[2], &dev).unwrap_err().to_string();
+        let e = make_batch::<Cpu>(sizes, &[1, 1, 1, 1], &[2], &dev).unwrap_err().to_string();
         assert!(e.contains("puzzle identifier 2"), "{e}");
     }
 }

@@ -14,7 +14,8 @@ use burn::prelude::*;
 
 use super::ModelError;
 use super::config::{PosEncoding, TrmConfig};
-use super::trm::{Init, Trm, WeightSource};
+use super::trm::Trm;
+use super::weights::{Init, NamedParams, WeightSource};
 
 /// One tensor held on the host in f32, with the dtype it was stored in.
 #[derive(Debug, Clone, PartialEq)]
@@ -333,55 +334,7 @@ impl<B: Backend> Trm<B> {
 
     /// The state dict of this model, in the reference's names and `[out, in]` layouts.
     pub fn to_state_dict(&self) -> StateDict {
-        let mut sd = StateDict::default();
-        let mut put = |name: String, t: TensorData, transpose: bool| {
-            let shape = t.shape.to_vec();
-            let values: Vec<f32> = t.convert::<f32>().iter::<f32>().collect();
-            let (shape, values) = if transpose && shape.len() == 2 {
-                let (r, c) = (shape[0], shape[1]);
-                let mut out = vec![0.0; r * c];
-                for i in 0..r {
-                    for j in 0..c {
-                        out[j * r + i] = values[i * c + j];
-                    }
-                }
-                (vec![c, r], out)
-            } else {
-                (shape, values)
-            };
-            sd.tensors.insert(name, HostTensor { shape, values, stored_dtype: "F32".into() });
-        };
-        let linear = |name: &str, l: &super::trm::CastedLinear<B>, put: &mut dyn FnMut(String, TensorData, bool)| {
-            put(format!("{name}.weight"), l.weight.val().into_data(), true);
-            if let Some(b) = &l.bias {
-                put(format!("{name}.bias"), b.val().into_data(), false);
-            }
-        };
-        put("embed_tokens.embedding_weight".into(), self.embed_tokens.val().into_data(), false);
-        if let Some(p) = &self.embed_pos {
-            put("embed_pos.embedding_weight".into(), p.val().into_data(), false);
-        }
-        if let Some(p) = &self.puzzle_emb {
-            put("puzzle_emb.weights".into(), p.val().into_data(), false);
-        }
-        linear("lm_head", &self.lm_head, &mut put);
-        linear("q_head", &self.q_head, &mut put);
-        for (i, layer) in self.l_level.layers.iter().enumerate() {
-            let name = format!("L_level.layers.{i}");
-            if let Some(a) = &layer.self_attn {
-                linear(&format!("{name}.self_attn.qkv_proj"), &a.qkv_proj, &mut put);
-                linear(&format!("{name}.self_attn.o_proj"), &a.o_proj, &mut put);
-            }
-            if let Some(m) = &layer.mlp_t {
-                linear(&format!("{name}.mlp_t.gate_up_proj"), &m.gate_up_proj, &mut put);
-                linear(&format!("{name}.mlp_t.down_proj"), &m.down_proj, &mut put);
-            }
-            linear(&format!("{name}.mlp.gate_up_proj"), &layer.mlp.gate_up_proj, &mut put);
-            linear(&format!("{name}.mlp.down_proj"), &layer.mlp.down_proj, &mut put);
-        }
-        put("H_init".into(), self.h_init.val().into_data(), false);
-        put("L_init".into(), self.l_init.val().into_data(), false);
-        sd
+        StateDict::from_params(&self.named_params())
     }
 
     /// Safetensors bytes with the reference's names (`model.inner.*`) and shapes. `H_init`

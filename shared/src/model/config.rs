@@ -24,6 +24,18 @@ pub enum PosEncoding {
     None,
 }
 
+/// The three config fields the reference takes from the dataset, once known: what a built
+/// [`super::Trm`] holds ([`TrmConfig::data_sizes`]), so that model code never meets an unknown one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSizes {
+    /// Maze cells per example.
+    pub seq_len: usize,
+    /// Token ids.
+    pub vocab_size: usize,
+    /// Rows of the puzzle embedding (1 without one).
+    pub num_puzzle_identifiers: usize,
+}
+
 /// The TRM architecture. Field names are the reference's, so that its YAML reads unchanged.
 ///
 /// Defaults are those of the reference's `config/arch/trm.yaml` (note: `L_cycles` 6 there,
@@ -390,32 +402,19 @@ impl TrmConfig {
         self.hidden_size / self.num_heads
     }
 
-    /// `seq_len`, or an error saying where it should come from.
-    pub fn require_seq_len(&self) -> Result<usize, ModelError> {
-        self.seq_len.ok_or_else(|| {
-            ModelError::Config("seq_len is unknown: give it in the config, or load inputs first".into())
+    /// The dataset fields, all known: the one place where an unknown one is an error, said
+    /// with where it should come from. `num_puzzle_identifiers` is 1 when there is no puzzle
+    /// embedding to size.
+    pub fn data_sizes(&self) -> Result<DataSizes, ModelError> {
+        let unknown = |m: &str| ModelError::Config(m.into());
+        Ok(DataSizes {
+            seq_len: self.seq_len.ok_or_else(|| unknown("seq_len is unknown: give it in the config, or load inputs first"))?,
+            vocab_size: self.vocab_size.ok_or_else(|| unknown("vocab_size is unknown: give it in the config or a checkpoint"))?,
+            num_puzzle_identifiers: match (self.puzzle_emb_ndim, self.num_puzzle_identifiers) {
+                (0, n) => n.unwrap_or(1),
+                (_, n) => n.ok_or_else(|| unknown("num_puzzle_identifiers is unknown: give it in the config or a checkpoint"))?,
+            },
         })
-    }
-
-    /// `vocab_size`, or an error.
-    pub fn require_vocab_size(&self) -> Result<usize, ModelError> {
-        self.vocab_size
-            .ok_or_else(|| ModelError::Config("vocab_size is unknown: give it in the config or a checkpoint".into()))
-    }
-
-    /// `num_puzzle_identifiers` (1 when there is no puzzle embedding), or an error.
-    pub fn require_num_puzzle_identifiers(&self) -> Result<usize, ModelError> {
-        if self.puzzle_emb_ndim == 0 {
-            return Ok(self.num_puzzle_identifiers.unwrap_or(1));
-        }
-        self.num_puzzle_identifiers.ok_or_else(|| {
-            ModelError::Config("num_puzzle_identifiers is unknown: give it in the config or a checkpoint".into())
-        })
-    }
-
-    /// Sequence length the network sees: prefix + maze cells.
-    pub fn total_len(&self) -> Result<usize, ModelError> {
-        Ok(self.prefix_len() + self.require_seq_len()?)
     }
 
     /// Sets a dataset-derived field, or checks it against the value already present.

@@ -1,4 +1,4 @@
-//! Kernels for the Flex CPU backend, used by [`super::trm`] where burn-flex 0.21's own ops
+//! Kernels for the Flex CPU backend, used by [`super::ops`] where burn-flex 0.21's own ops
 //! were measured slow: its attention and its element-wise ops run on one thread with scalar
 //! `exp`. They compute on the values, so only plain Flex (inference: no autodiff graph to
 //! keep) takes them; every other backend runs burn's ops.

@@ -4,7 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::ModelError;
-use super::trm::{Init, WeightSource};
+use super::weights::{Init, WeightSource};
 
 /// Fills every tensor as the reference's constructors would: JAX-style truncated normals
 /// (`trunc_normal_init_`), zero puzzle embeddings, `q_head` W = 0 and b = -5.

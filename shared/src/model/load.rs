@@ -114,15 +114,17 @@ impl Unresolved {
             Unresolved::Reference(cfg) => cfg,
         };
         weights.fill_config(&mut cfg)?;
-        match size {
-            MazeSize::Inputs(seq_len) => TrmConfig::fill(&mut cfg.seq_len, "seq_len", seq_len, "the inputs")?,
-            MazeSize::Default(side) => {
-                if cfg.seq_len.is_none() {
-                    cfg.seq_len = Some(side.checked_mul(side).ok_or_else(|| ModelError::Config(format!("maze side {side} is too large")))?);
-                }
+        let seq_len = match (size, cfg.seq_len) {
+            (MazeSize::Inputs(seq_len), _) => {
+                TrmConfig::fill(&mut cfg.seq_len, "seq_len", seq_len, "the inputs")?;
+                seq_len
             }
-        }
-        let seq_len = cfg.require_seq_len()?;
+            (MazeSize::Default(_), Some(seq_len)) => seq_len,
+            (MazeSize::Default(side), None) => {
+                let seq_len = side.checked_mul(side).ok_or_else(|| ModelError::Config(format!("maze side {side} is too large")))?;
+                *cfg.seq_len.insert(seq_len)
+            }
+        };
         let side = crate::maze::square_side(seq_len)
             .map_err(|_| ModelError::Config(format!("seq_len {seq_len} is not a square maze (the reference layout stores square mazes)")))?;
         Ok(ModelConfig::Reference { config: cfg, side })
@@ -151,10 +153,9 @@ impl<B: Backend> AnyModel<B> {
     pub fn config(&self) -> ModelConfig {
         match self {
             AnyModel::Reference(m) => {
-                let config = m.config().clone();
-                // Built from a resolved config, so the length is known and square.
-                let side = config.seq_len.map_or(0, |n| crate::maze::square_side(n).unwrap_or(0));
-                ModelConfig::Reference { config, side }
+                // Built from a resolved config, so the length is square.
+                let side = crate::maze::square_side(m.sizes().seq_len).unwrap_or(0);
+                ModelConfig::Reference { config: m.config().clone(), side }
             }
             AnyModel::Local(m) => ModelConfig::Local { config: m.config().clone() },
         }

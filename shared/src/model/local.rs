@@ -28,8 +28,9 @@ use burn::tensor::module::embedding;
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
-use super::checkpoint::{HostTensor, StateDict};
-use super::trm::{CastedLinear, Init, InnerCarry, SwiGlu, WeightSource, rms_norm};
+use super::checkpoint::StateDict;
+use super::trm::{CastedLinear, InnerCarry, SwiGlu, rms_norm};
+use super::weights::{Export, Init, NamedParam, NamedParams, WeightSource, Weights};
 
 /// The value of `[arch] mixer` that selects this model family.
 pub const LOCAL_MIXER: &str = "local";
@@ -197,6 +198,16 @@ pub struct LocalMix<B: Backend> {
 }
 
 impl<B: Backend> LocalMix<B> {
+    /// The mixer of `d` features.
+    pub fn take(mut w: Weights<'_, B>, d: usize) -> Result<LocalMix<B>, ModelError> {
+        Ok(LocalMix { proj: CastedLinear::take(w.pp("proj"), 5 * d, d, Init::lecun(5 * d), None)? })
+    }
+
+    /// The names [`LocalMix::take`] reads.
+    pub fn export(&self, mut out: Export<'_, B>) {
+        self.proj.export(out.pp("proj"));
+    }
+
     /// `h: [B, S, D]` on `grid` → `[B, S, D]`.
     pub fn forward(&self, h: Tensor<B, 3>, grid: GridShape) -> Tensor<B, 3> {
         let [batch, cells, d] = h.dims();
@@ -223,6 +234,21 @@ pub struct LocalBlock<B: Backend> {
 }
 
 impl<B: Backend> LocalBlock<B> {
+    /// One block of `config`'s network.
+    pub fn take(mut w: Weights<'_, B>, config: &LocalConfig) -> Result<LocalBlock<B>, ModelError> {
+        Ok(LocalBlock {
+            mix: LocalMix::take(w.pp("mix"), config.hidden_size)?,
+            mlp: SwiGlu::take(w.pp("mlp"), config.hidden_size, config.inner())?,
+            norm_eps: config.rms_norm_eps,
+        })
+    }
+
+    /// The names [`LocalBlock::take`] reads.
+    pub fn export(&self, mut out: Export<'_, B>) {
+        self.mix.export(out.pp("mix"));
+        self.mlp.export(out.pp("mlp"));
+    }
+
     /// `h = rms(h + mix(h)); h = rms(h + mlp(h))`, then cells outside the maze back to zero.
     pub fn forward(&self, h: Tensor<B, 3>, grid: GridShape, mask: Option<&Tensor<B, 3>>) -> Tensor<B, 3> {
         let h = rms_norm(h.clone() + self.mix.forward(h, grid), self.norm_eps);
@@ -273,65 +299,38 @@ impl<B: Backend> LocalTrm<B> {
     /// linears) from `src`: random initialisation and loading share this one list of names.
     pub fn build(config: &LocalConfig, src: &mut dyn WeightSource, device: &B::Device) -> Result<LocalTrm<B>, ModelError> {
         config.validate()?;
-        let (d, v, inner) = (config.hidden_size, config.vocab_size, config.inner());
-        let lecun = |fan_in: usize| Init::TruncNormal(1.0 / (fan_in as f64).sqrt());
-        let linear = |src: &mut dyn WeightSource, name: &str, out: usize, inp: usize, w_init: Init, bias: Option<Init>| {
-            CastedLinear::take(src, name, out, inp, w_init, bias, device)
-        };
-        let emb = src.take("embed_tokens.embedding_weight", &[v, d], lecun(d))?;
-        let embed_tokens = Param::from_tensor(Tensor::from_data(TensorData::new(emb, [v, d]), device));
-        let lm_head = linear(src, "lm_head", v, d, lecun(d), None)?;
-        let wave_head = linear(src, "wave_head", WAVE_OUTPUTS, d, lecun(d), Some(Init::Zeros))?;
+        let (d, v) = (config.hidden_size, config.vocab_size);
+        let mut w = Weights::new(src, device);
+        let embed_tokens = w.pp("embed_tokens").matrix("embedding_weight", [v, d], Init::lecun(d))?;
+        let lm_head = CastedLinear::take(w.pp("lm_head"), v, d, Init::lecun(d), None)?;
+        let wave_head = CastedLinear::take(w.pp("wave_head"), WAVE_OUTPUTS, d, Init::lecun(d), Some(Init::Zeros))?;
         // As the reference's Q head: W = 0, b = -5 ("almost zero" halting at first).
-        let q_head = linear(src, "q_head", 1, d, Init::Zeros, Some(Init::Constant(-5.0)))?;
-        let mut layers = Vec::with_capacity(config.l_layers);
-        for i in 0..config.l_layers {
-            let name = format!("L_level.layers.{i}");
-            layers.push(LocalBlock {
-                mix: LocalMix { proj: linear(src, &format!("{name}.mix.proj"), 5 * d, d, lecun(5 * d), None)? },
-                mlp: SwiGlu {
-                    gate_up_proj: linear(src, &format!("{name}.mlp.gate_up_proj"), 2 * inner, d, lecun(d), None)?,
-                    down_proj: linear(src, &format!("{name}.mlp.down_proj"), d, inner, lecun(inner), None)?,
-                },
-                norm_eps: config.rms_norm_eps,
-            });
-        }
-        let vector = |src: &mut dyn WeightSource, name: &str| {
-            let x = src.take(name, &[d], Init::TruncNormal(1.0))?;
-            Ok::<_, ModelError>(Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(x, [d]), device)))
-        };
-        let h_init = vector(src, "H_init")?;
-        let l_init = vector(src, "L_init")?;
+        let q_head = CastedLinear::take(w.pp("q_head"), 1, d, Init::Zeros, Some(Init::Constant(-5.0)))?;
+        // The blocks keep the reference's `L_level.layers.{i}` names.
+        let mut layers_w = w.pp("L_level.layers");
+        let layers = (0..config.l_layers).map(|i| LocalBlock::take(layers_w.pp(i), config)).collect::<Result<_, _>>()?;
+        let h_init = w.vector("H_init", d, Init::TruncNormal(1.0))?;
+        let l_init = w.vector("L_init", d, Init::TruncNormal(1.0))?;
         Ok(LocalTrm { embed_tokens, lm_head, wave_head, q_head, layers, h_init, l_init, config: config.clone() })
+    }
+
+    /// The names [`LocalTrm::build`] reads.
+    pub fn export(&self, mut out: Export<'_, B>) {
+        out.pp("embed_tokens").matrix("embedding_weight", &self.embed_tokens);
+        self.lm_head.export(out.pp("lm_head"));
+        self.wave_head.export(out.pp("wave_head"));
+        self.q_head.export(out.pp("q_head"));
+        let mut layers_out = out.pp("L_level.layers");
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.export(layers_out.pp(i));
+        }
+        out.vector("H_init", &self.h_init);
+        out.vector("L_init", &self.l_init);
     }
 
     /// Every tensor by checkpoint name, in the layouts [`LocalTrm::build`] takes them.
     pub fn to_state_dict(&self) -> StateDict {
-        let mut sd = StateDict::default();
-        let mut put = |name: String, data: TensorData| {
-            let shape = data.shape.to_vec();
-            let values: Vec<f32> = data.convert::<f32>().iter::<f32>().collect();
-            sd.tensors.insert(name, HostTensor { shape, values, stored_dtype: "F32".into() });
-        };
-        let linear = |name: &str, l: &CastedLinear<B>, put: &mut dyn FnMut(String, TensorData)| {
-            put(format!("{name}.weight"), l.weight.val().transpose().into_data());
-            if let Some(b) = &l.bias {
-                put(format!("{name}.bias"), b.val().into_data());
-            }
-        };
-        put("embed_tokens.embedding_weight".into(), self.embed_tokens.val().into_data());
-        linear("lm_head", &self.lm_head, &mut put);
-        linear("wave_head", &self.wave_head, &mut put);
-        linear("q_head", &self.q_head, &mut put);
-        for (i, layer) in self.layers.iter().enumerate() {
-            let name = format!("L_level.layers.{i}");
-            linear(&format!("{name}.mix.proj"), &layer.mix.proj, &mut put);
-            linear(&format!("{name}.mlp.gate_up_proj"), &layer.mlp.gate_up_proj, &mut put);
-            linear(&format!("{name}.mlp.down_proj"), &layer.mlp.down_proj, &mut put);
-        }
-        put("H_init".into(), self.h_init.val().into_data());
-        put("L_init".into(), self.l_init.val().into_data());
-        sd
+        StateDict::from_params(&self.named_params())
     }
 
     /// Builds the network from a state dict, listing every missing, unexpected or misshaped tensor.
@@ -471,6 +470,12 @@ impl<B: Backend> LocalTrm<B> {
         let logits = self.lm_head.forward(carry.z_h.clone());
         let q_halt = self.q_halt(carry.z_h.clone(), mask);
         (InnerCarry { z_h: carry.z_h.detach(), z_l: carry.z_l.detach() }, LocalStep { logits, q_halt, ticks })
+    }
+}
+
+impl<B: Backend> NamedParams<B> for LocalTrm<B> {
+    fn named_params(&self) -> Vec<NamedParam<B>> {
+        Export::collect(|out| self.export(out))
     }
 }
 

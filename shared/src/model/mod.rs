@@ -3,13 +3,15 @@
 //!
 //! - [`config`]: the reference's config fields; reads its `all_config.yaml` and our TOML.
 //! - [`trm`]: the network and the recursion, in one file.
+//! - [`weights`]: the checkpoint's tensor names; each module takes and exports its own.
+//! - [`ops`]: attention and SwiGLU's gate, on the Flex kernels or burn's ops.
 //! - [`act`]: the ACT wrapper (carry, halting, exploration) and an inference loop.
 //! - [`checkpoint`]: reference checkpoints (`torch.save` files, safetensors) in and out;
 //!   `torch` reads the `torch.save` zips, bounded against crafted files.
 //! - [`predict`]: batched inference keeping the answer after every ACT step.
 //! - [`local`]: the size-general TRM (a local 2D mixer instead of attention), any maze size.
 //! - [`load`]: a model of either family from its files or bytes, its config resolved once.
-//! - `cpu` (native builds): attention and SwiGLU kernels [`trm`] uses on the Flex backend.
+//! - `cpu` (native builds): the attention and SwiGLU kernels [`ops`] uses on the Flex backend.
 
 pub mod act;
 pub mod checkpoint;
@@ -19,13 +21,15 @@ pub mod cpu;
 pub mod init;
 pub mod load;
 pub mod local;
+pub mod ops;
 pub mod predict;
 pub(crate) mod torch;
 pub mod trm;
+pub mod weights;
 
 pub use act::{ActCarry, ActMode, ActModel, ActStep, Inference, run_inference};
 pub use checkpoint::{HostTensor, StateDict, TensorProblem};
-pub use config::{PosEncoding, TrmConfig};
+pub use config::{DataSizes, PosEncoding, TrmConfig};
 pub use init::RandomInit;
 #[cfg(feature = "native")]
 pub use load::load_files;
@@ -33,6 +37,7 @@ pub use load::{AnyModel, MazeSize, ModelConfig, Unresolved};
 pub use local::{GridShape, LocalConfig, LocalTrm, predict_local, run_steps, solve};
 pub use predict::{PredictOptions, Predictions, predict};
 pub use trm::{InnerCarry, StepOutput, Trm};
+pub use weights::{NamedParam, NamedParams};
 
 /// The CPU backend: burn's pure-Rust Flex, f32, multi-threaded matmuls on native targets.
 pub type Cpu = burn::backend::Flex;

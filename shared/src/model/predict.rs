@@ -57,9 +57,8 @@ pub fn predict<B: Backend>(
     device: &B::Device,
     mut progress: impl FnMut(usize),
 ) -> Result<Predictions, ModelError> {
-    let cfg = model.config();
-    let seq = cfg.require_seq_len()?;
-    let vocab = cfg.require_vocab_size()?;
+    let sizes = model.sizes();
+    let (seq, vocab) = (sizes.seq_len, sizes.vocab_size);
     let n = ids.len();
     if opts.steps == 0 || opts.batch_size == 0 {
         return Err(ModelError::Input("steps and batch size must be at least 1".into()));
@@ -81,7 +80,7 @@ pub fn predict<B: Backend>(
         let end = (start + opts.batch_size).min(n);
         let rows = end - start;
         let toks: Vec<i32> = tokens[start * seq..end * seq].iter().map(|&t| t as i32).collect();
-        let batch = make_batch::<B>(cfg, &toks, &ids[start..end], device)?;
+        let batch = make_batch::<B>(sizes, &toks, &ids[start..end], device)?;
         let mut last = 0;
         let result = run_inference(model, &batch, opts.steps, opts.stop_when_all_halt, |step, o| {
             last = step;

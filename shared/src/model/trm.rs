@@ -23,12 +23,12 @@
 use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
-use burn::tensor::activation::silu;
-use burn::tensor::module::{attention, embedding, linear};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::embedding;
 
-use super::config::{PosEncoding, TrmConfig, swiglu_inner};
 use super::ModelError;
+use super::config::{DataSizes, PosEncoding, TrmConfig, swiglu_inner};
+use super::ops::{self, linear_nd};
+use super::weights::{Export, Init, NamedParam, NamedParams, WeightSource, Weights};
 
 /// The reference's `rms_norm`: no learned weight, normalise over the last axis, in f32
 /// whatever the input's dtype, returned in that dtype.
@@ -37,12 +37,6 @@ pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor
     let x = x.cast(FloatDType::F32);
     let variance = x.clone().square().mean_dim(D - 1);
     (x * variance.add_scalar(eps).sqrt().recip()).cast(FloatDType::from(dtype))
-}
-
-/// Whether `x` is plain f32, the layout the Flex kernels in `cpu` read.
-#[cfg(all(feature = "native", not(target_family = "wasm")))]
-fn is_f32<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
-    x.dtype() == burn::tensor::DType::F32
 }
 
 /// `CastedLinear`: a bias-optional linear layer.
@@ -55,27 +49,21 @@ pub struct CastedLinear<B: Backend> {
 }
 
 impl<B: Backend> CastedLinear<B> {
-    /// `name.weight` (and `name.bias` when `bias` says how to initialise one) from `src`.
-    /// Linear weights are `[out, in]` in checkpoints, `[in, out]` in burn.
-    pub fn take(
-        src: &mut dyn WeightSource,
-        name: &str,
-        out: usize,
-        inp: usize,
-        w_init: Init,
-        bias: Option<Init>,
-        device: &B::Device,
-    ) -> Result<CastedLinear<B>, ModelError> {
-        let w = src.take(&format!("{name}.weight"), &[out, inp], w_init)?;
-        let weight = Tensor::<B, 2>::from_data(TensorData::new(w, [out, inp]), device).transpose();
-        let bias = match bias {
-            Some(init) => {
-                let b = src.take(&format!("{name}.bias"), &[out], init)?;
-                Some(Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(b, [out]), device)))
-            }
-            None => None,
-        };
-        Ok(CastedLinear { weight: Param::from_tensor(weight), bias })
+    /// `weight` (and `bias` when `bias` says how to initialise one): `[out, in]` in
+    /// checkpoints, held transposed.
+    pub fn take(mut w: Weights<'_, B>, out: usize, inp: usize, w_init: Init, bias: Option<Init>) -> Result<CastedLinear<B>, ModelError> {
+        Ok(CastedLinear {
+            weight: w.transposed("weight", [out, inp], w_init)?,
+            bias: bias.map(|init| w.vector("bias", out, init)).transpose()?,
+        })
+    }
+
+    /// The names [`CastedLinear::take`] reads.
+    pub fn export(&self, mut out: Export<'_, B>) {
+        out.transposed("weight", &self.weight);
+        if let Some(b) = &self.bias {
+            out.vector("bias", b);
+        }
     }
 
     /// `x @ Wᵀ + b` in the reference's terms, the weights cast to `x`'s dtype.
@@ -95,21 +83,6 @@ impl<B: Backend> CastedLinear<B> {
     }
 }
 
-/// `x @ weight + bias` over the last axis of `x`, `weight: [in, out]`.
-fn linear_nd<B: Backend, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Tensor<B, D> {
-    if D <= 2 {
-        return linear(x, weight, bias);
-    }
-    // One 2-D matmul over all leading axes: measured ~25% faster on Flex than the
-    // broadcast batched matmul `linear` does for 3-D inputs.
-    let mut dims = x.dims();
-    let [_, out] = weight.dims();
-    let flat: Tensor<B, 2> = x.flatten(0, D - 2);
-    let y = linear(flat, weight, bias);
-    dims[D - 1] = out;
-    y.reshape(dims)
-}
-
 /// `SwiGLU`: `down(silu(gate) * up)` with `gate, up = chunk(gate_up(x), 2)`.
 #[derive(Module, Debug)]
 pub struct SwiGlu<B: Backend> {
@@ -120,24 +93,23 @@ pub struct SwiGlu<B: Backend> {
 }
 
 impl<B: Backend> SwiGlu<B> {
+    /// An MLP over `width` features with `inter` hidden ones.
+    pub fn take(mut w: Weights<'_, B>, width: usize, inter: usize) -> Result<SwiGlu<B>, ModelError> {
+        Ok(SwiGlu {
+            gate_up_proj: CastedLinear::take(w.pp("gate_up_proj"), 2 * inter, width, Init::lecun(width), None)?,
+            down_proj: CastedLinear::take(w.pp("down_proj"), width, inter, Init::lecun(inter), None)?,
+        })
+    }
+
+    /// The names [`SwiGlu::take`] reads.
+    pub fn export(&self, mut out: Export<'_, B>) {
+        self.gate_up_proj.export(out.pp("gate_up_proj"));
+        self.down_proj.export(out.pp("down_proj"));
+    }
+
     /// Applies the MLP over the last axis.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        #[cfg(all(feature = "native", not(target_family = "wasm")))]
-        if super::cpu::is_flex::<B>() && is_f32(&x) {
-            // One matmul, then one fused pass over both halves (see `cpu::swiglu`).
-            return self.down_proj.forward(super::cpu::swiglu::silu_mul_tensor(self.gate_up_proj.forward(x)));
-        }
-        // Elsewhere: gate, up = chunk(gate_up(x), 2), computed as two matmuls against the two halves of
-        // the weight: the outputs are then contiguous, and burn's element-wise ops (silu, *)
-        // run ~3x faster on contiguous tensors than on the strided halves of one output.
-        let [_, inter2] = self.gate_up_proj.weight.dims();
-        let inter = inter2 / 2;
-        let weight = self.gate_up_proj.weight.val().cast(FloatDType::from(x.dtype()));
-        let gate = linear_nd(x.clone(), weight.clone().narrow(1, 0, inter), None);
-        let up = linear_nd(x, weight.narrow(1, inter, inter), None);
-        // silu in f32 and rounded once, as torch's bf16 `F.silu` (burn's is x·sigmoid(x): two ops).
-        let dtype = FloatDType::from(gate.dtype());
-        self.down_proj.forward(silu(gate.cast(FloatDType::F32)).cast(dtype) * up)
+        self.down_proj.forward(ops::swiglu(x, &self.gate_up_proj))
     }
 }
 
@@ -233,6 +205,23 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
+    /// Attention over `d` features with `heads` heads of width `head_dim`.
+    pub fn take(mut w: Weights<'_, B>, d: usize, heads: usize, head_dim: usize) -> Result<Attention<B>, ModelError> {
+        let inner = heads * head_dim;
+        Ok(Attention {
+            qkv_proj: CastedLinear::take(w.pp("qkv_proj"), 3 * inner, d, Init::lecun(d), None)?,
+            o_proj: CastedLinear::take(w.pp("o_proj"), d, inner, Init::lecun(inner), None)?,
+            num_heads: heads,
+            head_dim,
+        })
+    }
+
+    /// The names [`Attention::take`] reads.
+    pub fn export(&self, mut out: Export<'_, B>) {
+        self.qkv_proj.export(out.pp("qkv_proj"));
+        self.o_proj.export(out.pp("o_proj"));
+    }
+
     /// `h: [B, L, D]` → `[B, L, D]`.
     pub fn forward(&self, h: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
         let [batch, len, _] = h.dims();
@@ -242,23 +231,7 @@ impl<B: Backend> Attention<B> {
             // The tables leave the v heads unchanged (see `Rope::tiled_qkv`).
             qkv = rope.apply(qkv);
         }
-        #[cfg(all(feature = "native", not(target_family = "wasm")))]
-        if super::cpu::is_flex::<B>() && is_f32(&qkv) {
-            // q, k, v read in place, the output in `o_proj`'s layout (see `cpu::attention`).
-            return self.o_proj.forward(super::cpu::attention::attention_tensor(qkv, heads));
-        }
-        let q = qkv.clone().narrow(2, 0, heads);
-        let k = qkv.clone().narrow(2, heads, heads);
-        let v = qkv.narrow(2, 2 * heads, heads);
-        // [B, L, H, hd] -> [B, H, L, hd]; softmax(q kᵀ / sqrt(hd)) v, no mask.
-        let out = self.attend(q.swap_dims(1, 2), k.swap_dims(1, 2), v.swap_dims(1, 2));
-        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, len, heads * hd]))
-    }
-
-    /// `softmax(q kᵀ / √hd) v` on `[B, H, L, hd]`.
-    fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
-        let opts = AttentionModuleOptions::default();
-        attention(q, k, v, None, None, opts)
+        self.o_proj.forward(ops::attention(qkv, heads))
     }
 }
 
@@ -276,6 +249,30 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
+    /// One block of `config`'s network over `total` positions: MLP-t or attention mixing,
+    /// then the channel MLP.
+    pub fn take(mut w: Weights<'_, B>, config: &TrmConfig, total: usize) -> Result<Block<B>, ModelError> {
+        let d = config.hidden_size;
+        let (self_attn, mlp_t) = if config.mlp_t {
+            (None, Some(SwiGlu::take(w.pp("mlp_t"), total, swiglu_inner(total, config.expansion))?))
+        } else {
+            (Some(Attention::take(w.pp("self_attn"), d, config.num_heads, config.head_dim())?), None)
+        };
+        let mlp = SwiGlu::take(w.pp("mlp"), d, swiglu_inner(d, config.expansion))?;
+        Ok(Block { self_attn, mlp_t, mlp, norm_eps: config.rms_norm_eps })
+    }
+
+    /// The names [`Block::take`] reads.
+    pub fn export(&self, mut out: Export<'_, B>) {
+        if let Some(attn) = &self.self_attn {
+            attn.export(out.pp("self_attn"));
+        }
+        if let Some(mlp_t) = &self.mlp_t {
+            mlp_t.export(out.pp("mlp_t"));
+        }
+        self.mlp.export(out.pp("mlp"));
+    }
+
     /// `h = rms(h + mix(h)); h = rms(h + mlp(h))`.
     pub fn forward(&self, h: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
         let h = match (&self.mlp_t, &self.self_attn) {
@@ -300,6 +297,21 @@ pub struct ReasoningModule<B: Backend> {
 }
 
 impl<B: Backend> ReasoningModule<B> {
+    /// `config`'s `L_layers` blocks over `total` positions.
+    pub fn take(mut w: Weights<'_, B>, config: &TrmConfig, total: usize) -> Result<ReasoningModule<B>, ModelError> {
+        let mut w = w.pp("layers");
+        let layers = (0..config.l_layers).map(|i| Block::take(w.pp(i), config, total)).collect::<Result<_, _>>()?;
+        Ok(ReasoningModule { layers })
+    }
+
+    /// The names [`ReasoningModule::take`] reads.
+    pub fn export(&self, mut out: Export<'_, B>) {
+        let mut out = out.pp("layers");
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.export(out.pp(i));
+        }
+    }
+
     /// `net(hidden, injection)`.
     pub fn forward(&self, hidden: Tensor<B, 3>, injection: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
         let mut h = hidden + injection;
@@ -332,7 +344,7 @@ pub struct StepOutput<B: Backend> {
 
 /// The TRM network (the reference's `TinyRecursiveReasoningModel_ACTV1_Inner`).
 ///
-/// Field names are the reference's state-dict names, so that `checkpoint.rs` maps one to one.
+/// Its checkpoint names are the reference's state-dict names: see [`Trm::build`] and [`Trm::export`].
 #[derive(Module, Debug)]
 pub struct Trm<B: Backend> {
     /// `[V, D]` token embedding.
@@ -353,100 +365,45 @@ pub struct Trm<B: Backend> {
     pub h_init: Param<Tensor<B, 1>>,
     /// `[D]` initial latent state.
     pub l_init: Param<Tensor<B, 1>>,
-    /// The resolved configuration (all dataset fields known).
+    /// The configuration this network was built with (dataset fields known).
     #[module(skip)]
     pub config: TrmConfig,
+    /// The config's dataset sizes, all known once a network is built.
+    #[module(skip)]
+    pub sizes: DataSizes,
     /// The dtype activations and the carry are computed in; the weights stay f32.
     #[module(skip)]
     pub compute_dtype: FloatDType,
-}
-
-/// How a freshly built parameter gets its values, in the reference's layout.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Init {
-    /// JAX-style truncated normal (±2σ) with this standard deviation.
-    TruncNormal(f64),
-    /// All zeros.
-    Zeros,
-    /// Every value this constant.
-    Constant(f32),
-}
-
-/// Supplies the values of each named tensor, in the reference's layout and names (without
-/// the `model.inner.` prefix). Random initialisation and checkpoint loading both implement it,
-/// so the list of tensors lives in one place: [`Trm::build`].
-pub trait WeightSource {
-    /// Values of `name`, which must have `shape`; `init` says how the reference initialises it.
-    fn take(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Vec<f32>, ModelError>;
 }
 
 impl<B: Backend> Trm<B> {
     /// Builds the network for `config` (dataset fields resolved), taking every tensor from `src`.
     pub fn build(config: &TrmConfig, src: &mut dyn WeightSource, device: &B::Device) -> Result<Trm<B>, ModelError> {
         config.validate()?;
+        let sizes = config.data_sizes()?;
         let d = config.hidden_size;
-        let vocab = config.require_vocab_size()?;
-        let seq = config.require_seq_len()?;
-        let prefix = config.prefix_len();
-        let total = prefix + seq;
-        let lecun = |fan_in: usize| Init::TruncNormal(1.0 / (fan_in as f64).sqrt());
-
-        let param2 = |src: &mut dyn WeightSource, name: &str, rows: usize, cols: usize, init: Init| {
-            let v = src.take(name, &[rows, cols], init)?;
-            Ok::<_, ModelError>(Param::from_tensor(Tensor::<B, 2>::from_data(TensorData::new(v, [rows, cols]), device)))
-        };
-        let linear_w = |src: &mut dyn WeightSource, name: &str, out: usize, inp: usize, w_init: Init, bias: Option<Init>| {
-            CastedLinear::take(src, name, out, inp, w_init, bias, device)
-        };
-        let swiglu = |src: &mut dyn WeightSource, name: &str, width: usize| {
-            let inter = swiglu_inner(width, config.expansion);
-            Ok::<_, ModelError>(SwiGlu {
-                gate_up_proj: linear_w(src, &format!("{name}.gate_up_proj"), 2 * inter, width, lecun(width), None)?,
-                down_proj: linear_w(src, &format!("{name}.down_proj"), width, inter, lecun(inter), None)?,
-            })
-        };
+        let total = config.prefix_len() + sizes.seq_len;
+        let mut w = Weights::new(src, device);
 
         // Same order as the reference registers them (it only matters for random init).
-        let embed_tokens = param2(src, "embed_tokens.embedding_weight", vocab, d, lecun(d))?;
-        let lm_head = linear_w(src, "lm_head", vocab, d, lecun(d), None)?;
+        let embed_tokens = w.pp("embed_tokens").matrix("embedding_weight", [sizes.vocab_size, d], Init::lecun(d))?;
+        let lm_head = CastedLinear::take(w.pp("lm_head"), sizes.vocab_size, d, Init::lecun(d), None)?;
         // "Init Q to (almost) zero for faster learning during bootstrapping": W = 0, b = -5.
-        let q_head = linear_w(src, "q_head", 2, d, Init::Zeros, Some(Init::Constant(-5.0)))?;
+        let q_head = CastedLinear::take(w.pp("q_head"), 2, d, Init::Zeros, Some(Init::Constant(-5.0)))?;
         let puzzle_emb = if config.puzzle_emb_ndim > 0 {
-            let n = config.require_num_puzzle_identifiers()?;
-            Some(param2(src, "puzzle_emb.weights", n, config.puzzle_emb_ndim, Init::Zeros)?)
+            let shape = [sizes.num_puzzle_identifiers, config.puzzle_emb_ndim];
+            Some(w.pp("puzzle_emb").matrix("weights", shape, Init::Zeros)?)
         } else {
             None
         };
         let (rotary_emb, embed_pos) = match config.pos_encodings {
             PosEncoding::Rope => (Some(Rope::new(config.head_dim(), total, config.rope_theta, device)), None),
-            PosEncoding::Learned => (None, Some(param2(src, "embed_pos.embedding_weight", total, d, lecun(d))?)),
+            PosEncoding::Learned => (None, Some(w.pp("embed_pos").matrix("embedding_weight", [total, d], Init::lecun(d))?)),
             PosEncoding::None => (None, None),
         };
-        let mut layers = Vec::with_capacity(config.l_layers);
-        for i in 0..config.l_layers {
-            let name = format!("L_level.layers.{i}");
-            let (self_attn, mlp_t) = if config.mlp_t {
-                (None, Some(swiglu(src, &format!("{name}.mlp_t"), total)?))
-            } else {
-                let heads = config.num_heads;
-                let hd = config.head_dim();
-                let attn = Attention {
-                    qkv_proj: linear_w(src, &format!("{name}.self_attn.qkv_proj"), 3 * heads * hd, d, lecun(d), None)?,
-                    o_proj: linear_w(src, &format!("{name}.self_attn.o_proj"), d, heads * hd, lecun(heads * hd), None)?,
-                    num_heads: heads,
-                    head_dim: hd,
-                };
-                (Some(attn), None)
-            };
-            let mlp = swiglu(src, &format!("{name}.mlp"), d)?;
-            layers.push(Block { self_attn, mlp_t, mlp, norm_eps: config.rms_norm_eps });
-        }
-        let vector = |src: &mut dyn WeightSource, name: &str| {
-            let v = src.take(name, &[d], Init::TruncNormal(1.0))?;
-            Ok::<_, ModelError>(Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(v, [d]), device)))
-        };
-        let h_init = vector(src, "H_init")?;
-        let l_init = vector(src, "L_init")?;
+        let l_level = ReasoningModule::take(w.pp("L_level"), config, total)?;
+        let h_init = w.vector("H_init", d, Init::TruncNormal(1.0))?;
+        let l_init = w.vector("L_init", d, Init::TruncNormal(1.0))?;
         Ok(Trm {
             embed_tokens,
             embed_pos,
@@ -454,12 +411,29 @@ impl<B: Backend> Trm<B> {
             lm_head,
             q_head,
             rotary_emb,
-            l_level: ReasoningModule { layers },
+            l_level,
             h_init,
             l_init,
             config: config.clone(),
+            sizes,
             compute_dtype: FloatDType::F32,
         })
+    }
+
+    /// The names [`Trm::build`] reads (the RoPE tables are computed, not saved).
+    pub fn export(&self, mut out: Export<'_, B>) {
+        out.pp("embed_tokens").matrix("embedding_weight", &self.embed_tokens);
+        self.lm_head.export(out.pp("lm_head"));
+        self.q_head.export(out.pp("q_head"));
+        if let Some(p) = &self.puzzle_emb {
+            out.pp("puzzle_emb").matrix("weights", p);
+        }
+        if let Some(p) = &self.embed_pos {
+            out.pp("embed_pos").matrix("embedding_weight", p);
+        }
+        self.l_level.export(out.pp("L_level"));
+        out.vector("H_init", &self.h_init);
+        out.vector("L_init", &self.l_init);
     }
 
     /// The same network computing in `dtype` (the reference's `forward_dtype`: bf16 on a GPU)
@@ -472,6 +446,11 @@ impl<B: Backend> Trm<B> {
     /// The configuration this network was built with.
     pub fn config(&self) -> &TrmConfig {
         &self.config
+    }
+
+    /// Maze cells, vocabulary and puzzle count: the config's dataset fields, resolved.
+    pub fn sizes(&self) -> DataSizes {
+        self.sizes
     }
 
     /// `x`: the embedded question, `[B, L, D]` (prefix of puzzle slots, then the tokens), scaled by √D.
@@ -505,7 +484,7 @@ impl<B: Backend> Trm<B> {
 
     /// A carry whose rows all hold `H_init` / `L_init` at every position.
     pub fn initial_carry(&self, batch: usize) -> InnerCarry<B> {
-        let total = self.config().prefix_len() + self.config().seq_len.unwrap_or(0);
+        let total = self.config().prefix_len() + self.sizes.seq_len;
         let d = self.config().hidden_size;
         let broadcast = |v: &Param<Tensor<B, 1>>| v.val().cast(self.compute_dtype).reshape([1, 1, d]).expand([batch, total, d]);
         InnerCarry { z_h: broadcast(&self.h_init), z_l: broadcast(&self.l_init) }
@@ -570,5 +549,11 @@ impl<B: Backend> Trm<B> {
         let q_halt = q.clone().narrow(1, 0, 1).reshape([batch]);
         let q_continue = q.narrow(1, 1, 1).reshape([batch]);
         (InnerCarry { z_h: z_h.detach(), z_l: z_l.detach() }, StepOutput { logits, q_halt, q_continue })
+    }
+}
+
+impl<B: Backend> NamedParams<B> for Trm<B> {
+    fn named_params(&self) -> Vec<NamedParam<B>> {
+        Export::collect(|out| self.export(out))
     }
 }
