@@ -9,7 +9,7 @@
 #   2. configs/maze-any-size-cpu-stage2.toml from stage 1's weights (`trm train --init`),
 #      stopped at step 2000 of its 4000 (as the committed weights were);
 #   3. configs/maze-any-size-cpu-stage3.toml from stage 2's weights, all its 1000 steps
-#      (the answer update's tick weighted 64 times: stored choices stop flipping);
+#      (the answer update's tick weighted 128 times: stored choices stop flipping);
 #
 # then `trm eval` on the 1000 Maze-Hard test mazes (../shared/data or data/, made by
 # `trm prepare-dataset` when missing). See the README for the times.

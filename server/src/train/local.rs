@@ -772,7 +772,7 @@ mod tests {
         // Each stage starts from the previous one's weights: one architecture throughout.
         assert!(archs.windows(2).all(|w| w[0] == w[1]));
         let stage3 = LocalTrainConfig::from_file(&root.join(stages[2])).unwrap();
-        assert_eq!(stage3.tick_weights(8), [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 64.0]);
+        assert_eq!(stage3.tick_weights(8), [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 128.0]);
         let bad = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bad.path(), "global_batch_size = 0\n").unwrap();
         assert!(LocalTrainConfig::from_file(bad.path()).is_err());
