@@ -130,7 +130,8 @@ def train_multinode(config: str = "configs/maze-hard.toml", resume: str = ""):
     try:
         sh(
             "mpirun", "-n", str(len(hosts)), "--host", ",".join(f"{h}:1" for h in hosts),
-            "--mca", "plm_rsh_args", ssh_args, "-x", "RUST_LOG", "-x", "CUDA_PATH",
+            "--mca", "plm_rsh_args", ssh_args,
+            "-x", "PATH", "-x", "LD_LIBRARY_PATH", "-x", "CUDA_PATH", "-x", "RUST_LOG",
             "--wdir", WORKDIR,
             "trm", "train", "--backend", "cuda", "--devices", "0,1,2,3", *train_args(config, resume),
         )
