@@ -81,6 +81,7 @@ pub fn launched_size() -> Option<usize> {
 }
 
 /// This process's rank among those on its node, as the launcher says (0 when none does).
+#[cfg(feature = "mpi")]
 fn launched_local_rank() -> usize {
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<usize>().ok());
     ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMIX_LOCAL_RANK", "SLURM_LOCALID"].iter().find_map(|n| var(n)).unwrap_or(0)
@@ -210,6 +211,7 @@ impl Cluster {
     }
 
     /// Sums `values` over the processes, in place (a step's metric sums, puzzle ids by row).
+    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
     pub fn sum_scalars(&self, values: &mut [f64]) {
         if !self.is_multi() {
             return;
@@ -225,6 +227,7 @@ impl Cluster {
 
     /// Checks that every process has the same `value` of `what` (a fingerprint of the config,
     /// the step resumed from, the worker count): an error on every process if not.
+    #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
     pub fn check_same(&self, what: &str, value: u64) -> Result<(), ClusterError> {
         if !self.is_multi() {
             return Ok(());
