@@ -3,7 +3,8 @@
 # Safe to run again; used by scripts/run.sh, scripts/test.sh and CI.
 #   TRM_SETUP_WEB=0      skip the web app's tools and the browser test tools;
 #   TRM_SETUP_TESTS=0    skip only what the tests need (Chromium, Firefox ESR, Node and its
-#                        packages, lavapipe); scripts/run.sh sets it, the main job needs none;
+#                        packages, lavapipe; Open MPI and libclang for the MPI test);
+#                        scripts/run.sh sets it, the main job needs none;
 #   TRM_SETUP_DRY_RUN=1  make every check but install nothing: print one line
 #                        `would install: <what> (<command>)` per install (tests/setup/dry_run.sh).
 # Where an install is impossible (no cargo, no rustup, no apt-get, neither root nor sudo) it
@@ -57,10 +58,11 @@ if ! grep -qx wasm32-unknown-unknown <<<"$setup_targets"; then
 fi
 
 # The web app: Trunk and wasm-bindgen-cli of exactly the version in Cargo.lock (Trunk runs
-# offline and never downloads them), and wasm-opt. Its end-to-end tests (TRM_SETUP_TESTS=1):
-# Node with playwright-core and puppeteer-core, Debian's Chromium and Firefox ESR; also Mesa's
-# lavapipe (a Vulkan driver on the CPU) so that the wgpu parity test finds an adapter without a
-# GPU. TRM_SETUP_WEB=0 skips all of it (the wgpu test then skips where no adapter exists).
+# offline and never downloads them), and wasm-opt. Its end-to-end tests (TRM_SETUP_TESTS=1,
+# below): Node with playwright-core and puppeteer-core, Debian's Chromium and Firefox ESR; also
+# Mesa's lavapipe (a Vulkan driver on the CPU) so that the wgpu parity test finds an adapter
+# without a GPU. TRM_SETUP_WEB=0 skips all of it (the wgpu test then skips where no adapter
+# exists).
 if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
     trunk_version=0.21.14
     setup_have="$(trunk --version 2>/dev/null || true)"
@@ -87,9 +89,14 @@ if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
         setup_install "wasm-opt 0.116.1 (binaryen 116)" \
             cargo install wasm-opt --version 0.116.1 --locked --target-dir "$setup_install_target"
     fi
+fi
 
-    if [ "${TRM_SETUP_TESTS:-1}" = 1 ]; then
-        missing=()
+# Debian packages of the tests (TRM_SETUP_TESTS=1): Open MPI and libclang (trm's `mpi`
+# feature: mpi-sys runs bindgen) for tests/mpi/run.sh; with the web app, the browsers, Node
+# and lavapipe.
+missing=()
+if [ "${TRM_SETUP_TESTS:-1}" = 1 ]; then
+    if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
         command -v chromium >/dev/null 2>&1 || missing+=(chromium)
         command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
         command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1 || missing+=(firefox-esr)
@@ -98,39 +105,47 @@ if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
         # TRM_SETUP_ICD_DIR: for tests/setup/dry_run.sh.
         compgen -G "${TRM_SETUP_ICD_DIR:-/usr/share/vulkan/icd.d}/lvp_icd.*.json" >/dev/null \
             || missing+=(mesa-vulkan-drivers)
-        if [ "${#missing[@]}" -gt 0 ]; then
-            if ! command -v apt-get >/dev/null 2>&1; then
-                setup_fail "missing ${missing[*]} and apt-get not found; install these Debian packages (or your system's equivalents) with its package manager, or set TRM_SETUP_WEB=0 to skip the web app and its tests"
-            fi
-            if [ "$(id -u)" = 0 ]; then
-                sudo_cmd=()
-            elif command -v sudo >/dev/null 2>&1; then
-                sudo_cmd=(sudo)
-            else
-                setup_fail "missing ${missing[*]}, not root and sudo not found; as root run: apt-get install ${missing[*]}"
-            fi
-            # `env` after sudo: sudo drops DEBIAN_FRONTEND from the environment.
-            apt_update=(${sudo_cmd[@]+"${sudo_cmd[@]}"} apt-get update)
-            apt_install=(${sudo_cmd[@]+"${sudo_cmd[@]}"} env DEBIAN_FRONTEND=noninteractive
-                apt-get install -y --no-install-recommends "${missing[@]}")
-            if [ "$setup_dry_run" = 1 ]; then
-                echo "would install: Debian packages ${missing[*]} ($(setup_quote "${apt_update[@]}") && $(setup_quote "${apt_install[@]}"))"
-            else
-                "${apt_update[@]}"
-                "${apt_install[@]}"
-            fi
-        fi
-        # npm ci only when the lock is newer than the last install.
-        e2e_dir="$setup_root/tests/e2e"
-        stamp="$e2e_dir/node_modules/.installed"
-        if [ ! -f "$stamp" ] || [ "$e2e_dir/package-lock.json" -nt "$stamp" ]; then
-            if [ "$setup_dry_run" = 1 ]; then
-                echo "would install: the Node packages of tests/e2e (cd $(setup_quote "$e2e_dir") && npm ci --no-audit --no-fund)"
-            else
-                # Two commands: in an `a && b` list set -e ignores a failing `a`.
-                (cd "$e2e_dir" && npm ci --no-audit --no-fund)
-                touch "$stamp"
-            fi
+    fi
+    command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin)
+    command -v mpicc >/dev/null 2>&1 || missing+=(libopenmpi-dev)
+    # TRM_SETUP_LLVM_DIR: for tests/setup/dry_run.sh (Debian puts libclang.so under llvm-N).
+    compgen -G "${TRM_SETUP_LLVM_DIR:-/usr/lib/llvm-*}/lib/libclang.so" >/dev/null \
+        || missing+=(libclang-dev)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        setup_fail "missing ${missing[*]} and apt-get not found; install these Debian packages (or your system's equivalents) with its package manager, or set TRM_SETUP_TESTS=0 to skip the tests' tools"
+    fi
+    if [ "$(id -u)" = 0 ]; then
+        sudo_cmd=()
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo_cmd=(sudo)
+    else
+        setup_fail "missing ${missing[*]}, not root and sudo not found; as root run: apt-get install ${missing[*]}"
+    fi
+    # `env` after sudo: sudo drops DEBIAN_FRONTEND from the environment.
+    apt_update=(${sudo_cmd[@]+"${sudo_cmd[@]}"} apt-get update)
+    apt_install=(${sudo_cmd[@]+"${sudo_cmd[@]}"} env DEBIAN_FRONTEND=noninteractive
+        apt-get install -y --no-install-recommends "${missing[@]}")
+    if [ "$setup_dry_run" = 1 ]; then
+        echo "would install: Debian packages ${missing[*]} ($(setup_quote "${apt_update[@]}") && $(setup_quote "${apt_install[@]}"))"
+    else
+        "${apt_update[@]}"
+        "${apt_install[@]}"
+    fi
+fi
+
+if [ "${TRM_SETUP_WEB:-1}" = 1 ] && [ "${TRM_SETUP_TESTS:-1}" = 1 ]; then
+    # npm ci only when the lock is newer than the last install.
+    e2e_dir="$setup_root/tests/e2e"
+    stamp="$e2e_dir/node_modules/.installed"
+    if [ ! -f "$stamp" ] || [ "$e2e_dir/package-lock.json" -nt "$stamp" ]; then
+        if [ "$setup_dry_run" = 1 ]; then
+            echo "would install: the Node packages of tests/e2e (cd $(setup_quote "$e2e_dir") && npm ci --no-audit --no-fund)"
+        else
+            # Two commands: in an `a && b` list set -e ignores a failing `a`.
+            (cd "$e2e_dir" && npm ci --no-audit --no-fund)
+            touch "$stamp"
         fi
     fi
 fi

@@ -22,6 +22,12 @@ cargo test --locked --workspace 2>&1 | tee -a "$log"
 # without a GPU); its tests print "skipped: no wgpu adapter" and pass where there is none.
 cargo test --locked -p trm-server --features wgpu --test wgpu_parity 2>&1 | tee -a "$log"
 
+# Training across processes: trm with MPI (Open MPI, installed by setup.sh), 2 and 3 ranks
+# against one process, a killed rank, a resumed run (tests/mpi/run.sh, a few minutes).
+mpi_status=0
+cargo build --locked -p trm-server --features mpi --bin trm
+bash tests/mpi/run.sh 2>&1 | tee -a "$log" || mpi_status=$?
+
 # The web app: built as `trm serve` serves it, then driven in headless Chromium.
 e2e_status=0
 if [ "${TRM_SETUP_WEB:-1}" = 1 ]; then
@@ -38,4 +44,5 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-
      /^# pass / { p += $3 } /^# (fail|cancelled) / { f += $3 } /^# (skipped|todo) / { s += $3 }
      END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 [ "$setup_status" = 0 ] || exit "$setup_status"
+[ "$mpi_status" = 0 ] || exit "$mpi_status"
 exit "$e2e_status"

@@ -48,10 +48,24 @@ enum Command {
     DownloadWeights(commands::download_weights::DownloadWeightsArgs),
     /// Serve the HTTP API (predict, generate, datasets) and the web app.
     Serve(commands::serve::ServeArgs),
-    /// Run the orchestrator that the nodes of a multi-node training run join.
-    Orchestrator(commands::orchestrator::OrchestratorArgs),
     /// Send concurrent predict requests to a running server: throughput, latency, batch sizes.
     Loadtest(commands::loadtest::LoadtestArgs),
+}
+
+/// `trm train`, as one process of a multi-process run when `mpirun` or `srun` started it
+/// (`--features mpi`; see `train::cluster`). An error in one process ends them all
+/// (MPI_Abort): the others would wait for it in their next all-reduce forever.
+fn train_in_cluster(args: commands::train::TrainArgs) -> anyhow::Result<()> {
+    let _mpi = train::cluster::init()?;
+    let cluster = train::cluster::Cluster::current();
+    let result = commands::train::run(args);
+    if let Err(err) = &result
+        && cluster.is_multi()
+    {
+        eprintln!("error: rank {} of {}: {err:#}", cluster.rank(), cluster.size());
+        cluster.abort(1);
+    }
+    result
 }
 
 /// `mi_option_purge_delay` of the bundled mimalloc v2 (`mimalloc.h`; the -sys crate names
@@ -80,13 +94,12 @@ fn main() -> ExitCode {
         Command::Maze(args) => commands::maze::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Eval(args) => commands::eval::run(args),
-        Command::Train(args) => commands::train::run(args),
+        Command::Train(args) => train_in_cluster(args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::DownloadWeights(args) => commands::download_weights::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Loadtest(args) => commands::loadtest::run(args),
-        Command::Orchestrator(args) => commands::orchestrator::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

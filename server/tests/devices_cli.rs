@@ -1,13 +1,11 @@
 //! `trm train --devices` on the CPU backend, end to end on the real binary: two data-parallel
-//! workers (gradients all-reduced by burn-collective), wrong device lists, and two nodes on
-//! loopback joined through `trm orchestrator` (burn-collective's global mode).
+//! workers (gradients all-reduced by burn-collective) and wrong device lists. Several
+//! processes under `mpirun`: tests/mpi/run.sh.
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use support::trm;
 
@@ -121,9 +119,6 @@ fn wrong_device_lists_are_clear_errors_before_any_run_directory() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("device {huge} does not exist")) && err.contains("the CPU"), "{err}");
     assert!(!dir.path().join("runs").exists(), "a run directory was created");
-    let out = trm().args(["train", "--config"]).arg(&cfg).arg("--out").arg(dir.path().join("runs")).args(["--nodes", "2", "--node-rank", "2", "--orchestrator", "ws://127.0.0.1:1", "--node-address", "ws://127.0.0.1:2"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--node-rank 2 is out of range"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!dir.path().join("runs").exists(), "a run directory was created");
 }
 
 /// Every command that takes `--backend` checks it the same way before any work: a backend
@@ -161,77 +156,4 @@ fn an_unavailable_backend_is_one_line_for_every_command() {
         assert!(last.starts_with("error: ") && last.contains(expected), "{name}: {expected:?} missing from {err}");
     }
     assert!(!runs.exists(), "a run directory was created");
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Kills the child when dropped (a failing test must not leave an orchestrator behind).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits for every child (all killed if one overruns `deadline`, so none outlives the test).
-fn wait_all(mut children: Vec<Child>, deadline: Instant) -> Vec<Output> {
-    while Instant::now() < deadline {
-        if children.iter_mut().all(|c| c.try_wait().unwrap().is_some()) {
-            return children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for c in &mut children {
-        let _ = c.kill();
-    }
-    let errs: Vec<String> = children.into_iter().map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stderr).into_owned()).collect();
-    panic!("the nodes did not finish in time: {errs:?}");
-}
-
-/// Ignored: on burn 0.21.0 both nodes register through the orchestrator and finish the first
-/// gradient all-reduce, then hang in the barrier that ends the second (burn-collective's
-/// `SyncService::sync` never empties its peer list; see README, "Devices and multi-node
-/// training"). Run with `--ignored` to retry on a burn-collective with that fixed.
-#[test]
-#[ignore = "burn-collective 0.21.0: SyncService::sync clears a copy of its peer list, so the second global all-reduce never returns"]
-fn two_nodes_on_loopback_take_the_two_device_steps() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path());
-    let port = free_port();
-    let _orchestrator = Killed(trm().args(["orchestrator", "--port", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    let outs: Vec<PathBuf> = (0..2).map(|rank| dir.path().join(format!("node{rank}"))).collect();
-    let children: Vec<Child> = outs
-        .iter()
-        .enumerate()
-        .map(|(rank, out)| {
-            trm()
-                .args(["train", "--config"])
-                .arg(&cfg)
-                .arg("--out")
-                .arg(out)
-                .args(["--max-steps", STEPS, "--nodes", "2", "--node-rank", &rank.to_string()])
-                .args(["--orchestrator", &format!("ws://127.0.0.1:{port}")])
-                .args(["--node-address", &format!("ws://127.0.0.1:{}", free_port())])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for out in wait_all(children, Instant::now() + Duration::from_secs(300)) {
-        check(&out);
-    }
-    let runs: Vec<PathBuf> = outs.iter().map(|o| run_dir(o)).collect();
-    let (a, b) = (live_weights(&runs[0]), live_weights(&runs[1]));
-    assert!(a == b, "the two nodes' replicas differ after the same all-reduced steps");
-    if cores() >= 2 {
-        // Two nodes of one device split each batch as one node of two devices does.
-        let two = train(dir.path(), "two", &["--devices", "0,1"]);
-        assert!(live_weights(&two) == a, "two nodes and two local devices took different steps");
-    }
 }

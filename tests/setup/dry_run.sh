@@ -19,8 +19,8 @@ trap 'rm -rf "$tmp"; [ -n "$finished" ] || echo "$passed passed, $((failed + 1))
 home="$tmp/home"
 install_target="$home/.cache/trm-install-target"
 calls="$tmp/calls.log"
-mkdir -p "$home" "$tmp/cargo-home" "$tmp/no-icd" "$tmp/icd"
-touch "$tmp/icd/lvp_icd.x86_64.json"
+mkdir -p "$home" "$tmp/cargo-home" "$tmp/no-icd" "$tmp/icd" "$tmp/no-llvm" "$tmp/llvm/lib"
+touch "$tmp/icd/lvp_icd.x86_64.json" "$tmp/llvm/lib/libclang.so"
 
 # The version setup.sh must install, read here independently of setup.sh.
 wbg_version="$(grep -A1 -x 'name = "wasm-bindgen"' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')"
@@ -78,7 +78,7 @@ stubs with-sudo cargo rustup apt-get sudo id-user
 stubs no-cargo rustup apt-get id-root
 stubs no-rustup cargo apt-get id-root
 stubs with-node cargo rustup apt-get node npm id-root
-stubs complete cargo rustup-wasm trunk wasm-bindgen wasm-opt chromium chromedriver firefox-esr node npm id-root
+stubs complete cargo rustup-wasm trunk wasm-bindgen wasm-opt chromium chromedriver firefox-esr node npm mpirun mpicc id-root
 
 # setup CASE STUBS [VAR=VALUE...]: runs the copy of setup.sh; $tmp/CASE.out, .err, $status.
 setup() {
@@ -86,7 +86,7 @@ setup() {
     shift 2
     : >"$calls"
     status=0
-    env -i PATH="$dir:$utils" HOME="$home" CARGO_HOME="$tmp/cargo-home" TRM_SETUP_ICD_DIR="$tmp/no-icd" "$@" \
+    env -i PATH="$dir:$utils" HOME="$home" CARGO_HOME="$tmp/cargo-home" TRM_SETUP_ICD_DIR="$tmp/no-icd" TRM_SETUP_LLVM_DIR="$tmp/no-llvm" "$@" \
         "$utils/bash" "$repo/scripts/setup.sh" >"$tmp/$name.out" 2>"$tmp/$name.err" || status=$?
     out="$tmp/$name.out"
     err="$tmp/$name.err"
@@ -129,12 +129,14 @@ as_printed() {
 }
 error_line() { lines "$err" 1 && grep -q '^error: ' "$err"; }
 
-packages="chromium chromium-driver firefox-esr nodejs npm mesa-vulkan-drivers"
+packages="chromium chromium-driver firefox-esr nodejs npm mesa-vulkan-drivers openmpi-bin libopenmpi-dev libclang-dev"
+mpi_packages="openmpi-bin libopenmpi-dev libclang-dev"
 want_target="would install: the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown)"
 want_trunk="would install: trunk 0.21.14 (cargo install trunk --version 0.21.14 --locked --target-dir $install_target)"
 want_wbg="would install: wasm-bindgen-cli $wbg_version (cargo install wasm-bindgen-cli --version $wbg_version --target-dir $install_target)"
 want_opt="would install: wasm-opt 0.116.1 (binaryen 116) (cargo install wasm-opt --version 0.116.1 --locked --target-dir $install_target)"
 want_apt="would install: Debian packages $packages (apt-get update && env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages)"
+want_mpi_apt="would install: Debian packages $mpi_packages (apt-get update && env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $mpi_packages)"
 want_npm="would install: the Node packages of tests/e2e (cd $repo/tests/e2e && npm ci --no-audit --no-fund)"
 
 echo "== fresh machine, as root (scripts/test.sh, CI)"
@@ -144,7 +146,7 @@ check "names the wasm32 target" line "$out" "$want_target"
 check "names trunk 0.21.14 (own target dir)" line "$out" "$want_trunk"
 check "names wasm-bindgen-cli $wbg_version of Cargo.lock" line "$out" "$want_wbg"
 check "names wasm-opt 0.116.1" line "$out" "$want_opt"
-check "names the Debian packages" line "$out" "$want_apt"
+check "names the Debian packages, Open MPI and libclang included" line "$out" "$want_apt"
 check "names npm ci" line "$out" "$want_npm"
 check "one line per install, nothing else" eval 'lines "$out" 6 && only_would "$out"'
 check "nothing on stderr" lines "$err" 0
@@ -157,14 +159,16 @@ check "exits 0" [ "$status" = 0 ]
 check "names the wasm32 target, trunk, wasm-bindgen-cli, wasm-opt" \
     eval 'line "$out" "$want_target" && line "$out" "$want_trunk" && line "$out" "$want_wbg" && line "$out" "$want_opt"'
 check "names no browser test tool" eval 'lines "$out" 4 && only_would "$out"'
-for p in chromium firefox nodejs npm mesa apt-get; do
+for p in chromium firefox nodejs npm mesa openmpi libclang apt-get; do
     check "does not name $p" lacks "$out" "$p"
 done
 shown
 
 echo "== TRM_SETUP_WEB=0"
 setup noweb fresh TRM_SETUP_DRY_RUN=1 TRM_SETUP_WEB=0
-check "exits 0, names only the wasm32 target" eval '[ "$status" = 0 ] && lines "$out" 1 && line "$out" "$want_target"'
+check "exits 0, names the wasm32 target and the MPI test's packages only" eval '[ "$status" = 0 ] && lines "$out" 2 && line "$out" "$want_target" && line "$out" "$want_mpi_apt"'
+setup noweb-notests fresh TRM_SETUP_DRY_RUN=1 TRM_SETUP_WEB=0 TRM_SETUP_TESTS=0
+check "with TRM_SETUP_TESTS=0 too: only the wasm32 target" eval '[ "$status" = 0 ] && lines "$out" 1 && line "$out" "$want_target"'
 shown
 
 echo "== not root, sudo there"
@@ -203,9 +207,9 @@ shown
 
 echo "== everything there"
 mkdir -p "$repo/tests/e2e/node_modules" && touch "$repo/tests/e2e/node_modules/.installed"
-setup complete complete TRM_SETUP_DRY_RUN=1 TRM_SETUP_ICD_DIR="$tmp/icd"
+setup complete complete TRM_SETUP_DRY_RUN=1 TRM_SETUP_ICD_DIR="$tmp/icd" TRM_SETUP_LLVM_DIR="$tmp/llvm"
 check "exits 0, would install nothing" eval '[ "$status" = 0 ] && lines "$out" 0 && lines "$err" 0'
-setup complete-real complete TRM_SETUP_ICD_DIR="$tmp/icd"
+setup complete-real complete TRM_SETUP_ICD_DIR="$tmp/icd" TRM_SETUP_LLVM_DIR="$tmp/llvm"
 check "without the switch: exits 0, runs nothing" eval '[ "$status" = 0 ] && lines "$out" 0 && lines "$calls" 0'
 shown
 rm -r "$repo/tests/e2e/node_modules"
@@ -220,7 +224,7 @@ printf '%s\n' \
     "cargo install wasm-bindgen-cli --version $wbg_version --target-dir $install_target" \
     "cargo install wasm-opt --version 0.116.1 --locked --target-dir $install_target" \
     "apt-get update" \
-    "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver firefox-esr mesa-vulkan-drivers" \
+    "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver firefox-esr mesa-vulkan-drivers $mpi_packages" \
     "npm ci --no-audit --no-fund (in $repo/tests/e2e)" >"$tmp/want-calls"
 check "runs these commands, in order" cmp -s "$tmp/want-calls" "$calls"
 check "each as the dry run printed it" as_printed

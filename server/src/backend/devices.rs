@@ -1,5 +1,4 @@
-//! The devices a training run uses: `--devices 0,1,2,3` on this machine and, for multi-node
-//! runs, where this process sits among the nodes (`--nodes`, `--node-rank`, `--orchestrator`).
+//! The devices a training run uses on this machine: `--devices 0,1,2,3`.
 //!
 //! On a GPU backend an entry is a device index; on the CPU every entry is one data-parallel
 //! worker (a thread over the same Flex device), and its index must name one of the cores.
@@ -10,7 +9,7 @@ use std::str::FromStr;
 use burn::prelude::Backend;
 use burn::tensor::backend::{Device, DeviceId};
 
-/// Why a device list or node setting is unusable.
+/// Why a device list is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeviceSetError {
     /// `--devices ""`.
@@ -32,9 +31,6 @@ pub enum DeviceSetError {
         /// How many there are.
         count: usize,
     },
-    /// A multi-node setting that does not fit.
-    #[error("{0}")]
-    Nodes(String),
 }
 
 /// The local device indices of a run, in the order the batch is split over them.
@@ -54,6 +50,11 @@ impl DeviceSet {
     /// `n` CPU workers (`--workers n`): indices `0..n` (at least one).
     pub fn workers(n: usize) -> DeviceSet {
         DeviceSet { indices: (0..n.max(1)).collect() }
+    }
+
+    /// Device `index` alone.
+    pub fn one(index: usize) -> DeviceSet {
+        DeviceSet { indices: vec![index] }
     }
 
     /// The indices, in order.
@@ -115,49 +116,6 @@ pub fn backend_devices<B: Backend>(main: &B::Device, set: &DeviceSet) -> Vec<B::
     set.indices().iter().map(|&i| B::Device::from_id(DeviceId::new(type_id, i as u16))).collect()
 }
 
-/// This process's place in a multi-node run joined through burn-collective's global
-/// orchestrator (`trm orchestrator`). Every node runs the same config and the same number of
-/// local devices; the global batch is split over `nodes × devices` workers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeSpec {
-    /// Nodes in the run.
-    pub nodes: u32,
-    /// This node's rank, `0..nodes`: which slice of every global batch it trains on.
-    pub rank: u32,
-    /// The orchestrator, `ws://HOST:PORT`.
-    pub orchestrator: String,
-    /// Where the other nodes reach this one, `ws://HOST:PORT`.
-    pub address: String,
-    /// The port of `address`, which this node listens on for tensor transfers.
-    pub data_port: u16,
-}
-
-impl NodeSpec {
-    /// Checks the settings and derives the data port from `address`.
-    pub fn new(nodes: u32, rank: u32, orchestrator: &str, address: &str) -> Result<NodeSpec, DeviceSetError> {
-        if nodes < 2 {
-            return Err(DeviceSetError::Nodes(format!("--nodes {nodes}: a multi-node run needs at least 2 nodes (leave --nodes out for one machine)")));
-        }
-        if rank >= nodes {
-            return Err(DeviceSetError::Nodes(format!("--node-rank {rank} is out of range for --nodes {nodes} (0..{nodes})")));
-        }
-        ws_port(orchestrator, "--orchestrator")?;
-        let data_port = ws_port(address, "--node-address")?;
-        Ok(NodeSpec { nodes, rank, orchestrator: orchestrator.to_string(), address: address.to_string(), data_port })
-    }
-}
-
-/// The port of a `ws://HOST:PORT` address.
-fn ws_port(addr: &str, flag: &str) -> Result<u16, DeviceSetError> {
-    let bad = || DeviceSetError::Nodes(format!("{flag} {addr}: expected ws://HOST:PORT"));
-    let rest = addr.strip_prefix("ws://").ok_or_else(bad)?;
-    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || port.contains('/') {
-        return Err(bad());
-    }
-    port.parse().map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,15 +145,5 @@ mod tests {
         assert!(d.check_against(4, "the CPU").is_ok());
         let err = d.check_against(2, "this CUDA driver").unwrap_err();
         assert_eq!(err.to_string(), "device 3 does not exist: this CUDA driver has 2 (indices 0..2)");
-    }
-
-    #[test]
-    fn node_settings_are_checked() {
-        let n = NodeSpec::new(2, 1, "ws://10.0.0.1:3000", "ws://10.0.0.2:3001").unwrap();
-        assert_eq!(n.data_port, 3001);
-        assert!(NodeSpec::new(1, 0, "ws://a:1", "ws://b:2").is_err());
-        assert!(NodeSpec::new(2, 2, "ws://a:1", "ws://b:2").unwrap_err().to_string().contains("out of range"));
-        assert!(NodeSpec::new(2, 0, "10.0.0.1:3000", "ws://b:2").unwrap_err().to_string().contains("--orchestrator"));
-        assert!(NodeSpec::new(2, 0, "ws://a:1", "ws://b:port").unwrap_err().to_string().contains("--node-address"));
     }
 }

@@ -9,6 +9,5 @@ pub mod eval;
 pub mod predict;
 pub mod serve;
 pub mod loadtest;
-pub mod orchestrator;
 pub mod train;
 pub mod runs;

@@ -24,6 +24,21 @@ pub enum RunsCommand {
     Plot(PlotArgs),
     /// Print a run's checkpoints, its evaluations and its last training line.
     Show(ShowArgs),
+    /// Compare two weight files (safetensors or PyTorch) tensor by tensor: the largest
+    /// absolute difference, e.g. between a one-process run and an `mpirun` one.
+    DiffWeights(DiffWeightsArgs),
+}
+
+/// Arguments of `trm runs diff-weights`.
+#[derive(Args, Debug)]
+pub struct DiffWeightsArgs {
+    /// First weight file.
+    pub a: PathBuf,
+    /// Second weight file (the same tensor names and shapes).
+    pub b: PathBuf,
+    /// Fail (exit status 1) if any value differs by more than this.
+    #[arg(long)]
+    pub max_abs: Option<f64>,
 }
 
 /// Arguments of `trm runs plot`.
@@ -48,6 +63,7 @@ pub fn run(args: RunsArgs) -> anyhow::Result<()> {
     match args.command {
         RunsCommand::Plot(args) => plot(args),
         RunsCommand::Show(args) => show(args),
+        RunsCommand::DiffWeights(args) => diff_weights(args),
     }
 }
 
@@ -115,6 +131,42 @@ fn show(args: ShowArgs) -> anyhow::Result<()> {
             cell(r.accuracy),
             r.lr.map_or_else(|| "-".into(), |v| format!("{v:.2e}"))
         );
+    }
+    Ok(())
+}
+
+fn diff_weights(args: DiffWeightsArgs) -> anyhow::Result<()> {
+    use trm_shared::model::StateDict;
+    let a = StateDict::read(&args.a).with_context(|| format!("reading {}", args.a.display()))?;
+    let b = StateDict::read(&args.b).with_context(|| format!("reading {}", args.b.display()))?;
+    let names = |sd: &StateDict| sd.tensors.keys().cloned().collect::<Vec<_>>();
+    if names(&a) != names(&b) {
+        let only_a: Vec<_> = a.tensors.keys().filter(|k| !b.tensors.contains_key(*k)).collect();
+        let only_b: Vec<_> = b.tensors.keys().filter(|k| !a.tensors.contains_key(*k)).collect();
+        bail!("the files hold different tensors: only in the first {only_a:?}, only in the second {only_b:?}");
+    }
+    let (mut worst, mut worst_name, mut values) = (0f64, String::new(), 0usize);
+    for (name, ta) in &a.tensors {
+        let tb = &b.tensors[name];
+        if ta.shape != tb.shape {
+            bail!("{name}: shape {:?} against {:?}", ta.shape, tb.shape);
+        }
+        for (x, y) in ta.values.iter().zip(&tb.values) {
+            let d = (f64::from(*x) - f64::from(*y)).abs();
+            // NaN compares false: a NaN on one side only counts as an infinite difference.
+            let d = if d.is_nan() && !(x.is_nan() && y.is_nan()) { f64::INFINITY } else if d.is_nan() { 0.0 } else { d };
+            if d > worst {
+                (worst, worst_name) = (d, name.clone());
+            }
+        }
+        values += ta.values.len();
+    }
+    let at = if worst > 0.0 { format!(" (in {worst_name})") } else { String::new() };
+    println!("max abs difference {worst:.3e} over {values} values in {} tensors{at}", a.tensors.len());
+    if let Some(limit) = args.max_abs
+        && worst > limit
+    {
+        bail!("the weights differ by {worst:.3e}, more than --max-abs {limit:e}");
     }
     Ok(())
 }

@@ -7,8 +7,9 @@ use clap::Args;
 
 use crate::backend::BackendKind;
 use crate::train::config::TrainConfig;
-use crate::backend::devices::{DeviceSet, NodeSpec};
+use crate::backend::devices::DeviceSet;
 use crate::backend::probe;
+use crate::train::cluster::Cluster;
 use crate::train::run::{load_run_data, train_on};
 use crate::train::trainer::{RunSetup, create_run_dir};
 
@@ -38,26 +39,22 @@ pub struct TrainArgs {
     /// burn-collective's all-reduce (the same global batch whatever the count): GPU indices
     /// with --backend cuda|wgpu; on --backend cpu, N entries = N worker threads (indices below
     /// the core count; on 2 cores `--devices 0,1` trains 1.6x the examples/s of one worker).
-    /// Default 0, one worker.
+    /// Default 0, one worker. Under `mpirun`/`srun` (--features mpi) every process trains on
+    /// its own --devices and the batch is split over processes x devices.
     #[arg(long, default_value = "0")]
     pub devices: DeviceSet,
-    /// Nodes of a multi-node run (one `trm train` per node, same config and --devices count),
-    /// joined through `trm orchestrator`. Leave out on one machine.
-    #[arg(long, requires_all = ["node_rank", "orchestrator", "node_address"])]
-    pub nodes: Option<u32>,
-    /// This node's rank, 0..nodes: which slice of every global batch it trains on.
-    #[arg(long, requires = "nodes")]
-    pub node_rank: Option<u32>,
-    /// The orchestrator of a multi-node run, ws://HOST:PORT (`trm orchestrator --port PORT`).
-    #[arg(long, requires = "nodes")]
-    pub orchestrator: Option<String>,
-    /// Where the other nodes reach this one, ws://HOST:PORT; this node listens on PORT.
-    #[arg(long, requires = "nodes")]
-    pub node_address: Option<String>,
+    /// Under `mpirun`/`srun` with one process per GPU: train on the device whose index is this
+    /// process's rank on its node (instead of --devices).
+    #[arg(long, conflicts_with = "devices")]
+    pub device_per_rank: bool,
 }
 
 /// Runs `trm train`.
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
+    let cluster = Cluster::current();
+    if args.device_per_rank {
+        args.devices = DeviceSet::one(cluster.local_rank());
+    }
     let config_path = match (&args.resume, &args.config) {
         (Some(run), _) => run.join("config.toml"),
         (None, Some(path)) => path.clone(),
@@ -65,17 +62,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let text = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
     if trm_shared::model::LocalConfig::is_local_toml(&text) {
-        return run_local(&args, &config_path, &text);
+        return run_local(&args, &config_path, &text, cluster);
     }
     if args.init.is_some() {
         bail!("--init is for the size-general model (`[arch] mixer = \"local\"`); a reference run starts from its config");
     }
     // Before a run directory exists: a wrong device list leaves nothing behind.
     probe(args.backend, &args.devices)?;
-    let node = match (args.nodes, args.node_rank, &args.orchestrator, &args.node_address) {
-        (Some(n), Some(r), Some(o), Some(a)) => Some(NodeSpec::new(n, r, o, a)?),
-        _ => None,
-    };
+    let leader = cluster.is_leader();
     let (cfg, dir, resume) = match (&args.resume, &args.config) {
         (Some(run), _) => {
             let cfg = TrainConfig::from_file(&run.join("config.toml"))?;
@@ -83,18 +77,37 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         (None, Some(path)) => {
             let cfg = TrainConfig::from_file(path)?;
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
-            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let dir = args.out.join(format!("{stem}-{stamp}"));
-            create_run_dir(&dir, &cfg)?;
+            let dir = new_run_dir(&args.out, path, cluster);
+            if leader {
+                create_run_dir(&dir, &cfg)?;
+            }
             (cfg, dir, false)
         }
         (None, None) => bail!("give --config FILE or --resume RUN_DIR"),
     };
-    eprintln!("run directory: {}", dir.display());
-    let (train_split, test_split) = load_run_data(&cfg, &dir)?;
-    let setup = RunSetup { dir: dir.clone(), train: train_split, test: test_split, resume, max_steps: args.max_steps, progress: true, devices: args.devices, node, hooks: Default::default() };
+    // Rank 0 writes the run directory and generates its mazes; the others read them after it
+    // (a filesystem all processes share).
+    let data = if leader {
+        eprintln!("run directory: {}", dir.display());
+        Some(load_run_data(&cfg, &dir)?)
+    } else {
+        None
+    };
+    cluster.barrier();
+    let (train_split, test_split) = match data {
+        Some(d) => d,
+        None => {
+            // Where rank 0's directory is not visible (no shared filesystem), generated mazes
+            // are made again here: they are seeded, so the same.
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            load_run_data(&cfg, &dir)?
+        }
+    };
+    let setup = RunSetup { dir: dir.clone(), train: train_split, test: test_split, resume, max_steps: args.max_steps, progress: true, devices: args.devices, cluster, hooks: Default::default() };
     let summary = train_on(args.backend, &cfg, setup)?;
+    if !leader {
+        return Ok(());
+    }
     match summary.last_eval {
         Some(e) => eprintln!("done: {} steps; last eval exact accuracy {:.3} (token {:.3})", summary.steps, e.exact_accuracy, e.accuracy),
         None => eprintln!("done: {} steps (no evaluation reached); checkpoint in {}", summary.steps, dir.display()),
@@ -105,12 +118,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 /// `trm train` for the size-general model (`[arch] mixer = "local"`): one process, mazes drawn
 /// on the fly (no dataset), the run directory holding `config.toml`, `metrics.jsonl`,
 /// `model.safetensors` (the EMA weights) and a resumable checkpoint.
-fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str, cluster: Cluster) -> anyhow::Result<()> {
     use crate::train::local::{LocalRunOptions, LocalTrainConfig, train_local};
     let cfg = LocalTrainConfig::from_file(config_path)?;
-    if args.nodes.is_some() {
-        bail!("the size-general model trains in one process for now (no --nodes)");
-    }
     if args.backend != BackendKind::Cpu && args.devices.len() > 1 {
         bail!("the size-general model trains on one GPU for now; --devices lists several only with --backend cpu (worker threads)");
     }
@@ -126,17 +136,20 @@ fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> any
     let (dir, resume) = match &args.resume {
         Some(run) => (run.clone(), true),
         None => {
-            let stem = config_path.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
-            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let dir = args.out.join(format!("{stem}-{stamp}"));
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            trm_shared::atomic::write_file(&dir.join("config.toml"), text.as_bytes())
-                .with_context(|| format!("writing {}", dir.join("config.toml").display()))?;
+            let dir = new_run_dir(&args.out, config_path, cluster);
+            if cluster.is_leader() {
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                trm_shared::atomic::write_file(&dir.join("config.toml"), text.as_bytes())
+                    .with_context(|| format!("writing {}", dir.join("config.toml").display()))?;
+            }
             (dir, false)
         }
     };
-    eprintln!("run directory: {}", dir.display());
-    let opts = LocalRunOptions { resume, init: args.init.clone(), max_steps: args.max_steps, workers: args.devices.len() };
+    if cluster.is_leader() {
+        eprintln!("run directory: {}", dir.display());
+    }
+    cluster.barrier();
+    let opts = LocalRunOptions { resume, init: args.init.clone(), max_steps: args.max_steps, workers: args.devices.len(), cluster };
     struct Job<'a> {
         cfg: &'a LocalTrainConfig,
         dir: &'a std::path::Path,
@@ -149,6 +162,9 @@ fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> any
         }
     }
     let summary = crate::backend::with_train_backend(args.backend, &args.devices, Job { cfg: &cfg, dir: &dir, opts })?;
+    if !cluster.is_leader() {
+        return Ok(());
+    }
     eprintln!(
         "done: {} steps, {:.0} s of training; weights in {}",
         summary.steps,
@@ -156,4 +172,12 @@ fn run_local(args: &TrainArgs, config_path: &std::path::Path, text: &str) -> any
         summary.dir.join("model.safetensors").display()
     );
     Ok(())
+}
+
+/// `OUT/STEM-SECONDS` for a new run of the config at `config`; under MPI every process gets
+/// rank 0's name (their clocks may differ by a second).
+fn new_run_dir(out: &std::path::Path, config: &std::path::Path, cluster: Cluster) -> PathBuf {
+    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    out.join(format!("{stem}-{}", cluster.broadcast_u64(stamp)))
 }

@@ -1,15 +1,15 @@
-//! The all-reduce of a data-parallel step, through burn's own collective operations
-//! (`burn-collective` 0.21): one peer per worker, gradients summed across every peer of this
-//! process and, in a multi-node run, across the nodes through the global orchestrator.
+//! The all-reduce of a data-parallel step within one process, through burn's own collective
+//! operations (`burn-collective` 0.21, local mode): one peer per worker, gradients summed
+//! across every peer of this process. Across processes the sum goes through MPI
+//! ([`super::cluster`]); burn-collective's global mode is not used (its barrier hangs in 0.21.0).
 //!
 //! burn-collective keeps one local collective server per backend type and process, and a
 //! peer blocks in `register` and in each `all_reduce` until every peer has called it. Hence:
 //! - one [`Group`] per backend type at a time: a second one waits for the first to end
 //!   ([`Claim`]), or its peers would join the first group's operations;
 //! - every peer reduces the same tensors in the same order: the model's parameters in field
-//!   order (burn's own `GradientsParams::all_reduce` sorts by `ParamId`, which is random per
-//!   process and so differs between nodes), a zero tensor standing in for a gradient a peer
-//!   lacks, so that a worker whose step failed still answers and no peer waits forever.
+//!   order, a zero tensor standing in for a gradient a peer lacks, so that a worker whose step
+//!   failed still answers and no peer waits forever.
 
 use std::any::TypeId;
 use std::collections::HashSet;
@@ -23,7 +23,6 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
-use crate::backend::devices::NodeSpec;
 use super::params::ParamInfo;
 
 /// Backend types whose collective server a [`Group`] holds.
@@ -60,27 +59,26 @@ impl Drop for Claim {
 }
 
 /// The peers of one data-parallel run in this process (`B` is the inner, non-autodiff
-/// backend: gradients live there). With one local device and no other node there is nothing
-/// to reduce and burn-collective is not used.
+/// backend: gradients live there). With one local device there is nothing to reduce and
+/// burn-collective is not used.
 pub struct Group<B: Backend> {
     local: usize,
-    node: Option<NodeSpec>,
     registered: AtomicBool,
     claim: Option<Claim>,
     _backend: PhantomData<B>,
 }
 
 impl<B: Backend> Group<B> {
-    /// A group of `local` peers, on this machine alone or as one node of `node`.
-    pub fn new(local: usize, node: Option<NodeSpec>) -> Group<B> {
+    /// A group of `local` peers in this process.
+    pub fn new(local: usize) -> Group<B> {
         let local = local.max(1);
-        let claim = (local > 1 || node.is_some()).then(|| {
+        let claim = (local > 1).then(|| {
             let claim = Claim::take(TypeId::of::<B>());
             // Peers a run left registered when it died mid-step would join ours.
             collective::reset_collective::<B>();
             claim
         });
-        Group { local, node, registered: AtomicBool::new(false), claim, _backend: PhantomData }
+        Group { local, registered: AtomicBool::new(false), claim, _backend: PhantomData }
     }
 
     /// Whether steps go through burn-collective (more than one peer in the run).
@@ -88,45 +86,20 @@ impl<B: Backend> Group<B> {
         self.claim.is_some()
     }
 
-    /// The other nodes, if this is a multi-node run.
-    pub fn node(&self) -> Option<&NodeSpec> {
-        self.node.as_ref()
-    }
-
-    /// Workers over all nodes.
-    pub fn global_workers(&self) -> usize {
-        self.local * self.node.as_ref().map_or(1, |n| n.nodes as usize)
-    }
-
-    /// The global index of local worker `w` (its slice of the global batch, its peer id).
-    pub fn global_index(&self, w: usize) -> usize {
-        self.node.as_ref().map_or(0, |n| n.rank as usize) * self.local + w
-    }
-
     /// Whether the peers have registered (after the first step).
     pub fn is_registered(&self) -> bool {
         self.registered.load(Ordering::Acquire)
     }
 
-    fn config(&self) -> anyhow::Result<CollectiveConfig> {
-        let cfg = CollectiveConfig::default().with_num_devices(self.local);
-        let Some(n) = &self.node else { return Ok(cfg) };
-        Ok(cfg
-            .with_num_nodes(n.nodes)
-            .with_global_address(n.orchestrator.parse().map_err(|e: String| anyhow!(e))?)
-            .with_node_address(n.address.parse().map_err(|e: String| anyhow!(e))?)
-            .with_data_service_port(n.data_port))
-    }
-
     fn peer(&self, w: usize) -> PeerId {
-        PeerId::from(self.global_index(w))
+        PeerId::from(w)
     }
 
-    /// Registers local worker `w` on `device`. Blocks until every local peer has registered
-    /// and, in a multi-node run, every node has joined at the orchestrator: call it from all
-    /// workers at once.
+    /// Registers local worker `w` on `device`. Blocks until every local peer has registered:
+    /// call it from all workers at once.
     pub fn register(&self, w: usize, device: B::Device) -> anyhow::Result<()> {
-        collective::register::<B>(self.peer(w), device, self.config()?)
+        let config = CollectiveConfig::default().with_num_devices(self.local);
+        collective::register::<B>(self.peer(w), device, config)
             .map_err(|e| anyhow!("burn-collective register of worker {w}: {e:?}"))?;
         self.registered.store(true, Ordering::Release);
         Ok(())
@@ -148,16 +121,6 @@ impl<B: Backend> Group<B> {
             .with_context(|| format!("all-reduce of the gradient of {}", p.name))?;
         }
         Ok(out)
-    }
-
-    /// Sums a vector of values over all peers (metrics and puzzle ids of a multi-node step).
-    pub fn all_reduce_values(&self, w: usize, values: Vec<f32>, device: &B::Device) -> anyhow::Result<Vec<f32>> {
-        let n = values.len();
-        let t = Tensor::<B, 1>::from_data(TensorData::new(values, [n]), device);
-        let sum = collective::all_reduce::<B>(self.peer(w), t.into_primitive().tensor(), ReduceOperation::Sum)
-            .map_err(|e| anyhow!("burn-collective all-reduce of the step metrics: {e:?}"))?;
-        let sum = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(sum));
-        sum.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow!("reading the reduced metrics: {e:?}"))
     }
 }
 

@@ -33,6 +33,7 @@ use trm_shared::generate::default_min_moves;
 use trm_shared::maze::{Cell, Grid, Wave, check_answer};
 use trm_shared::model::{GridShape, InnerCarry, LocalConfig, LocalTrm, RandomInit, solve};
 
+use super::cluster::{Cluster, fingerprint};
 use super::ema::Ema;
 use super::metrics_log::MetricsLog;
 use super::optim::AdamAtan2;
@@ -508,6 +509,9 @@ fn step_share<B: AutodiffBackend>(
     Ok(Share { grads, carry: next, lm: scalar(lm_loss), aux: scalar(aux_loss), q: scalar(q_loss), cell_hits, cell_total, correct })
 }
 
+/// Sums of a step beside the rows' answers: lm, aux and Q losses, cells right, cells.
+const STEP_SUMS: usize = 5;
+
 /// How a run starts and how it is spread.
 #[derive(Debug, Clone, Default)]
 pub struct LocalRunOptions {
@@ -521,6 +525,9 @@ pub struct LocalRunOptions {
     pub max_steps: Option<u64>,
     /// Data-parallel workers (threads on one device), each running its share of the rows.
     pub workers: usize,
+    /// The processes of the run (`mpirun`/`srun`); a single one by default. Each runs its
+    /// share of the rows on its workers; rank 0 alone writes the run's files and evaluates.
+    pub cluster: Cluster,
 }
 
 /// Trains per `cfg` in `dir` (created by the caller, holding `config.toml`).
@@ -530,8 +537,15 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
     let data = &cfg.data;
     let canvas = data.max_side;
     let batch = cfg.global_batch_size;
-    // Contiguous shares of the rows, one per worker.
-    let chunk = batch.div_ceil(opts.workers.clamp(1, batch));
+    let cluster = opts.cluster;
+    let leader = cluster.is_leader();
+    // Contiguous shares of the rows, one per worker of every process; this process runs its own.
+    let workers = opts.workers.clamp(1, (batch / cluster.size()).max(1));
+    if batch < cluster.size() * workers {
+        bail!("global_batch_size {batch} is smaller than the {} processes of the run", cluster.size());
+    }
+    let shares_at = cluster.split_rows(batch, workers);
+    let mine = shares_at[0].start..shares_at[shares_at.len() - 1].end;
     let ticks_per_step = arch.ticks_per_step() as u32;
     // The ticks the trainer sees are those of the last (gradient) recursion round.
     let recorded = (arch.l_cycles + 1) as u32;
@@ -577,7 +591,17 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
     let mut optim: OptimizerAdaptor<AdamAtan2, LocalTrm<B>, B> =
         OptimizerAdaptor::from(AdamAtan2 { beta1: cfg.beta1, beta2: cfg.beta2, weight_decay: cfg.weight_decay });
     let schedule = LrSchedule { base: cfg.lr, warmup_steps: cfg.lr_warmup_steps, total_steps: cfg.steps, min_ratio: cfg.lr_min_ratio };
-    let mut log = MetricsLog::open(dir, resume.then_some(step))?;
+    let params = super::params::param_infos(&model);
+    if cluster.is_multi() {
+        let config = toml::to_string(cfg).context("writing the config as TOML")?;
+        let init = opts.init.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let same = fingerprint(&[config.as_bytes(), dir.to_string_lossy().as_bytes(), init.as_bytes(), &step.to_le_bytes(), &next_maze.to_le_bytes(), &(workers as u64).to_le_bytes()]);
+        cluster.check_same("the config, the run directory, --init, the step resumed from or the --devices count", same)?;
+        if leader {
+            tracing::info!("{} processes x {workers} workers; each step all-reduces {} bytes of gradients over MPI", cluster.size(), Cluster::grad_bytes(&params));
+        }
+    }
+    let mut log = if leader { Some(MetricsLog::open(dir, resume.then_some(step))?) } else { None };
 
     let evals: Vec<Vec<Grid>> = data.eval_sides.iter().map(|&s| eval_mazes(cfg.seed, s, data.eval_count, data.wall_share)).collect();
     // Each set runs at most two ACT steps past the longest answer it needs, so that an
@@ -590,7 +614,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
         })
         .collect();
     let last = max_steps.map_or(cfg.steps, |m| m.min(cfg.steps));
-    let bar = ProgressBar::new(last);
+    let bar = if leader { ProgressBar::new(last) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed_precise} eta {eta} {msg}").expect("valid template"));
     bar.set_position(step);
 
@@ -599,7 +623,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
         data.start_side + ((data.max_side - data.start_side) as f64 * f).round() as usize
     };
     let mut rows: Vec<Option<Row>> = (0..batch).map(|_| None).collect();
-    let mut carries: Vec<Option<InnerCarry<B>>> = (0..batch.div_ceil(chunk)).map(|_| None).collect();
+    let mut carries: Vec<Option<InnerCarry<B>>> = (0..workers).map(|_| None).collect();
     let began = Instant::now();
     let mut train_seconds = 0.0;
     let (mut sum_lm, mut sum_aux, mut sum_q, mut sum_acc, mut n_logged) = (0.0, 0.0, 0.0, 0.0, 0u64);
@@ -642,7 +666,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
             norms,
         };
         let shares: Vec<Share<B>> = std::thread::scope(|scope| {
-            let mut parts = live.chunks(chunk).zip(reset.chunks(chunk)).zip(carries.iter_mut().map(Option::take));
+            let mut parts = shares_at.iter().map(|r| (&live[r.clone()], &reset[r.clone()])).zip(carries.iter_mut().map(Option::take));
             let first = parts.next().expect("a batch has rows");
             let others: Vec<_> = parts
                 .map(|((rows, reset), carry)| {
@@ -660,20 +684,31 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
             Ok::<_, anyhow::Error>(shares)
         })?;
         let mut grads = GradientsAccumulator::new();
-        let mut correct = Vec::with_capacity(batch);
-        let (mut cell_hits, mut cell_total) = (0usize, 0usize);
+        // The step's sums, then whether each row of the whole batch holds its label (this
+        // process's rows filled in): summed over the processes, every row's.
+        let mut sums = vec![0.0f64; STEP_SUMS + batch];
+        let mut at = STEP_SUMS + mine.start;
         for (k, share) in shares.into_iter().enumerate() {
             grads.accumulate(&model, share.grads);
             carries[k] = Some(share.carry);
-            correct.extend(share.correct);
-            (cell_hits, cell_total) = (cell_hits + share.cell_hits, cell_total + share.cell_total);
-            sum_lm += share.lm;
-            sum_aux += share.aux;
-            sum_q += share.q;
+            for c in share.correct {
+                sums[at] = f64::from(c);
+                at += 1;
+            }
+            for (slot, x) in sums.iter_mut().zip([share.lm, share.aux, share.q, share.cell_hits as f64, share.cell_total as f64]) {
+                *slot += x;
+            }
         }
+        let grads = cluster.sum_grads::<B::InnerBackend>(grads.grads(), &params, device).context("summing the gradients over the processes")?;
+        cluster.sum_scalars(&mut sums);
+        sum_lm += sums[0];
+        sum_aux += sums[1];
+        sum_q += sums[2];
+        let (cell_hits, cell_total) = (sums[3], sums[4]);
+        let correct: Vec<bool> = sums[STEP_SUMS..].iter().map(|&c| c > 0.5).collect();
 
         let lr = schedule.lr(step + 1);
-        model = optim.step(lr, model, grads.grads());
+        model = optim.step(lr, model, grads);
         if let Some(e) = ema.as_mut() {
             e.update(&model.valid());
         }
@@ -687,16 +722,19 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
                 row.tick += ticks_per_step;
                 if row.tick >= row.end_tick {
                     ended += 1;
-                    ended_exact += correct[i] as u64;
+                    ended_exact += u64::from(correct[i]);
                 }
                 Some(row)
             })
             .collect();
-        sum_acc += cell_hits as f64 / cell_total as f64;
+        sum_acc += cell_hits / cell_total;
         n_logged += 1;
         train_seconds += t0.elapsed().as_secs_f64();
         bar.set_position(step);
 
+        // Rank 0 alone logs, saves and evaluates; the others go on to the next step and wait
+        // for it in the next all-reduce.
+        let Some(log) = log.as_mut() else { continue };
         if step % cfg.log_interval == 0 || step == last {
             let secs = window_start.elapsed().as_secs_f64();
             let line = TrainLine {

@@ -1,7 +1,8 @@
 //! Training TRM as the reference `pretrain.py` does (spec section 4), natively on burn.
 //!
 //! - [`config`]: the TOML training config with the reference's names.
-//! - [`collective`]: the gradient all-reduce through burn-collective.
+//! - [`collective`]: the gradient all-reduce over this process's devices (burn-collective).
+//! - [`cluster`]: training across processes (`mpirun`/`srun`), the gradients summed with MPI.
 //! - [`loss`]: stablemax cross-entropy (f64), the Q-halt loss and the step metrics.
 //! - [`optim`]: AdamATan2 (a burn `SimpleOptimizer`) and SignSGD for the puzzle embedding.
 //! - [`schedule`]: linear warmup, then cosine down to `lr_min_ratio`.
@@ -20,6 +21,7 @@
 //!   the loop that drives it (evaluation, checkpoints, logging).
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod collective;
 pub mod config;
 pub mod curves;

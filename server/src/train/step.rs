@@ -1,17 +1,17 @@
 //! One training step split across workers: data parallelism.
 //!
-//! The global batch is cut into contiguous row ranges, one per worker over all nodes. Every
-//! worker keeps the ACT carry of its rows, runs the ACT step, the loss and the backward pass
-//! of its rows on its own device (in its own thread), and the gradients are summed over all
-//! workers by burn-collective's all-reduce ([`super::collective`]) before the one optimizer
-//! step. Because the loss is a sum over rows divided by the global batch size, and every ACT
+//! The global batch is cut into contiguous row ranges, one per worker over all processes.
+//! Every worker keeps the ACT carry of its rows, runs the ACT step, the loss and the backward
+//! pass of its rows on its own device (in its own thread), and the gradients are summed over
+//! this process's workers by burn-collective's all-reduce ([`super::collective`]), then over
+//! the processes by MPI's ([`super::cluster`]), before the one optimizer step. Because the loss is a sum over rows divided by the global batch size, and every ACT
 //! row is independent of the others (its own carry, halting and exploration), the summed
 //! gradient is the full batch's gradient: the reference's global batch semantics hold for any
 //! device or node count.
 //!
 //! On the CPU the workers are threads over the same Flex device (`--devices 0,1`); on GPUs
-//! each worker is one device. In a multi-node run every node keeps a full replica: all of them
-//! get the same summed gradient and take the same optimizer step.
+//! each worker is one device. In a multi-process run every process keeps a full replica: all
+//! of them get the same summed gradient and take the same optimizer step.
 
 use std::panic::AssertUnwindSafe;
 
@@ -24,8 +24,8 @@ use rand_chacha::ChaCha8Rng;
 use trm_shared::model::act::ActBatch;
 use trm_shared::model::{ActCarry, ActMode, ActModel, Trm};
 
+use super::cluster::Cluster;
 use super::collective::Group;
-use crate::backend::devices::NodeSpec;
 use super::loss::{MetricSums, act_loss};
 use super::params::ParamInfo;
 
@@ -42,32 +42,48 @@ struct WorkerOutput<B: AutodiffBackend> {
 pub struct SummedStep {
     /// Gradients of `loss / global_batch`, summed over every worker, on the first device.
     pub grads: GradientsParams,
-    /// Metric sums over every row (of every node).
+    /// Metric sums over every row (of every process).
     pub metrics: MetricSums,
-    /// Puzzle ids of every row, in row order (of every node).
+    /// Puzzle ids of every row, in row order (of every process).
     pub puzzle_ids: Vec<i64>,
 }
 
 /// The workers of a run in this process: their devices, the carry each keeps for its rows,
-/// and the collective group that sums their gradients.
+/// the collective group that sums their gradients, and the processes of the run.
 pub struct Workers<B: AutodiffBackend> {
     devices: Vec<B::Device>,
     carries: Vec<Option<ActCarry<B>>>,
     group: Group<B::InnerBackend>,
+    cluster: Cluster,
 }
 
 impl<B: AutodiffBackend> Workers<B> {
-    /// One worker per device (the same CPU device may be listed several times), this machine
+    /// One worker per device (the same CPU device may be listed several times), this process
     /// alone.
     pub fn new(devices: Vec<B::Device>) -> Workers<B> {
-        Workers::on_nodes(devices, None)
+        Workers::in_cluster(devices, Cluster::default())
     }
 
-    /// One worker per local device; with `node`, this process is one node of a multi-node run.
-    pub fn on_nodes(devices: Vec<B::Device>, node: Option<NodeSpec>) -> Workers<B> {
+    /// One worker per local device; this process is one of `cluster`'s.
+    pub fn in_cluster(devices: Vec<B::Device>, cluster: Cluster) -> Workers<B> {
         let carries = devices.iter().map(|_| None).collect();
-        let group = Group::new(devices.len(), node);
-        Workers { devices, carries, group }
+        let group = Group::new(devices.len());
+        Workers { devices, carries, group, cluster }
+    }
+
+    /// The processes of the run.
+    pub fn cluster(&self) -> Cluster {
+        self.cluster
+    }
+
+    /// Workers over all processes.
+    pub fn global_len(&self) -> usize {
+        self.len() * self.cluster.size()
+    }
+
+    /// The global index of this process's first worker.
+    pub fn global_offset(&self) -> usize {
+        self.len() * self.cluster.rank()
     }
 
     /// How many workers in this process.
@@ -80,17 +96,10 @@ impl<B: AutodiffBackend> Workers<B> {
         self.devices.is_empty()
     }
 
-    /// Row ranges of a global batch of `rows` over every worker of every node: as equal as
-    /// possible, in order.
-    fn global_split(&self, rows: usize) -> Vec<std::ops::Range<usize>> {
-        let n = self.group.global_workers();
-        (0..n).map(|i| (i * rows / n)..((i + 1) * rows / n)).collect()
-    }
-
-    /// This process's workers' row ranges of a global batch of `rows`.
+    /// This process's workers' row ranges of a global batch of `rows` (split over every worker
+    /// of every process, as equal as possible, in order).
     pub fn split(&self, rows: usize) -> Vec<std::ops::Range<usize>> {
-        let all = self.global_split(rows);
-        (0..self.len()).map(|w| all[self.group.global_index(w)].clone()).collect()
+        self.cluster.split_rows(rows, self.len())
     }
 
     /// Runs one ACT step + loss + backward on every worker and sums the gradients over all of
@@ -108,7 +117,6 @@ impl<B: AutodiffBackend> Workers<B> {
         let devices = self.devices.clone();
         let carries: Vec<Option<ActCarry<B>>> = self.carries.iter_mut().map(Option::take).collect();
         let group = &self.group;
-        let global_ranges = self.global_split(global_batch);
         let run = |w: usize, carry: Option<ActCarry<B>>| -> anyhow::Result<WorkerOutput<B>> {
             let device = &devices[w];
             if group.active() && !group.is_registered() {
@@ -131,14 +139,6 @@ impl<B: AutodiffBackend> Workers<B> {
             }
             let grads = out.as_mut().ok().map(|o| std::mem::take(&mut o.grads));
             let summed = group.all_reduce_grads(w, grads, params, device)?;
-            if group.node().is_some() {
-                let g = group.global_index(w);
-                let values = node_values(out.as_ref().ok(), &global_ranges, g);
-                let sums = group.all_reduce_values(w, values, device)?;
-                if let Ok(o) = out.as_mut() {
-                    (o.metrics, o.puzzle_ids) = from_node_values(&sums);
-                }
-            }
             let mut out = out?;
             out.grads = summed.context("a worker lost its gradients in the all-reduce")?;
             Ok(out)
@@ -155,24 +155,32 @@ impl<B: AutodiffBackend> Workers<B> {
             })
         };
 
-        // Worker 0's gradients are already the sum; the metrics and ids of this node's workers
-        // are combined here (in a multi-node run every worker holds the global ones already).
-        let multi_node = self.group.node().is_some();
+        // Worker 0's gradients are already this process's sum; its workers' metrics and ids
+        // are combined here.
         let mut total: Option<SummedStep> = None;
         for (w, out) in outputs.into_iter().enumerate() {
             let out = out.with_context(|| format!("training worker {w}"))?;
             self.carries[w] = Some(out.carry);
             total = Some(match total {
                 None => SummedStep { grads: out.grads, metrics: out.metrics, puzzle_ids: out.puzzle_ids },
-                Some(mut t) if !multi_node => {
+                Some(mut t) => {
                     t.metrics.add(&out.metrics);
                     t.puzzle_ids.extend(out.puzzle_ids);
                     t
                 }
-                Some(t) => t,
             });
         }
-        total.context("a training step with no workers")
+        let total = total.context("a training step with no workers")?;
+        if !self.cluster.is_multi() {
+            return Ok(total);
+        }
+        // Then over the processes: the gradients, and the metrics and ids of every row.
+        let grads = self.cluster.sum_grads::<B::InnerBackend>(total.grads, params, &self.devices[0]).context("summing the gradients over the processes")?;
+        let first_row = self.split(global_batch).first().map_or(0, |r| r.start);
+        let mut values = process_values(&total.metrics, &total.puzzle_ids, first_row, global_batch);
+        self.cluster.sum_scalars(&mut values);
+        let (metrics, puzzle_ids) = from_process_values(&values);
+        Ok(SummedStep { grads, metrics, puzzle_ids })
     }
 }
 
@@ -182,29 +190,23 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// The metric sums, then one slot per row of the global batch holding the puzzle id of that
-/// row where global worker `g` trained it (zeros elsewhere and for a failed worker): summed
-/// over every peer, this is every node's metrics and ids.
-fn node_values<B: AutodiffBackend>(out: Option<&WorkerOutput<B>>, ranges: &[std::ops::Range<usize>], g: usize) -> Vec<f32> {
-    let rows = ranges.last().map_or(0, |r| r.end);
-    let mut v = vec![0f32; METRICS + rows];
-    if let Some(o) = out {
-        let m = &o.metrics;
-        let sums = [m.count, m.accuracy, m.exact_accuracy, m.q_halt_accuracy, m.steps, m.lm_loss, m.q_halt_loss];
-        for (slot, x) in v.iter_mut().zip(sums) {
-            *slot = x as f32;
-        }
-        for (slot, &id) in v[METRICS + ranges[g].start..].iter_mut().zip(&o.puzzle_ids) {
-            *slot = id as f32;
-        }
+/// row where this process trained it (zeros elsewhere): summed over the processes, this is
+/// every row's metrics and ids (f64 holds ids exactly).
+fn process_values(m: &MetricSums, ids: &[i64], first_row: usize, rows: usize) -> Vec<f64> {
+    let mut v = vec![0f64; METRICS + rows];
+    let sums = [m.count, m.accuracy, m.exact_accuracy, m.q_halt_accuracy, m.steps, m.lm_loss, m.q_halt_loss];
+    v[..METRICS].copy_from_slice(&sums);
+    for (slot, &id) in v[METRICS + first_row..].iter_mut().zip(ids) {
+        *slot = id as f64;
     }
     v
 }
 
-/// Fields of [`MetricSums`] in [`node_values`].
+/// Fields of [`MetricSums`] in [`process_values`].
 const METRICS: usize = 7;
 
-fn from_node_values(v: &[f32]) -> (MetricSums, Vec<i64>) {
-    let f = |i: usize| v.get(i).copied().unwrap_or(0.0) as f64;
+fn from_process_values(v: &[f64]) -> (MetricSums, Vec<i64>) {
+    let f = |i: usize| v.get(i).copied().unwrap_or(0.0);
     let metrics = MetricSums { count: f(0), accuracy: f(1), exact_accuracy: f(2), q_halt_accuracy: f(3), steps: f(4), lm_loss: f(5), q_halt_loss: f(6) };
     let ids = v.iter().skip(METRICS).map(|&x| x.round() as i64).collect();
     (metrics, ids)

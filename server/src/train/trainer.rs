@@ -20,7 +20,8 @@ use trm_shared::model::{DataSizes, RandomInit, Trm, TrmConfig, run_inference};
 use super::checkpoint::{TrainState, latest_name, read_latest, remove_partials, write_checkpoint};
 use super::config::TrainConfig;
 use super::data::{DataPosition, host_batch, iteration_batches};
-use crate::backend::devices::{DeviceSet, NodeSpec, backend_devices};
+use super::cluster::{Cluster, fingerprint};
+use crate::backend::devices::{DeviceSet, backend_devices};
 use super::ema::Ema;
 use super::hooks::TrainHooks;
 use super::loss::{MetricMeans, MetricSums, act_loss};
@@ -49,8 +50,9 @@ pub struct RunSetup {
     /// On the CPU every entry is a thread over the same device (two workers train the CPU
     /// preset 1.6x as fast as one on 2 cores).
     pub devices: DeviceSet,
-    /// This process's place in a multi-node run, if it is one.
-    pub node: Option<NodeSpec>,
+    /// The processes of the run (`mpirun`/`srun`); a single one by default. Rank 0 alone
+    /// writes checkpoints, the metrics log and progress, and evaluates.
+    pub cluster: Cluster,
     /// Stop flag and progress/metrics listeners (the server's jobs).
     pub hooks: TrainHooks,
 }
@@ -60,7 +62,7 @@ impl RunSetup {
     /// worker, no hooks. (Callers set the rest with struct update syntax, so a new field needs
     /// a default here only.)
     pub fn new(dir: PathBuf, train: SplitData, test: SplitData) -> RunSetup {
-        RunSetup { dir, train, test, resume: false, max_steps: None, progress: false, devices: DeviceSet::default(), node: None, hooks: TrainHooks::default() }
+        RunSetup { dir, train, test, resume: false, max_steps: None, progress: false, devices: DeviceSet::default(), cluster: Cluster::default(), hooks: TrainHooks::default() }
     }
 }
 
@@ -241,7 +243,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         let word: u128 = ck.state.rng_word_pos.parse().context("RNG position in state.json")?;
         trainer.rng.set_word_pos(word);
         (trainer.steps_taken, trainer.pos) = (ck.state.step, ck.state.position);
-        eprintln!("resuming {} at step {}", ck.dir.display(), ck.state.step);
+        if trainer.workers.cluster().is_leader() {
+            eprintln!("resuming {} at step {}", ck.dir.display(), ck.state.step);
+        }
         Ok(trainer)
     }
 
@@ -253,12 +257,15 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.steps_taken += 1;
         self.pos.batch += 1;
         let lr = self.schedule.lr(self.steps_taken);
-        // Each worker's exploration draws come from its own stream, seeded from the run's.
-        let seeds: Vec<u64> = (0..self.workers.len()).map(|_| rand::RngCore::next_u64(&mut self.rng)).collect();
+        // Each worker's exploration draws come from its own stream, seeded from the run's: one
+        // seed per worker of every process, this process's workers taking theirs, so that the
+        // run's RNG and each row's stream do not depend on how the workers are spread.
+        let seeds: Vec<u64> = (0..self.workers.global_len()).map(|_| rand::RngCore::next_u64(&mut self.rng)).collect();
+        let seeds = &seeds[self.workers.global_offset()..][..self.workers.len()];
         let ranges = self.workers.split(rows.len());
         let trm = self.trm.take().expect("the model is only taken inside step");
         let sizes = trm.sizes();
-        let out = self.workers.step(&trm, gbs, &seeds, &self.params, |w, dev| batch_on::<B>(sizes, split, &rows[ranges[w].clone()], dev));
+        let out = self.workers.step(&trm, gbs, seeds, &self.params, |w, dev| batch_on::<B>(sizes, split, &rows[ranges[w].clone()], dev));
         let out = match out {
             Ok(out) if out.metrics.lm_loss.is_finite() && out.metrics.q_halt_loss.is_finite() => out,
             Ok(out) => {
@@ -325,29 +332,46 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     }
     let total_steps = cfg.total_steps(groups);
 
+    let cluster = setup.cluster;
+    let leader = cluster.is_leader();
+    if gbs < cluster.size() * setup.devices.len() {
+        bail!("global_batch_size {gbs} is smaller than the {} workers ({} processes x {} devices)", cluster.size() * setup.devices.len(), cluster.size(), setup.devices.len());
+    }
     // A run killed before its first checkpoint resumes by starting over in the same directory.
-    if setup.resume {
+    // Rank 0 tidies; the others read the checkpoint after it.
+    if setup.resume && leader {
         let n = remove_partials(&setup.dir)?;
         if n > 0 {
             tracing::info!("removed {n} partial write(s) left by the interrupted run");
         }
     }
+    cluster.barrier();
     let has_checkpoint = latest_name(&setup.dir)?.is_some();
-    if setup.resume && !has_checkpoint {
+    if setup.resume && !has_checkpoint && leader {
         eprintln!("{} has no checkpoint yet: starting it from step 0", setup.dir.display());
     }
-    let workers = Workers::<B>::on_nodes(backend_devices::<B>(&device, &setup.devices), setup.node.clone());
+    let workers = Workers::<B>::in_cluster(backend_devices::<B>(&device, &setup.devices), cluster);
     let mut trainer = if setup.resume && has_checkpoint {
         Trainer::resume(cfg, arch, &setup.dir, workers, device, total_steps)?
     } else {
         Trainer::fresh(cfg, arch, workers, device, total_steps)?
     };
+    if cluster.is_multi() {
+        let config = cfg.to_toml_string()?;
+        let dir = setup.dir.to_string_lossy();
+        let same = fingerprint(&[config.as_bytes(), dir.as_bytes(), &trainer.steps_taken.to_le_bytes(), &(setup.devices.len() as u64).to_le_bytes()]);
+        cluster.check_same("the config, the run directory, the step resumed from or the --devices count", same)?;
+        if leader {
+            let bytes = Cluster::grad_bytes(&trainer.params);
+            tracing::info!("{} processes x {} devices; each step all-reduces {bytes} bytes of gradients over MPI", cluster.size(), setup.devices.len());
+        }
+    }
 
     let end = setup.max_steps.map_or(total_steps, |m| m.min(total_steps));
-    let bar = if setup.progress { ProgressBar::new(end) } else { ProgressBar::hidden() };
+    let bar = if setup.progress && leader { ProgressBar::new(end) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar.set_position(trainer.steps_taken);
-    let mut log = MetricsLog::open(&setup.dir, setup.resume.then_some(trainer.steps_taken))?;
+    let mut log = if leader { Some(MetricsLog::open(&setup.dir, setup.resume.then_some(trainer.steps_taken))?) } else { None };
     let started = Instant::now();
     let mut window = MetricSums::default();
     let mut window_rows = 0usize;
@@ -366,6 +390,9 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
                 Ok(r) => r,
                 Err(e) if e.is::<NonFiniteLoss>() => {
                     bar.abandon();
+                    if !leader {
+                        return Err(e);
+                    }
                     let kept = match read_latest(&setup.dir) {
                         Ok(c) => format!("the last good checkpoint ({}) is kept; to go on, lower lr in {} and run --resume {}", c.dir.display(), setup.dir.join("config.toml").display(), setup.dir.display()),
                         Err(_) => "no checkpoint had been written yet".to_string(),
@@ -380,7 +407,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
             bar.set_position(step);
             setup.hooks.progress(step, end);
 
-            if step % log_every == 0 || step == end {
+            if (step % log_every == 0 || step == end) && let Some(log) = log.as_mut() {
                 let means = window.means(window_rows as f64);
                 let secs = window_start.elapsed().as_secs_f64();
                 let line = LogLine { kind: "train", step, lr: report.lr, metrics: means, examples_per_s: window_rows as f64 / secs.max(1e-9), elapsed_s: started.elapsed().as_secs_f64() };
@@ -393,12 +420,14 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
             }
             // Not on an iteration's last batch: the evaluation's checkpoint follows at the same
             // step, and writing a step twice would replace the directory `latest` names.
-            if cfg.checkpoint_every_steps > 0 && step % cfg.checkpoint_every_steps == 0 && (trainer.pos.batch as usize) < batches.len() {
+            if leader && cfg.checkpoint_every_steps > 0 && step % cfg.checkpoint_every_steps == 0 && (trainer.pos.batch as usize) < batches.len() {
                 trainer.save(&setup.dir)?;
             }
         }
         // End of an iteration (eval_interval epochs): evaluate and checkpoint, as the reference.
         trainer.pos = DataPosition { iteration: trainer.pos.iteration + 1, batch: 0 };
+        // The other processes go on to the next step and wait for rank 0 in its all-reduce.
+        let Some(log) = log.as_mut() else { continue };
         let means = trainer.evaluate(&setup.test, cfg.data.eval_limit)?;
         let line = LogLine { kind: "eval", step: trainer.steps_taken, lr: trainer.lr(), metrics: means, examples_per_s: 0.0, elapsed_s: started.elapsed().as_secs_f64() };
         log.append(&line)?;
@@ -408,7 +437,7 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
         trainer.save(&setup.dir)?;
     }
     // Stopped by max_steps mid-iteration: save where we are, so that --resume continues.
-    if read_latest(&setup.dir).map(|c| c.state.step).ok() != Some(trainer.steps_taken) {
+    if leader && read_latest(&setup.dir).map(|c| c.state.step).ok() != Some(trainer.steps_taken) {
         trainer.save(&setup.dir)?;
     }
     bar.finish();
