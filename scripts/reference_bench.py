@@ -11,7 +11,7 @@ would run them on the CPU: f32, eager (no torch.compile), the thread count trm u
          AdamW where the adam_atan2 package is not installed, which the output says).
 
 One untimed warm-up step, then --repeats timed steps. Prints one JSON line:
-  {"case", "times_s", "peak_rss_kib", "torch", "threads", "optimizer"}
+  {"case", "times_s", "peak_rss_kib", "import_rss_kib", "torch", "threads", "optimizer"}
 `--probe` only checks the imports and prints {"torch", "optimizer"}.
 """
 
@@ -76,6 +76,9 @@ def main():
     model_cls, loss_cls, sign_sgd_cls, (opt_name, opt_cls) = load_reference(a.reference)
     import torch
 
+    # The peak before any model exists: what importing torch alone costs.
+    import_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
     if a.probe:
         print(json.dumps({"torch": torch.__version__, "optimizer": opt_name}))
         return
@@ -124,6 +127,7 @@ def main():
         "case": a.case,
         "times_s": times,
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "import_rss_kib": import_rss_kib,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "optimizer": opt_name if a.kind == "train" else None,

@@ -173,6 +173,11 @@ struct RefMeasured {
     peak_rss_kib: Option<u64>,
     #[serde(default)]
     peak_rss_mib: Option<f64>,
+    /// The driver's peak after importing torch, before building the model.
+    #[serde(default, skip_serializing)]
+    import_rss_kib: Option<u64>,
+    #[serde(default)]
+    import_rss_mib: Option<f64>,
     #[serde(default)]
     torch: Option<String>,
     #[serde(default)]
@@ -353,6 +358,7 @@ impl Reference {
         sorted.sort_by(f64::total_cmp);
         (m.median_s, m.min_s) = (sorted[sorted.len() / 2], sorted[0]);
         m.peak_rss_mib = m.peak_rss_kib.map(|k| k as f64 / 1024.0);
+        m.import_rss_mib = m.import_rss_kib.map(|k| k as f64 / 1024.0);
         Ok(m)
     }
 }
@@ -377,6 +383,8 @@ fn print_table(rows: &[Compared], backend: &str, threads: usize, reference: Opti
     }
     let na = || "-".to_string();
     let f = |v: Option<f64>, p: usize| v.map_or_else(na, |v| format!("{v:.p$}"));
+    // Seconds: three decimals, more for the millisecond steps of the small model.
+    let secs = |v: Option<f64>| f(v, if v.is_some_and(|v| v < 0.1) { 5 } else { 3 });
     println!(
         "{:<15} {:<5} {:>5} {:>9}  {:>8} {:>8}  {:>8} {:>8}  {:>5}  {:>8} {:>8}  {:>7}",
         "case", "kind", "batch", "params", "trm med", "trm min", "ref med", "ref min", "ratio", "trm MiB", "ref MiB", "rows/s"
@@ -385,15 +393,15 @@ fn print_table(rows: &[Compared], backend: &str, threads: usize, reference: Opti
         let t = &r.trm;
         let rf = r.reference.as_ref();
         println!(
-            "{:<15} {:<5} {:>5} {:>9}  {:>8.3} {:>8.3}  {:>8} {:>8}  {:>5}  {:>8} {:>8}  {:>7}",
+            "{:<15} {:<5} {:>5} {:>9}  {:>8} {:>8}  {:>8} {:>8}  {:>5}  {:>8} {:>8}  {:>7}",
             t.case,
             t.kind,
             t.batch,
             t.parameters,
-            t.median_s,
-            t.min_s,
-            f(rf.map(|m| m.median_s), 3),
-            f(rf.map(|m| m.min_s), 3),
+            secs(Some(t.median_s)),
+            secs(Some(t.min_s)),
+            secs(rf.map(|m| m.median_s)),
+            secs(rf.map(|m| m.min_s)),
             f(r.ratio, 2),
             f(t.peak_rss_mib, 0),
             f(rf.and_then(|m| m.peak_rss_mib), 0),
@@ -401,6 +409,9 @@ fn print_table(rows: &[Compared], backend: &str, threads: usize, reference: Opti
         );
     }
     println!("ratio = trm median / reference median (below 1: trm is faster); MiB = peak RSS of the case's process");
+    if let Some(m) = rows.iter().find_map(|r| r.reference.as_ref()?.import_rss_mib) {
+        println!("(the reference's process holds {m:.0} MiB after importing torch, before building a model)");
+    }
     println!(
         "load average (1/5/15 min) before: {}, after: {}",
         before.unwrap_or("?"),
