@@ -1,7 +1,8 @@
 //! Kernels for the Flex CPU backend, used by [`super::ops`] where burn-flex 0.21's own ops
 //! were measured slow: its attention and its element-wise ops run on one thread with scalar
-//! `exp`. They compute on the values, so only plain Flex (inference: no autodiff graph to
-//! keep) takes them; every other backend runs burn's ops.
+//! `exp`. They compute on the values, so only plain Flex (inference, and the no-gradient
+//! rounds of a training step: no autodiff graph to keep) takes them; every other backend runs
+//! burn's ops.
 
 pub mod attention;
 pub mod swiglu;

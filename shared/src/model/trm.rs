@@ -516,6 +516,7 @@ impl<B: Backend> Trm<B> {
     /// One supervision step of recursive reasoning (the paper's `deep_recursion`):
     /// `H_cycles` latent recursions. Only the last keeps its autodiff graph; the earlier ones
     /// are cut off (the reference runs them under `torch.no_grad()`), as is the returned state.
+    /// On `Autodiff<Flex>` the earlier ones run on plain Flex, off the graph (`cpu::no_grad_rounds`).
     pub fn deep_recursion(&self, carry: InnerCarry<B>, x: Tensor<B, 3>) -> InnerCarry<B> {
         let cfg = self.config();
         let [batch, _, _] = x.dims();
