@@ -30,7 +30,8 @@ use trm_server::train::optim::AdamAtan2;
 use trm_server::train::params::param_infos;
 use trm_server::train::step::Workers;
 
-use crate::backend::{BackendJob, BackendKind, with_backend};
+use crate::backend::devices::DeviceSet;
+use crate::backend::{BackendJob, BackendKind, probe, with_backend};
 
 /// The reference driver, carried in the binary so that `trm bench` works from anywhere.
 const DRIVER: &str = include_str!("../../../scripts/reference_bench.py");
@@ -46,7 +47,8 @@ pub struct BenchArgs {
     /// Timed ACT steps per case (after one untimed warm-up step).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Only the named cases, comma-separated (see the table for the names); default all.
+    /// Only the named cases, comma-separated (7m, h128, train-7m, train-h128, local-16,
+    /// local-30, train-local-16, train-local-30); default all.
     #[arg(long)]
     pub only: Option<String>,
     /// Print JSON instead of a table.
@@ -206,6 +208,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::json!({ "backend": backend_name, "results": rows }));
         return Ok(());
     }
+    // A backend that cannot run here is one error line of ours, not one per child.
+    probe(args.backend, &DeviceSet::default())?;
     let reference = Reference::from_args(args.reference.as_deref(), args.python.as_deref())?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load_before = load_average();
