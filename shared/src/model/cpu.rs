@@ -1,7 +1,8 @@
 //! Kernels for the Flex CPU backend, used by [`super::ops`] where burn-flex 0.21's own ops
 //! were measured slow: its attention and its element-wise ops run on one thread with scalar
-//! `exp`. They compute on the values, so only plain Flex (inference: no autodiff graph to
-//! keep) takes them; every other backend runs burn's ops.
+//! `exp`. They compute on the values, so only plain Flex (inference, and the no-gradient
+//! rounds of a training step: no autodiff graph to keep) takes them; every other backend runs
+//! burn's ops.
 
 pub mod attention;
 pub mod swiglu;
@@ -13,6 +14,39 @@ use burn::prelude::*;
 /// Whether `B` is plain Flex, the one backend these kernels stand in for.
 pub(crate) fn is_flex<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<burn::backend::Flex>()
+}
+
+/// The CPU training backend (the server's `CpuTrain`).
+type AutodiffFlex = burn::backend::Autodiff<burn::backend::Flex>;
+
+/// Runs the `rounds` latent recursions that need no gradient (all but the last of an ACT
+/// step) on plain Flex when the model is on `Autodiff<Flex>`: their results are detached
+/// anyway, so recording them in the autodiff graph only costs time and memory, and plain
+/// Flex takes the kernels of this module (fused attention, SwiGLU) instead of burn's ops.
+/// `None` on every other backend (the caller then runs the rounds itself).
+pub(crate) fn no_grad_rounds<B: Backend>(
+    model: &super::Trm<B>,
+    x: &Tensor<B, 3>,
+    y: &Tensor<B, 3>,
+    z: &Tensor<B, 3>,
+    rounds: usize,
+) -> Option<(Tensor<B, 3>, Tensor<B, 3>)> {
+    use burn::module::AutodiffModule;
+    use std::any::Any;
+    let model = (model as &dyn Any).downcast_ref::<super::Trm<AutodiffFlex>>()?;
+    let plain = |t: &Tensor<B, 3>| (t as &dyn Any).downcast_ref::<Tensor<AutodiffFlex, 3>>().map(|t| t.clone().inner());
+    let (x, mut y, mut z) = (plain(x)?, plain(y)?, plain(z)?);
+    let inner = model.valid();
+    let [batch, _, _] = x.dims();
+    let rope = inner.rotary_emb.as_ref().map(|r| r.tiled_qkv(batch, inner.config().num_heads));
+    for _ in 0..rounds {
+        (y, z) = inner.latent_recursion(&x, y, z, rope.as_ref());
+    }
+    let back = |t: Tensor<burn::backend::Flex, 3>| {
+        let t: Box<dyn Any> = Box::new(Tensor::<AutodiffFlex, 3>::from_inner(t));
+        t.downcast::<Tensor<B, 3>>().ok().map(|t| *t)
+    };
+    Some((back(y)?, back(z)?))
 }
 
 /// Runs `$body` (a call of an `#[inline(always)]` function) compiled for AVX2 when the CPU has

@@ -504,7 +504,7 @@ impl<B: Backend> Trm<B> {
 
     /// The paper's `latent_recursion`: `L_cycles` thinking updates `z ← net(z, y + x)`, then
     /// one answer update `y ← net(y, z)`.
-    fn latent_recursion(&self, x: &Tensor<B, 3>, mut y: Tensor<B, 3>, mut z: Tensor<B, 3>, rope: Option<&Rope<B>>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    pub(crate) fn latent_recursion(&self, x: &Tensor<B, 3>, mut y: Tensor<B, 3>, mut z: Tensor<B, 3>, rope: Option<&Rope<B>>) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let net = &self.l_level;
         for _ in 0..self.config().l_cycles {
             z = net.forward(z, y.clone() + x.clone(), rope);
@@ -516,13 +516,22 @@ impl<B: Backend> Trm<B> {
     /// One supervision step of recursive reasoning (the paper's `deep_recursion`):
     /// `H_cycles` latent recursions. Only the last keeps its autodiff graph; the earlier ones
     /// are cut off (the reference runs them under `torch.no_grad()`), as is the returned state.
+    /// On `Autodiff<Flex>` the earlier ones run on plain Flex, off the graph (`cpu::no_grad_rounds`).
     pub fn deep_recursion(&self, carry: InnerCarry<B>, x: Tensor<B, 3>) -> InnerCarry<B> {
         let cfg = self.config();
         let [batch, _, _] = x.dims();
         let rope = self.rotary_emb.as_ref().map(|r| r.tiled_qkv(batch, cfg.num_heads));
         let rope = rope.as_ref();
         let InnerCarry { z_h: mut y, z_l: mut z } = carry;
-        for _ in 1..cfg.h_cycles {
+        #[cfg_attr(not(all(feature = "native", not(target_family = "wasm"))), allow(unused_mut))]
+        let mut rounds = cfg.h_cycles.saturating_sub(1);
+        #[cfg(all(feature = "native", not(target_family = "wasm")))]
+        if rounds > 0
+            && let Some((y2, z2)) = super::cpu::no_grad_rounds(self, &x, &y, &z, rounds)
+        {
+            (y, z, rounds) = (y2, z2, 0);
+        }
+        for _ in 0..rounds {
             (y, z) = self.latent_recursion(&x, y, z, rope);
             (y, z) = (y.detach(), z.detach());
         }
