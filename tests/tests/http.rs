@@ -645,3 +645,18 @@ fn the_load_generator_reports_batches_and_no_errors() {
     let err = trm_server::loadtest::served_model_size(&bare.base).unwrap_err();
     assert!(err.to_string().contains("no model loaded"), "{err}");
 }
+
+#[test]
+fn a_request_past_the_time_limit_is_a_408_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.models = committed_models();
+    cfg.limits = Limits { request_timeout: Duration::from_secs(1), ..Limits::default() };
+    let server = Server::start(cfg);
+    // An open 64x64 canvas run for 100 ACT steps takes seconds on the CPU.
+    let open: Vec<String> = (0..64).map(|r| match r { 0 => format!("S{}", " ".repeat(63)), 63 => format!("{}G", " ".repeat(63)), _ => " ".repeat(64) }).collect();
+    let started = Instant::now();
+    assert_error(server.post("/api/predict", &json!({ "mazes": [open], "steps": 100 }).to_string()), 408, "--request-timeout-secs");
+    assert!(started.elapsed() < Duration::from_secs(30), "answered after {:?}", started.elapsed());
+    assert_eq!(server.get("/api/health").0, 200);
+}

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
@@ -10,7 +11,6 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tower_http::timeout::TimeoutLayer;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::error::ApiError;
@@ -44,8 +44,24 @@ pub fn router(state: Arc<AppState>, dist: &Path) -> Router {
     let app = Router::new().nest("/api", api).merge(docs);
     static_files::with_static_files(app, dist)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(middleware::from_fn_with_state(limits.request_timeout, time_limit))
         .layer(middleware::from_fn_with_state(Arc::new(limits.allowed_hosts), known_hosts_only))
+}
+
+/// A request not answered within `--request-timeout-secs` gets a 408 naming that limit (an
+/// event stream counts until its headers are sent, not while it streams).
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "not answered within the server's limit of {} s (`trm serve --request-timeout-secs`); for a predict, send fewer mazes or a lower `steps` cap",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Requests for a host name the server does not answer get 421 before anything else runs
