@@ -17,7 +17,6 @@ use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -26,6 +25,7 @@ use trm_shared::model::{GridShape, InnerCarry, LocalConfig, LocalTrm, RandomInit
 
 use trm_server::train::CpuTrain;
 use trm_server::train::ema::Ema;
+use trm_server::train::local::{masked_bce_sum, masked_ce_sum};
 use trm_server::train::optim::AdamAtan2;
 use trm_server::train::params::param_infos;
 use trm_server::train::step::Workers;
@@ -652,18 +652,6 @@ fn local_share<B: AutodiffBackend>(
     let q = masked_bce_sum(out.q_halt, Tensor::zeros([rows], device), Tensor::ones([rows], device)).div_scalar(rows_norm);
     let loss = lm + aux + q.mul_scalar(0.5);
     Ok((GradientsParams::from_grads(loss.backward(), model), next))
-}
-
-/// Sum over weighted cells of `-log p(target)`; logits `[N, C, K]`, targets and weights `[N, C]`.
-fn masked_ce_sum<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>, weight: Tensor<B, 2>) -> Tensor<B, 1> {
-    let picked = log_softmax(logits, 2).gather(2, targets.unsqueeze_dim(2)).squeeze_dim::<2>(2);
-    (picked * weight).sum().neg()
-}
-
-/// Binary cross-entropy with logits, summed over weighted entries.
-fn masked_bce_sum<B: Backend, const D: usize>(logits: Tensor<B, D>, targets: Tensor<B, D>, weight: Tensor<B, D>) -> Tensor<B, 1> {
-    let per = (targets.clone() * log_sigmoid(logits.clone()) + (targets.neg() + 1.0) * log_sigmoid(logits.neg())).neg();
-    (per * weight).sum()
 }
 
 /// Runs `step` once untimed, then `repeats` times timed.

@@ -288,14 +288,14 @@ impl TickTargets {
 }
 
 /// Sum over masked cells of `-log p(target)` for logits `[N, C, K]`, targets `[N, C]`, mask `[N, C]`.
-fn masked_ce_sum<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn masked_ce_sum<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
     let logp = log_softmax(logits, 2);
     let picked = logp.gather(2, targets.unsqueeze_dim(2)).squeeze_dim::<2>(2);
     (picked * mask).sum().neg()
 }
 
 /// Binary cross-entropy with logits, summed over the masked entries.
-fn masked_bce_sum<B: Backend, const D: usize>(logits: Tensor<B, D>, targets: Tensor<B, D>, mask: Tensor<B, D>) -> Tensor<B, 1> {
+pub fn masked_bce_sum<B: Backend, const D: usize>(logits: Tensor<B, D>, targets: Tensor<B, D>, mask: Tensor<B, D>) -> Tensor<B, 1> {
     let per = (targets.clone() * log_sigmoid(logits.clone()) + (targets.neg() + 1.0) * log_sigmoid(logits.neg())).neg();
     (per * mask).sum()
 }
