@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains the committed model on the CPU from scratch and scores it, writing model.safetensors,
-# config.toml, metrics.json (Maze-Hard test split) and training-log.jsonl into
-# public/models/default/. Three stages, each on small generated mazes (sides 5-16, with loops;
+# config.toml, the training logs and curves of the three stages, and
+# evals/maze-hard-test-1000.json (`trm eval --json --steps 48` on the Maze-Hard test split)
+# into public/models/default/. Three stages, each on small generated mazes (sides 5-16, with loops;
 # never Maze-Hard), with one data-parallel worker per core (two at most):
 #
 #   1. configs/maze-any-size-cpu.toml from random weights, stopped at step 3600 of its
@@ -12,7 +13,8 @@
 #      (the answer update's tick weighted 128 times: stored choices stop flipping);
 #
 # then `trm eval` on the 1000 Maze-Hard test mazes (../shared/data or data/, made by
-# `trm prepare-dataset` when missing). See the README for the times.
+# `trm prepare-dataset` when missing). Deterministic per seed: on the same machine
+# model.safetensors comes out byte for byte (the logs differ in their timings). See the README for the times.
 #
 #   ./scripts/train-default-model.sh
 #   OUT=/tmp/my-model ./scripts/train-default-model.sh       # somewhere else
@@ -48,12 +50,16 @@ if [ "${SKIP_EVAL:-0}" != 1 ]; then
         [ -d "$bench" ] || "$trm" prepare-dataset --out "$bench"
     fi
     "$trm" eval --checkpoint "$run/model.safetensors" --config "$config" --data "$bench" --split test \
-        --batch-size 50 --json > "$work/metrics.json"
+        --steps 48 --json > "$work/maze-hard-test-1000.json"
 fi
 
 mkdir -p "$out"
 # Each file lands whole or not at all (rename within one directory).
-put() { cp "$1" "$out/.$2.tmp" && mv "$out/.$2.tmp" "$out/$2"; }
+put() {
+    local tmp
+    tmp="$out/$(dirname "$2")/.$(basename "$2").tmp"
+    cp "$1" "$tmp" && mv "$tmp" "$out/$2"
+}
 put "$run/model.safetensors" model.safetensors
 "$trm" runs plot "$first" && put "$first/curves.svg" curves-stage1.svg
 "$trm" runs plot "$second" && put "$second/curves.svg" curves-stage2.svg
@@ -62,9 +68,10 @@ put "$config" config.toml
 put "$first/metrics.jsonl" training-log-stage1.jsonl
 put "$second/metrics.jsonl" training-log-stage2.jsonl
 put "$run/metrics.jsonl" training-log.jsonl
-if [ -f "$work/metrics.json" ]; then
-    put "$work/metrics.json" metrics.json
-    echo "wrote $out: $(grep -o '"exact_accuracy":[0-9.]*' "$out/metrics.json" | head -n 1)"
+if [ -f "$work/maze-hard-test-1000.json" ]; then
+    mkdir -p "$out/evals"
+    put "$work/maze-hard-test-1000.json" evals/maze-hard-test-1000.json
+    echo "wrote $out: $(grep -o '"exact_accuracy":[0-9.]*' "$out/evals/maze-hard-test-1000.json" | head -n 1)"
 else
     echo "wrote $out"
 fi
