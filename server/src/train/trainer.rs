@@ -20,7 +20,7 @@ use trm_shared::model::{DataSizes, RandomInit, Trm, TrmConfig, run_inference};
 use super::checkpoint::{TrainState, latest_name, read_latest, remove_partials, write_checkpoint};
 use super::config::TrainConfig;
 use super::data::{DataPosition, host_batch, iteration_batches};
-use super::cluster::{Cluster, fingerprint};
+use super::cluster::Cluster;
 use crate::backend::devices::{DeviceSet, backend_devices};
 use super::ema::Ema;
 use super::hooks::TrainHooks;
@@ -356,15 +356,13 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     } else {
         Trainer::fresh(cfg, arch, workers, device, total_steps)?
     };
+    // Serialised only when there are processes to compare.
     if cluster.is_multi() {
         let config = cfg.to_toml_string()?;
         let dir = setup.dir.to_string_lossy();
-        let same = fingerprint(&[config.as_bytes(), dir.as_bytes(), &trainer.steps_taken.to_le_bytes(), &(setup.devices.len() as u64).to_le_bytes()]);
-        cluster.check_same("the config, the run directory, the step resumed from or the --devices count", same)?;
-        if leader {
-            let bytes = Cluster::grad_bytes(&trainer.params);
-            tracing::info!("{} processes x {} devices; each step all-reduces {bytes} bytes of gradients over MPI", cluster.size(), setup.devices.len());
-        }
+        let parts: [&[u8]; 4] = [config.as_bytes(), dir.as_bytes(), &trainer.steps_taken.to_le_bytes(), &(setup.devices.len() as u64).to_le_bytes()];
+        let what = "the config, the run directory, the step resumed from or the --devices count";
+        cluster.agree_at_start(what, &parts, &trainer.params, &format!("{} devices", setup.devices.len()))?;
     }
 
     let end = setup.max_steps.map_or(total_steps, |m| m.min(total_steps));
