@@ -197,9 +197,9 @@ pub async fn solve(
     }
     let (model, device, name) = gpu_model(engine, &spec).await?;
     let start = web::now_ms();
-    let mut run = ActSteps::new(model, &tokens, rows, cols, &device)?;
+    let mut run = ActSteps::new(model, &tokens, rows, cols, steps, &device)?;
     let end = run
-        .run(steps, |answer| {
+        .run(|answer| {
             let step = answer.step;
             on_step(answer);
             let cancel = cancel.clone();

@@ -2,6 +2,7 @@
 //! batch, with the carry kept across batches (halted rows take the next batch's rows, the
 //! others keep their state — the reference's whole "deep supervision").
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use trm_shared::dataset::SplitData;
 use trm_shared::model::act::{ActBatch, make_batch};
-use trm_shared::model::{DataSizes, RandomInit, Trm, TrmConfig, run_inference};
+use trm_shared::model::{ActRun, DataSizes, Halting, RandomInit, Trm, TrmConfig};
 
 use super::checkpoint::{TrainState, latest_name, read_latest, remove_partials, write_checkpoint};
 use super::config::TrainConfig;
@@ -117,13 +118,11 @@ pub fn evaluate<B: Backend>(trm: &Trm<B>, split: &SplitData, batch: usize, limit
     for chunk in rows.chunks(batch.max(1)) {
         let b = batch_on::<B>(trm.sizes(), split, chunk, device)?;
         let labels = b.labels.clone().context("eval batch without labels")?;
+        let mut run = ActRun::reference(Cow::Borrowed(trm), &b, steps, Halting::Never);
         let mut last = None;
-        run_inference(trm, &b, steps, false, |i, out| {
-            if i + 1 == steps {
-                last = Some(out.clone());
-            }
-            Ok(())
-        })?;
+        while let Some(step) = run.next()? {
+            last = Some(step.output);
+        }
         let out = last.context("evaluation ran no ACT step")?;
         let k = chunk.len();
         let halted = Tensor::<B, 1, Int>::ones([k], device).equal_elem(1);
