@@ -1,48 +1,29 @@
 //! The recursion one ACT step at a time, on any backend: WebGPU on the page, Flex in the CPU
-//! worker. Each step's answer is read back asynchronously (WebGPU has no synchronous reads),
-//! so that its caller decides what happens between steps.
+//! worker, through shared's one ACT loop ([`ActRun`]). Each step's answer is read back
+//! asynchronously (WebGPU has no synchronous reads), so that its caller decides what happens
+//! between steps.
 //!
 //! - The reference model runs exactly as `trm predict` runs it (fresh carry, the same inputs
 //!   every step, puzzle id 0), on its own `side` x `side` frame.
 //! - The size-general model runs as [`trm_shared::model::solve`] runs it, on the maze's own
 //!   `rows` x `cols` grid, and stops after the step where its Q head says halt (`q_halt > 0`).
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use burn::prelude::*;
-use trm_shared::model::act::{ActBatch, make_batch};
-use trm_shared::model::local::MAX_SIDE;
-use trm_shared::model::{GridShape, InnerCarry, LocalTrm, Trm};
+use trm_shared::model::{ActRun, GridShape};
 
 use crate::analysis::StepTokens;
 
 /// A model of either family, built on a backend.
 pub use trm_shared::model::AnyModel;
 
-/// One maze in flight through a reference model.
-struct Reference<B: Backend> {
-    model: Trm<B>,
-    batch: ActBatch<B>,
-}
-
-/// One maze in flight through the size-general model.
-struct Local<B: Backend> {
-    model: LocalTrm<B>,
-    /// The embedded maze `[1, rows·cols, D]`, the same every step.
-    x: Tensor<B, 3>,
-    grid: GridShape,
-}
-
-enum Family<B: Backend> {
-    Reference(Reference<B>),
-    Local(Local<B>),
-}
-
-/// One maze in flight through a model of either family.
+/// One maze in flight through a model of either family: shared's [`ActRun`], read step by
+/// step asynchronously.
 pub struct ActSteps<B: Backend> {
-    family: Family<B>,
-    carry: Option<InnerCarry<B>>,
-    done: usize,
+    run: ActRun<'static, B>,
+    stops_on_halt: bool,
 }
 
 /// How a run of ACT steps ended.
@@ -57,81 +38,42 @@ pub struct RunEnd {
 
 impl<B: Backend> ActSteps<B> {
     /// Starts `model` on the `rows` x `cols` maze `tokens` (row-major; checked against the
-    /// model: the reference model takes only its own size, the size-general one any size).
-    pub fn new(model: AnyModel<B>, tokens: &[u8], rows: usize, cols: usize, device: &B::Device) -> Result<ActSteps<B>, String> {
+    /// model: the reference model takes only its own size, the size-general one any size),
+    /// for at most `max_steps` ACT steps.
+    pub fn new(model: AnyModel<B>, tokens: &[u8], rows: usize, cols: usize, max_steps: usize, device: &B::Device) -> Result<ActSteps<B>, String> {
         if tokens.len() != rows * cols {
             return Err(format!("{} tokens are no {rows}x{cols} maze", tokens.len()));
         }
-        let ids: Vec<i32> = tokens.iter().map(|&t| i32::from(t)).collect();
-        let (family, carry) = match model {
-            AnyModel::Reference(model) => {
-                let batch = make_batch::<B>(model.sizes(), &ids, &[0], device).map_err(|e| e.to_string())?;
-                let carry = model.initial_carry(1);
-                (Family::Reference(Reference { model, batch }), carry)
-            }
-            AnyModel::Local(model) => {
-                if rows == 0 || cols == 0 || rows > MAX_SIDE || cols > MAX_SIDE {
-                    return Err(format!("the maze is {rows}x{cols}; the model takes 1..={MAX_SIDE} cells a side"));
-                }
-                let vocab = model.config().vocab_size;
-                if let Some(t) = tokens.iter().find(|&&t| usize::from(t) >= vocab) {
-                    return Err(format!("token {t} is outside the vocabulary 0..{vocab}"));
-                }
-                let cells = rows * cols;
-                let inputs = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, cells]), device);
-                let x = model.input_embeddings(inputs, None);
-                let carry = model.initial_carry(1, cells, None);
-                (Family::Local(Local { model, x, grid: GridShape { rows, cols } }), carry)
-            }
-        };
-        Ok(ActSteps { family, carry: Some(carry), done: 0 })
+        let stops_on_halt = model.is_local();
+        let run = ActRun::solving(Cow::Owned(model), tokens, GridShape { rows, cols }, max_steps, device).map_err(|e| e.to_string())?;
+        Ok(ActSteps { run, stops_on_halt })
     }
 
     /// Whether the run stops after the step where the model halts (the size-general model).
     pub fn stops_on_halt(&self) -> bool {
-        matches!(self.family, Family::Local(_))
+        self.stops_on_halt
     }
 
-    /// Runs the next ACT step and reads its answer.
-    pub async fn next(&mut self) -> Result<StepTokens, String> {
-        let carry = self.carry.take().ok_or("a previous step failed: start again")?;
-        let (next, logits, q_halt) = match &self.family {
-            Family::Reference(r) => {
-                let (next, out) = r.model.forward(carry, r.batch.inputs.clone(), r.batch.puzzle_identifiers.clone());
-                (next, out.logits, out.q_halt)
-            }
-            Family::Local(l) => {
-                let (next, out) = l.model.step(carry, &l.x, l.grid, None, false);
-                (next, out.logits, out.q_halt)
-            }
-        };
-        let answer = logits.argmax(2).into_data_async().await.map_err(|e| format!("reading the answer: {e:?}"))?;
-        let q = q_halt.into_data_async().await.map_err(|e| format!("reading q_halt: {e:?}"))?;
-        self.carry = Some(next);
-        self.done += 1;
-        let tokens = answer.iter::<i64>().map(|v| u8::try_from(v).unwrap_or(0)).collect();
-        let q_halt = q.iter::<f32>().next().unwrap_or(f32::NAN);
-        Ok(StepTokens { step: self.done, tokens, q_halt })
+    /// Runs the next ACT step and reads its answer; `None` once the run is over.
+    pub async fn next(&mut self) -> Result<Option<StepTokens>, String> {
+        let step = self.run.next_async().await.map_err(|e| e.to_string())?;
+        Ok(step.map(|s| StepTokens { step: s.step, tokens: s.answers, q_halt: s.q_halt.first().copied().unwrap_or(f32::NAN) }))
     }
 
-    /// Runs up to `max_steps` ACT steps, handing every answer to `on_step` as it arrives (its
-    /// future runs before the next step: to post the answer, let the page draw it, or end the
-    /// run with an error such as a cancel). The size-general model stops after the step where
-    /// it halts; the reference model runs every step.
-    pub async fn run<F, Fut>(&mut self, max_steps: usize, mut on_step: F) -> Result<RunEnd, String>
+    /// Runs the ACT steps, handing every answer to `on_step` as it arrives (its future runs
+    /// before the next step: to post the answer, let the page draw it, or end the run with an
+    /// error such as a cancel). The size-general model stops after the step where it halts;
+    /// the reference model runs every step.
+    pub async fn run<F, Fut>(&mut self, mut on_step: F) -> Result<RunEnd, String>
     where
         F: FnMut(StepTokens) -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
-        for _ in 0..max_steps {
-            let answer = self.next().await?;
-            let (step, halts) = (answer.step, self.stops_on_halt() && answer.q_halt > 0.0);
+        while let Some(answer) = self.next().await? {
             on_step(answer).await?;
-            if halts {
-                return Ok(RunEnd { steps: step, halted_at: Some(step) });
-            }
         }
-        Ok(RunEnd { steps: self.done, halted_at: None })
+        let halted_at = if self.stops_on_halt { self.run.halted_at().first().copied().flatten() } else { None };
+        Ok(RunEnd { steps: self.run.steps_run(), halted_at })
     }
 }
 
@@ -169,9 +111,9 @@ mod tests {
     }
 
     fn answers(model: AnyModel<Cpu>, maze: &Grid, max_steps: usize) -> (Vec<StepTokens>, RunEnd) {
-        let mut run = ActSteps::new(model, &maze.tokens(), maze.rows(), maze.cols(), &Default::default()).unwrap();
+        let mut run = ActSteps::new(model, &maze.tokens(), maze.rows(), maze.cols(), max_steps, &Default::default()).unwrap();
         let mut seen = Vec::new();
-        let end = block_on(run.run(max_steps, |a| {
+        let end = block_on(run.run(|a| {
             seen.push(a);
             async { Ok(()) }
         }))
@@ -229,14 +171,14 @@ mod tests {
         let maze = crate::editor::blank(5, 5).unwrap();
         let (seen, end) = answers(model.clone(), &maze, 3);
         assert_eq!((seen.len(), end), (3, RunEnd { steps: 3, halted_at: None }));
-        assert!(ActSteps::new(model, &[2; 36], 6, 6, &Default::default()).is_err());
+        assert!(ActSteps::new(model, &[2; 36], 6, 6, 3, &Default::default()).is_err());
     }
 
     #[test]
     fn an_error_from_the_caller_ends_the_run() {
-        let mut run = ActSteps::new(local_model(), &maze().tokens(), 4, 7, &Default::default()).unwrap();
-        let e = block_on(run.run(5, |a| async move { if a.step == 2 { Err("cancelled".to_string()) } else { Ok(()) } }));
+        let mut run = ActSteps::new(local_model(), &maze().tokens(), 4, 7, 5, &Default::default()).unwrap();
+        let e = block_on(run.run(|a| async move { if a.step == 2 { Err("cancelled".to_string()) } else { Ok(()) } }));
         assert_eq!(e.unwrap_err(), "cancelled");
-        assert!(ActSteps::new(local_model(), &[2; 5], 2, 3, &Default::default()).is_err());
+        assert!(ActSteps::new(local_model(), &[2; 5], 2, 3, 5, &Default::default()).is_err());
     }
 }

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use burn::backend::wgpu::{Wgpu, WgpuDevice, graphics::WebGpu, init_setup_async};
 use trm_shared::wire::{MazeInput, PredictRequest, PredictResponse};
-use trm_shared::maze::{Grid, Window};
+use trm_shared::maze::{Frame, Grid, Window};
 
 use crate::act_steps::{ActSteps, AnyModel};
 use crate::analysis::StepTokens;
@@ -171,23 +171,21 @@ pub async fn solve(
         return solve_on_server(maze, steps, on_step).await;
     }
     let spec = engine.borrow().spec().ok_or("no model loaded")?;
-    let (tokens, rows, cols, window) = match spec.side() {
-        // The size-general model takes the maze as it is, on its own grid.
-        None => (maze.tokens(), maze.rows(), maze.cols(), None),
-        // A maze of another size is solved in the reference model's frame over its open
-        // cells, and each answer pasted back (see trm_shared::maze::Window).
-        Some(side) => {
-            let window = Window::around_open_cells(maze, side, side).map_err(|e| {
-                format!(
-                    "the model takes {side}x{side} mazes, or mazes whose open cells fit in {side}x{side}; this one is {}x{} \
-                     and {e}: draw it smaller or load another model",
-                    maze.rows(),
-                    maze.cols(),
-                )
-            })?;
-            (window.crop(maze).tokens(), side, side, Some(window))
-        }
-    };
+    // The size-general model takes the maze as it is, on its own grid; a maze of another size
+    // is solved in the reference model's frame over its open cells, and each answer pasted
+    // back (see trm_shared::maze::Window).
+    let frame = spec.side().map_or(Frame::AnySize, |side| Frame::Size(side, side));
+    let window = Window::place(maze, frame).map_err(|e| {
+        let (r, c) = (e.rows, e.cols);
+        format!(
+            "the model takes {r}x{c} mazes, or mazes whose open cells fit in {r}x{c}; this one is {}x{} \
+             and {e}: draw it smaller or load another model",
+            maze.rows(),
+            maze.cols(),
+        )
+    })?;
+    let (tokens, rows, cols) = (window.view(maze).tokens(), window.rows, window.cols);
+    let window = (!window.is_identity(maze)).then_some(window);
     let stops_on_halt = spec.is_local();
     let mut on_step = move |answer: StepTokens| match &window {
         Some(w) => on_step(StepTokens { tokens: w.paste(maze, &answer.tokens), ..answer }),
@@ -199,9 +197,9 @@ pub async fn solve(
     }
     let (model, device, name) = gpu_model(engine, &spec).await?;
     let start = web::now_ms();
-    let mut run = ActSteps::new(model, &tokens, rows, cols, &device)?;
+    let mut run = ActSteps::new(model, &tokens, rows, cols, steps, &device)?;
     let end = run
-        .run(steps, |answer| {
+        .run(|answer| {
             let step = answer.step;
             on_step(answer);
             let cancel = cancel.clone();

@@ -64,9 +64,9 @@ async fn solve(held: &Held, data: &wasm_bindgen::JsValue) -> Result<Reply, Strin
         _ => return Err(format!("the CPU worker does not hold model {model_id}, and none was sent")),
     };
     let start = web::now_ms();
-    let mut run = ActSteps::new(model, &tokens, rows, cols, &Default::default())?;
+    let mut run = ActSteps::new(model, &tokens, rows, cols, steps, &Default::default())?;
     let end = run
-        .run(steps, |answer| {
+        .run(|answer| {
             post(Reply::Step(answer));
             async { Ok(()) }
         })

@@ -6,14 +6,9 @@ use trm_shared::maze::{Cell, Grid, MazeError, Window, square_side};
 
 use super::error::ApiError;
 
-/// What a served model takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Takes {
-    /// Mazes of this size (rows, cols), or mazes whose open cells fit in it (its frame).
-    Size(usize, usize),
-    /// Mazes of any size up to the largest canvas, each on its own grid (size-general).
-    AnySize,
-}
+/// What a served model takes: the grid it sees mazes on (a size-general model's `AnySize`
+/// goes up to the largest canvas).
+pub use trm_shared::maze::Frame as Takes;
 
 /// What models taking these take, for error messages; `max_side` is the largest canvas.
 pub fn takes(models: &[Takes], max_side: usize) -> String {
@@ -87,18 +82,13 @@ pub fn parse_grid(index: usize, input: &MazeInput, takes: &str) -> Result<Grid, 
 }
 
 /// Places a model's `shape` over maze `index`: the identity for a maze of that shape, else
-/// the frame around its open cells (see [`Window`]), or a message naming the sizes the model
-/// can take.
+/// the frame around its open cells (see [`Window::place`]), or a message naming the sizes the
+/// model can take.
 pub fn place(index: usize, grid: &Grid, shape: (usize, usize)) -> Result<Window, ApiError> {
-    Window::around_open_cells(grid, shape.0, shape.1).map_err(|e| {
+    Window::place(grid, Takes::Size(shape.0, shape.1)).map_err(|e| {
         let takes = takes(&[Takes::Size(shape.0, shape.1)], 0);
         ApiError::unprocessable(format!("maze {index} is {}x{} and {e}; {takes}", grid.rows(), grid.cols()))
     })
-}
-
-/// The whole maze as its own frame: a size-general model sees the maze itself.
-pub fn own_grid(grid: &Grid) -> Window {
-    Window { top: 0, left: 0, rows: grid.rows(), cols: grid.cols() }
 }
 
 /// Tokens as the benchmark's row-major string; a token that is no cell (padding) shows as `?`.
@@ -130,7 +120,7 @@ mod tests {
         assert_eq!(text, tokens);
         assert!(window.is_identity(&text));
         assert_eq!(tokens_to_row_major(&[1, 2, 3, 4, 5, 0]), "# SGo?");
-        assert!(own_grid(&text).is_identity(&text));
+        assert!(Window::whole(&text).is_identity(&text));
     }
 
     #[test]

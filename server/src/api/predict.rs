@@ -21,7 +21,7 @@ use crate::serving::batcher::PredictOutput;
 use crate::serving::registry::LoadedModel;
 use super::body::require_json;
 use super::error::ApiError;
-use super::maze_input::{Takes, own_grid, parse_grid, place, takes, tokens_to_row_major};
+use super::maze_input::{Takes, parse_grid, place, takes, tokens_to_row_major};
 use super::state::{AppState, LimitError, Limits};
 
 const EXPECTED: &str = r#"{"mazes": [...], "steps"?: N, "return_steps"?: bool}, each maze a row-major string, a list of row strings or a list of token ids"#;
@@ -130,7 +130,7 @@ fn prepare(
     let cells: usize = mazes.iter().map(Grid::len).sum();
     limits.check_answer_size(cells, mazes.len(), if request.return_steps { steps } else { 1 })?;
     // The model sees its own frame of every maze; its answers are pasted back in `respond`.
-    let seen: Vec<Grid> = mazes.iter().zip(&windows).map(|(m, w)| if w.is_identity(m) { m.clone() } else { w.crop(m) }).collect();
+    let seen: Vec<Grid> = mazes.iter().zip(&windows).map(|(m, w)| w.view(m)).collect();
     let tokens: Vec<u8> = seen.iter().flat_map(Grid::tokens).collect();
     let shapes = seen.iter().map(|g| GridShape { rows: g.rows(), cols: g.cols() }).collect();
     Ok(Prepared { model, mazes, labels, windows, tokens, shapes, steps, return_steps: request.return_steps })
@@ -199,9 +199,7 @@ fn choose_model(
     mazes: &[Grid],
     takes: &str,
 ) -> Result<(Arc<LoadedModel>, Vec<Window>), ApiError> {
-    let frames = |m: &LoadedModel, g: &Grid| {
-        if m.info.any_size { Ok(own_grid(g)) } else { Window::around_open_cells(g, m.info.rows, m.info.cols) }
-    };
+    let frames = |m: &LoadedModel, g: &Grid| Window::place(g, takes_of(m));
     for model in candidates {
         if let Ok(windows) = mazes.iter().map(|g| frames(model, g)).collect::<Result<Vec<Window>, _>>() {
             return Ok((model.clone(), windows));

@@ -210,6 +210,21 @@ impl Cluster {
         4 * (params.iter().map(|p| p.shape.iter().product::<usize>()).sum::<usize>() + params.len())
     }
 
+    /// At the start of a multi-process run: checks that every process agrees on `parts` (a
+    /// fingerprint of what `what` names), then the leader logs what each step all-reduces;
+    /// `workers` says what each process runs (`"2 devices"`). A single process does nothing.
+    pub fn agree_at_start(&self, what: &str, parts: &[&[u8]], params: &[ParamInfo], workers: &str) -> Result<(), ClusterError> {
+        if !self.is_multi() {
+            return Ok(());
+        }
+        self.check_same(what, fingerprint(parts))?;
+        if self.is_leader() {
+            let bytes = Cluster::grad_bytes(params);
+            tracing::info!("{} processes x {workers}; each step all-reduces {bytes} bytes of gradients over MPI", self.size);
+        }
+        Ok(())
+    }
+
     /// Sums `values` over the processes, in place (a step's metric sums, puzzle ids by row).
     #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
     pub fn sum_scalars(&self, values: &mut [f64]) {

@@ -33,7 +33,7 @@ use trm_shared::generate::default_min_moves;
 use trm_shared::maze::{Cell, Grid, Wave, check_answer};
 use trm_shared::model::{GridShape, InnerCarry, LocalConfig, LocalTrm, RandomInit, solve};
 
-use super::cluster::{Cluster, fingerprint};
+use super::cluster::Cluster;
 use super::ema::Ema;
 use super::metrics_log::MetricsLog;
 use super::optim::AdamAtan2;
@@ -595,11 +595,10 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
     if cluster.is_multi() {
         let config = toml::to_string(cfg).context("writing the config as TOML")?;
         let init = opts.init.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let same = fingerprint(&[config.as_bytes(), dir.to_string_lossy().as_bytes(), init.as_bytes(), &step.to_le_bytes(), &next_maze.to_le_bytes(), &(workers as u64).to_le_bytes()]);
-        cluster.check_same("the config, the run directory, --init, the step resumed from or the --devices count", same)?;
-        if leader {
-            tracing::info!("{} processes x {workers} workers; each step all-reduces {} bytes of gradients over MPI", cluster.size(), Cluster::grad_bytes(&params));
-        }
+        let dir_text = dir.to_string_lossy();
+        let parts: [&[u8]; 6] = [config.as_bytes(), dir_text.as_bytes(), init.as_bytes(), &step.to_le_bytes(), &next_maze.to_le_bytes(), &(workers as u64).to_le_bytes()];
+        let what = "the config, the run directory, --init, the step resumed from or the --devices count";
+        cluster.agree_at_start(what, &parts, &params, &format!("{workers} workers"))?;
     }
     let mut log = if leader { Some(MetricsLog::open(dir, resume.then_some(step))?) } else { None };
 

@@ -2,6 +2,7 @@
 //! batch, with the carry kept across batches (halted rows take the next batch's rows, the
 //! others keep their state — the reference's whole "deep supervision").
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -15,12 +16,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use trm_shared::dataset::SplitData;
 use trm_shared::model::act::{ActBatch, make_batch};
-use trm_shared::model::{DataSizes, RandomInit, Trm, TrmConfig, run_inference};
+use trm_shared::model::{ActRun, DataSizes, Halting, RandomInit, Trm, TrmConfig};
 
 use super::checkpoint::{TrainState, latest_name, read_latest, remove_partials, write_checkpoint};
 use super::config::TrainConfig;
 use super::data::{DataPosition, host_batch, iteration_batches};
-use super::cluster::{Cluster, fingerprint};
+use super::cluster::Cluster;
 use crate::backend::devices::{DeviceSet, backend_devices};
 use super::ema::Ema;
 use super::hooks::TrainHooks;
@@ -117,13 +118,11 @@ pub fn evaluate<B: Backend>(trm: &Trm<B>, split: &SplitData, batch: usize, limit
     for chunk in rows.chunks(batch.max(1)) {
         let b = batch_on::<B>(trm.sizes(), split, chunk, device)?;
         let labels = b.labels.clone().context("eval batch without labels")?;
+        let mut run = ActRun::reference(Cow::Borrowed(trm), &b, steps, Halting::Never);
         let mut last = None;
-        run_inference(trm, &b, steps, false, |i, out| {
-            if i + 1 == steps {
-                last = Some(out.clone());
-            }
-            Ok(())
-        })?;
+        while let Some(step) = run.next()? {
+            last = Some(step.output);
+        }
         let out = last.context("evaluation ran no ACT step")?;
         let k = chunk.len();
         let halted = Tensor::<B, 1, Int>::ones([k], device).equal_elem(1);
@@ -356,15 +355,13 @@ pub fn train<B: AutodiffBackend>(cfg: &TrainConfig, setup: RunSetup, device: B::
     } else {
         Trainer::fresh(cfg, arch, workers, device, total_steps)?
     };
+    // Serialised only when there are processes to compare.
     if cluster.is_multi() {
         let config = cfg.to_toml_string()?;
         let dir = setup.dir.to_string_lossy();
-        let same = fingerprint(&[config.as_bytes(), dir.as_bytes(), &trainer.steps_taken.to_le_bytes(), &(setup.devices.len() as u64).to_le_bytes()]);
-        cluster.check_same("the config, the run directory, the step resumed from or the --devices count", same)?;
-        if leader {
-            let bytes = Cluster::grad_bytes(&trainer.params);
-            tracing::info!("{} processes x {} devices; each step all-reduces {bytes} bytes of gradients over MPI", cluster.size(), setup.devices.len());
-        }
+        let parts: [&[u8]; 4] = [config.as_bytes(), dir.as_bytes(), &trainer.steps_taken.to_le_bytes(), &(setup.devices.len() as u64).to_le_bytes()];
+        let what = "the config, the run directory, the step resumed from or the --devices count";
+        cluster.agree_at_start(what, &parts, &trainer.params, &format!("{} devices", setup.devices.len()))?;
     }
 
     let end = setup.max_steps.map_or(total_steps, |m| m.min(total_steps));

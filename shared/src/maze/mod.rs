@@ -11,7 +11,7 @@ pub use grid::{Cell, DEFAULT_SIZE, Grid, MAX_CELLS, PAD, VOCAB_SIZE, square_side
 pub use path::{AnswerCheck, Solution, check_answer, distances_from, label, shortest_path};
 pub use transform::{DIHEDRAL_INVERSE, Dihedral, dihedral_transform};
 pub use wave::Wave;
-pub use window::{Window, WindowError};
+pub use window::{Frame, Window, WindowError};
 
 /// Everything that can be wrong with a maze given as text, tokens or cells.
 /// Positions are zero-based.

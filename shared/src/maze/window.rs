@@ -37,7 +37,36 @@ pub struct WindowError {
     pub cols: usize,
 }
 
+/// The grid a model sees mazes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Mazes of this size (rows, cols), or mazes whose open cells fit in it (the reference model).
+    Size(usize, usize),
+    /// Every maze on its own grid (the size-general model).
+    AnySize,
+}
+
 impl Window {
+    /// Where `maze` goes in a model's `frame`: the maze itself for a size-general model,
+    /// else the frame around its open cells ([`Window::around_open_cells`]). The server and
+    /// the app both place mazes through this.
+    pub fn place(maze: &Grid, frame: Frame) -> Result<Window, WindowError> {
+        match frame {
+            Frame::AnySize => Ok(Window::whole(maze)),
+            Frame::Size(rows, cols) => Window::around_open_cells(maze, rows, cols),
+        }
+    }
+
+    /// The whole maze as its own frame.
+    pub fn whole(maze: &Grid) -> Window {
+        Window { top: 0, left: 0, rows: maze.rows(), cols: maze.cols() }
+    }
+
+    /// What the model sees of `maze`: the maze itself, or its crop.
+    pub fn view(&self, maze: &Grid) -> Grid {
+        if self.is_identity(maze) { maze.clone() } else { self.crop(maze) }
+    }
+
     /// The `rows`x`cols` frame over `maze` that holds every non-wall cell, as near the
     /// maze's top-left as it can be. A maze of exactly the frame's size gets the identity.
     pub fn around_open_cells(maze: &Grid, rows: usize, cols: usize) -> Result<Window, WindowError> {
@@ -159,6 +188,19 @@ mod tests {
         let window = Window::around_open_cells(&maze, 7, 7).unwrap();
         assert!(window.is_identity(&maze));
         assert_eq!(window.crop(&maze), maze);
+    }
+
+    #[test]
+    fn a_size_general_model_sees_the_maze_itself_and_a_fixed_one_its_frame() {
+        let maze = Grid::parse_lines("S #\n  G\n").unwrap();
+        let whole = Window::place(&maze, Frame::AnySize).unwrap();
+        assert!(whole.is_identity(&maze));
+        assert_eq!(whole.view(&maze), maze);
+        assert_eq!(whole.paste(&maze, &label(&maze).unwrap().tokens()), label(&maze).unwrap().tokens());
+        let framed = Window::place(&maze, Frame::Size(7, 7)).unwrap();
+        assert_eq!(framed, Window::around_open_cells(&maze, 7, 7).unwrap());
+        assert_eq!(framed.view(&maze), framed.crop(&maze));
+        assert!(Window::place(&Grid::parse_lines("S         G\n").unwrap(), Frame::Size(7, 7)).is_err());
     }
 
     #[test]

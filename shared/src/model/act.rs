@@ -6,12 +6,15 @@
 //! and decides who halts: in eval every row runs exactly `halt_max_steps`; in training a row
 //! also halts when `q_halt > 0`, unless exploration gave it a random minimum of steps.
 
+use std::borrow::Cow;
+
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use rand::{Rng, RngCore};
 
 use super::ModelError;
 use super::config::DataSizes;
+use super::steps::{ActRun, Halting, RunOutput};
 use super::trm::{InnerCarry, StepOutput, Trm};
 
 /// A batch as the ACT wrapper sees it.
@@ -192,7 +195,7 @@ pub struct Inference {
 /// Eval-mode inference: fresh carry, then `steps` ACT steps on the same batch, calling
 /// `on_step(step_index, &output)` after each. For `steps ≤ halt_max_steps` this is exactly
 /// the reference's evaluation; more steps keep recursing instead of resetting.
-/// With `stop_when_all_halt`, stops once every row's `q_halt > 0`.
+/// With `stop_when_all_halt`, stops once every row's `q_halt > 0`. A thin use of [`ActRun`].
 pub fn run_inference<B: Backend>(
     trm: &Trm<B>,
     batch: &ActBatch<B>,
@@ -200,25 +203,14 @@ pub fn run_inference<B: Backend>(
     stop_when_all_halt: bool,
     mut on_step: impl FnMut(usize, &StepOutput<B>) -> Result<(), ModelError>,
 ) -> Result<Inference, ModelError> {
-    let [b, _] = batch.inputs.dims();
-    let mut carry = trm.initial_carry(b);
-    for step in 0..steps {
-        let (next, out) = trm.forward(carry, batch.inputs.clone(), batch.puzzle_identifiers.clone());
-        carry = next;
-        on_step(step, &out)?;
-        if stop_when_all_halt {
-            let all = out.q_halt.clone().greater_elem(0.0).all().into_scalar();
-            if bool_from(all) {
-                return Ok(Inference { steps_run: step + 1, stopped_early_at: Some(step + 1) });
-            }
-        }
+    let halting = if stop_when_all_halt { Halting::AllRows } else { Halting::Never };
+    let mut run = ActRun::reference(Cow::Borrowed(trm), batch, steps, halting);
+    while let Some(step) = run.next()? {
+        let RunOutput { logits, q_halt, q_continue } = step.output;
+        let q_continue = q_continue.ok_or_else(|| ModelError::Input("the reference network gave no q_continue".into()))?;
+        on_step(step.step - 1, &StepOutput { logits, q_halt, q_continue })?;
     }
-    Ok(Inference { steps_run: steps, stopped_early_at: None })
-}
-
-/// Backends differ in their bool element; compare through its conversion.
-fn bool_from<E: burn::tensor::ElementConversion>(v: E) -> bool {
-    v.elem::<i32>() != 0
+    Ok(Inference { steps_run: run.steps_run(), stopped_early_at: run.all_halted_at() })
 }
 
 #[cfg(test)]

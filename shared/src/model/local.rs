@@ -22,6 +22,8 @@
 //! one update of the label rule ([`crate::maze::wave`]), and a bigger maze simply takes more
 //! ACT steps. Shapes: `B` batch, `S = rows · cols` cells (row-major), `D` hidden size.
 
+use std::borrow::Cow;
+
 use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::module::embedding;
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ModelError;
 use super::checkpoint::StateDict;
+use super::steps::{ActRun, Halting};
 use super::trm::{CastedLinear, InnerCarry, SwiGlu, rms_norm};
 use super::weights::{Export, Init, NamedParam, NamedParams, WeightSource, Weights};
 
@@ -509,7 +512,8 @@ pub fn solve<B: Backend>(
 
 /// [`solve`], where `stop_at_halt = false` runs all `max_steps` steps even after every maze
 /// has halted (to score the answers after each step, as `trm eval` does); `halted_at` is then
-/// each maze's first step with `q_halt > 0` and `answers` those of that step.
+/// each maze's first step with `q_halt > 0` and `answers` those of that step. A thin use of
+/// [`ActRun`].
 pub fn run_steps<B: Backend>(
     model: &LocalTrm<B>,
     tokens: &[u8],
@@ -519,146 +523,31 @@ pub fn run_steps<B: Backend>(
     device: &B::Device,
     mut on_step: impl FnMut(usize, &[u8], &[f32]) -> bool,
 ) -> Result<LocalAnswers, ModelError> {
-    let cells = grid.cells();
-    if grid.rows == 0 || grid.cols == 0 || grid.rows > MAX_SIDE || grid.cols > MAX_SIDE {
-        return Err(ModelError::Input(format!("maze size {}x{} is outside 1..={MAX_SIDE}", grid.rows, grid.cols)));
-    }
-    if tokens.is_empty() || tokens.len() % cells != 0 {
-        return Err(ModelError::Input(format!("{} tokens are not whole {}x{} mazes", tokens.len(), grid.rows, grid.cols)));
-    }
-    if let Some(t) = tokens.iter().find(|&&t| usize::from(t) >= model.config.vocab_size) {
-        return Err(ModelError::Input(format!("token {t} is outside the vocabulary 0..{}", model.config.vocab_size)));
-    }
-    let n = tokens.len() / cells;
-    let ids: Vec<i32> = tokens.iter().map(|&t| i32::from(t)).collect();
-    let inputs = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, cells]), device);
-    let mut x = model.input_embeddings(inputs, None);
-    let mut carry = model.initial_carry(n, cells, None);
+    let halting = if stop_at_halt { Halting::EachRow } else { Halting::Never };
+    let mut run = ActRun::local(Cow::Borrowed(model), tokens, grid, max_steps.max(1), halting, device)?;
+    let (n, cells) = (run.rows(), grid.cells());
     let mut out = LocalAnswers { answers: vec![Vec::new(); n], halted_at: vec![None; n], q_halt: vec![0.0; n], steps_run: 0 };
-    // The maze of each batch row. With `stop_at_halt`, a maze that halted leaves the batch
-    // (rows never interact), so a step costs only the mazes still running; `on_step` then
-    // sees its answer and Q as they were when it halted.
-    let mut active: Vec<usize> = (0..n).collect();
-    let (mut all_answers, mut all_q) = (vec![0u8; n * cells], vec![0.0f32; n]);
-    for step in 1..=max_steps.max(1) {
-        let (next, output) = model.step(carry, &x, grid, None, false);
-        carry = next;
-        let answers: Vec<u8> = output.logits.argmax(2).into_data().convert::<i64>().iter::<i64>().map(|t| t as u8).collect();
-        let q: Vec<f32> = output.q_halt.into_data().convert::<f32>().iter::<f32>().collect();
-        out.steps_run = step;
-        for (row, &i) in active.iter().enumerate() {
-            let answer = &answers[row * cells..(row + 1) * cells];
-            all_answers[i * cells..(i + 1) * cells].copy_from_slice(answer);
-            all_q[i] = q[row];
+    while let Some(step) = run.next()? {
+        out.steps_run = step.step;
+        for i in 0..n {
+            // A maze's answer is the one of the step where it first halted.
             if out.halted_at[i].is_none() {
-                out.answers[i] = answer.to_vec();
-                out.q_halt[i] = q[row];
-                if q[row] > 0.0 {
-                    out.halted_at[i] = Some(step);
-                }
+                out.answers[i] = step.answers[i * cells..(i + 1) * cells].to_vec();
+                out.q_halt[i] = step.q_halt[i];
+                out.halted_at[i] = run.halted_at()[i];
             }
         }
-        if !on_step(step, &all_answers, &all_q) || (stop_at_halt && out.halted_at.iter().all(Option::is_some)) {
+        if !on_step(step.step, &step.answers, &step.q_halt) {
             break;
-        }
-        if stop_at_halt && active.iter().any(|&i| out.halted_at[i].is_some()) {
-            let keep: Vec<usize> = (0..active.len()).filter(|&row| out.halted_at[active[row]].is_none()).collect();
-            let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(keep.iter().map(|&r| r as i64).collect::<Vec<_>>(), [keep.len()]), device);
-            carry = InnerCarry { z_h: carry.z_h.select(0, rows.clone()), z_l: carry.z_l.select(0, rows.clone()) };
-            x = x.select(0, rows);
-            active = keep.into_iter().map(|row| active[row]).collect();
         }
     }
     Ok(out)
 }
 
-/// [`solve`] over many mazes in batches of `opts.batch_size`, as [`super::predict`] hands out
-/// the reference model's answers: `answers[s]` is every maze's answer after ACT step `s + 1`
-/// and `stopped_early_at` the step where the maze halted (`q_halt > 0`).
-///
-/// With `opts.stop_when_all_halt` (how the model is used), a maze's answer is frozen from the
-/// step where it halted, so the last step holds the answers the model gives, and a batch ends
-/// when all its mazes have halted: the steps run are those of the slowest batch (at most
-/// `opts.steps`). Without it every maze runs exactly `opts.steps` steps and `answers[s]` is
-/// what the model says after step `s + 1`, halted or not (to score each step).
-pub fn predict_local<B: Backend>(
-    model: &LocalTrm<B>,
-    tokens: &[u8],
-    grid: GridShape,
-    opts: &super::PredictOptions,
-    device: &B::Device,
-    mut progress: impl FnMut(usize),
-) -> Result<super::Predictions, ModelError> {
-    let cells = grid.cells();
-    if opts.steps == 0 || opts.batch_size == 0 {
-        return Err(ModelError::Input("steps and batch size must be at least 1".into()));
-    }
-    if opts.keep_logits {
-        return Err(ModelError::Input("the size-general model does not keep logits".into()));
-    }
-    if cells == 0 || tokens.len() % cells != 0 {
-        return Err(ModelError::Input(format!("{} tokens are not whole {}x{} mazes", tokens.len(), grid.rows, grid.cols)));
-    }
-    let n = tokens.len() / cells;
-    let mut answers: Vec<Vec<u8>> = Vec::new();
-    let mut q_halt: Vec<Vec<f32>> = Vec::new();
-    let mut stopped = vec![None; n];
-    for start in (0..n).step_by(opts.batch_size) {
-        let end = (start + opts.batch_size).min(n);
-        let mut frozen: Vec<Option<usize>> = vec![None; end - start];
-        let freeze = opts.stop_when_all_halt;
-        let result = run_steps(model, &tokens[start * cells..end * cells], grid, opts.steps, freeze, device, |step, a, q| {
-            if answers.len() < step {
-                // A step no earlier batch reached: earlier mazes keep their last answer.
-                let (prev_a, prev_q) = match (answers.last(), q_halt.last()) {
-                    (Some(pa), Some(pq)) => (pa.clone(), pq.clone()),
-                    _ => (vec![0u8; n * cells], vec![0.0f32; n]),
-                };
-                answers.push(prev_a);
-                q_halt.push(prev_q);
-            }
-            for (k, f) in frozen.iter_mut().enumerate() {
-                let i = start + k;
-                let src = f.unwrap_or(step);
-                if src == step {
-                    answers[step - 1][i * cells..(i + 1) * cells].copy_from_slice(&a[k * cells..(k + 1) * cells]);
-                    q_halt[step - 1][i] = q[k];
-                    if freeze && q[k] > 0.0 {
-                        *f = Some(step);
-                    }
-                } else {
-                    let (done, rest) = answers.split_at_mut(step - 1);
-                    rest[0][i * cells..(i + 1) * cells].copy_from_slice(&done[src - 1][i * cells..(i + 1) * cells]);
-                    q_halt[step - 1][i] = q_halt[src - 1][i];
-                }
-            }
-            true
-        })?;
-        // Steps this batch did not run (it halted sooner than an earlier one): its last answer.
-        for step in result.steps_run + 1..=answers.len() {
-            for i in start..end {
-                let (done, rest) = answers.split_at_mut(step - 1);
-                rest[0][i * cells..(i + 1) * cells].copy_from_slice(&done[result.steps_run - 1][i * cells..(i + 1) * cells]);
-                q_halt[step - 1][i] = q_halt[result.steps_run - 1][i];
-            }
-        }
-        stopped[start..end].copy_from_slice(&result.halted_at);
-        progress(end);
-    }
-    Ok(super::Predictions {
-        n,
-        seq_len: cells,
-        vocab_size: model.config.vocab_size,
-        answers,
-        q_halt,
-        logits: None,
-        stopped_early_at: stopped,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::predict_local;
     use crate::model::{Cpu, RandomInit};
 
     fn tiny() -> LocalConfig {

@@ -5,7 +5,8 @@
 //! - [`trm`]: the network and the recursion, in one file.
 //! - [`weights`]: the checkpoint's tensor names; each module takes and exports its own.
 //! - [`ops`]: attention and SwiGLU's gate, on the Flex kernels or burn's ops.
-//! - [`act`]: the ACT wrapper (carry, halting, exploration) and an inference loop.
+//! - [`act`]: the ACT wrapper of training (carry, halting, exploration).
+//! - [`steps`]: inference's ACT loop, one step at a time, for both families.
 //! - [`checkpoint`]: reference checkpoints (`torch.save` files, safetensors) in and out;
 //!   `torch` reads the `torch.save` zips, bounded against crafted files.
 //! - [`predict`]: batched inference keeping the answer after every ACT step.
@@ -23,6 +24,7 @@ pub mod load;
 pub mod local;
 pub mod ops;
 pub mod predict;
+pub mod steps;
 pub(crate) mod torch;
 pub mod trm;
 pub mod weights;
@@ -34,8 +36,9 @@ pub use init::RandomInit;
 #[cfg(feature = "native")]
 pub use load::load_files;
 pub use load::{AnyModel, MazeSize, ModelConfig, Unresolved};
-pub use local::{GridShape, LocalConfig, LocalTrm, predict_local, run_steps, solve};
-pub use predict::{PredictOptions, Predictions, predict};
+pub use local::{GridShape, LocalConfig, LocalTrm, run_steps, solve};
+pub use predict::{PredictOptions, Predictions, predict, predict_local};
+pub use steps::{ActRun, Halting, RunOutput, RunStep};
 pub use trm::{InnerCarry, StepOutput, Trm};
 pub use weights::{NamedParam, NamedParams};
 
@@ -63,4 +66,7 @@ pub enum ModelError {
     /// Inputs that do not fit the model (shape, token or puzzle id out of range).
     #[error("inputs: {0}")]
     Input(String),
+    /// A step's outputs that could not be read back from the device.
+    #[error("reading the model's outputs: {0}")]
+    Read(String),
 }

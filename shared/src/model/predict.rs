@@ -1,8 +1,13 @@
-//! Batched inference over many mazes, collecting the answer after every ACT step.
+//! Batched inference over many mazes of either family, collecting the answer after every
+//! ACT step, each batch an [`ActRun`].
+
+use std::borrow::Cow;
 
 use burn::prelude::*;
 
-use super::act::{make_batch, run_inference};
+use super::act::make_batch;
+use super::local::{GridShape, LocalTrm};
+use super::steps::{ActRun, Halting};
 use super::trm::Trm;
 use super::ModelError;
 
@@ -60,66 +65,142 @@ pub fn predict<B: Backend>(
     let sizes = model.sizes();
     let (seq, vocab) = (sizes.seq_len, sizes.vocab_size);
     let n = ids.len();
-    if opts.steps == 0 || opts.batch_size == 0 {
-        return Err(ModelError::Input("steps and batch size must be at least 1".into()));
-    }
+    check_options(opts)?;
     if tokens.len() != n * seq {
         return Err(ModelError::Input(format!("{} tokens for {n} rows of {seq} cells", tokens.len())));
     }
-    let mut out = Predictions {
-        n,
-        seq_len: seq,
-        vocab_size: vocab,
-        answers: vec![vec![0; n * seq]; opts.steps],
-        q_halt: vec![vec![0.0; n]; opts.steps],
-        logits: opts.keep_logits.then(|| vec![vec![0.0; n * seq * vocab]; opts.steps]),
-        stopped_early_at: vec![None; n],
-    };
-    let mut start = 0;
-    while start < n {
-        let end = (start + opts.batch_size).min(n);
-        let rows = end - start;
+    let halting = if opts.stop_when_all_halt { Halting::AllRows } else { Halting::Never };
+    let mut out = Collect::new(n, seq, vocab, opts.keep_logits);
+    for (start, end) in batches(n, opts.batch_size) {
         let toks: Vec<i32> = tokens[start * seq..end * seq].iter().map(|&t| t as i32).collect();
         let batch = make_batch::<B>(sizes, &toks, &ids[start..end], device)?;
-        let mut last = 0;
-        let result = run_inference(model, &batch, opts.steps, opts.stop_when_all_halt, |step, o| {
-            last = step;
-            let argmax = o.logits.clone().argmax(2).into_data();
-            for (k, v) in argmax.iter::<i64>().enumerate() {
-                out.answers[step][start * seq + k] = v as u8;
-            }
-            for (k, v) in o.q_halt.to_data().iter::<f32>().enumerate() {
-                out.q_halt[step][start + k] = v;
-            }
-            if let Some(logits) = out.logits.as_mut() {
-                let data = o.logits.to_data();
-                let dst = &mut logits[step][start * seq * vocab..end * seq * vocab];
-                for (d, v) in dst.iter_mut().zip(data.iter::<f32>()) {
+        let mut run = ActRun::reference(Cow::Borrowed(model), &batch, opts.steps, halting);
+        out.batch(&mut run, start)?;
+        // A batch stops early as a whole.
+        out.predictions.stopped_early_at[start..end].fill(run.all_halted_at());
+        progress(end);
+    }
+    // Rows of a batch that stopped early keep their last answer for the remaining steps.
+    Ok(out.finish(opts.steps))
+}
+
+/// [`predict`] for the size-general model on `rows x cols` mazes, the same way in batches of
+/// `opts.batch_size`: `answers[s]` is every maze's answer after ACT step `s + 1` and
+/// `stopped_early_at` the step where the maze halted (`q_halt > 0`).
+///
+/// With `opts.stop_when_all_halt` (how the model is used), a maze's answer is frozen from the
+/// step where it halted, so the last step holds the answers the model gives, and a batch ends
+/// when all its mazes have halted: the steps run are those of the slowest batch (at most
+/// `opts.steps`). Without it every maze runs exactly `opts.steps` steps and `answers[s]` is
+/// what the model says after step `s + 1`, halted or not (to score each step).
+pub fn predict_local<B: Backend>(
+    model: &LocalTrm<B>,
+    tokens: &[u8],
+    grid: GridShape,
+    opts: &PredictOptions,
+    device: &B::Device,
+    mut progress: impl FnMut(usize),
+) -> Result<Predictions, ModelError> {
+    let cells = grid.cells();
+    check_options(opts)?;
+    if opts.keep_logits {
+        return Err(ModelError::Input("the size-general model does not keep logits".into()));
+    }
+    if cells == 0 || tokens.len() % cells != 0 {
+        return Err(ModelError::Input(format!("{} tokens are not whole {}x{} mazes", tokens.len(), grid.rows, grid.cols)));
+    }
+    let n = tokens.len() / cells;
+    let halting = if opts.stop_when_all_halt { Halting::EachRow } else { Halting::Never };
+    let mut out = Collect::new(n, cells, model.config().vocab_size, false);
+    for (start, end) in batches(n, opts.batch_size) {
+        let mut run = ActRun::local(Cow::Borrowed(model), &tokens[start * cells..end * cells], grid, opts.steps, halting, device)?;
+        out.batch(&mut run, start)?;
+        out.predictions.stopped_early_at[start..end].copy_from_slice(run.halted_at());
+        progress(end);
+    }
+    // The steps run are the slowest batch's.
+    Ok(out.predictions)
+}
+
+fn check_options(opts: &PredictOptions) -> Result<(), ModelError> {
+    if opts.steps == 0 || opts.batch_size == 0 {
+        return Err(ModelError::Input("steps and batch size must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// `(start, end)` of each batch of `size` rows out of `n`.
+fn batches(n: usize, size: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).step_by(size).map(move |start| (start, (start + size).min(n)))
+}
+
+/// Predictions filled batch by batch, growing by a step whenever a batch runs one that no
+/// earlier batch reached.
+struct Collect {
+    predictions: Predictions,
+}
+
+impl Collect {
+    fn new(n: usize, seq_len: usize, vocab_size: usize, keep_logits: bool) -> Collect {
+        let logits = keep_logits.then(Vec::new);
+        Collect {
+            predictions: Predictions { n, seq_len, vocab_size, answers: Vec::new(), q_halt: Vec::new(), logits, stopped_early_at: vec![None; n] },
+        }
+    }
+
+    /// Runs `run` (rows `start..`) to its end, keeping every step; steps it did not run hold
+    /// its last answer.
+    fn batch<B: Backend>(&mut self, run: &mut ActRun<'_, B>, start: usize) -> Result<(), ModelError> {
+        let Predictions { seq_len: seq, vocab_size: vocab, .. } = self.predictions;
+        let end = start + run.rows();
+        while let Some(step) = run.next()? {
+            self.grow(step.step);
+            let (p, s) = (&mut self.predictions, step.step - 1);
+            p.answers[s][start * seq..end * seq].copy_from_slice(&step.answers);
+            p.q_halt[s][start..end].copy_from_slice(&step.q_halt);
+            if let Some(logits) = p.logits.as_mut() {
+                // Kept only for the reference model, whose rows all run every step.
+                let data = step.output.logits.to_data();
+                for (d, v) in logits[s][start * seq * vocab..end * seq * vocab].iter_mut().zip(data.iter::<f32>()) {
                     *d = v;
                 }
             }
-            Ok(())
-        })?;
-        // Rows of a batch that stopped early keep their last answer for the remaining steps.
-        for step in last + 1..opts.steps {
-            let (done, rest) = out.answers.split_at_mut(step);
+        }
+        let last = run.steps_run().max(1) - 1;
+        let p = &mut self.predictions;
+        for s in last + 1..p.answers.len() {
+            let (done, rest) = p.answers.split_at_mut(s);
             rest[0][start * seq..end * seq].copy_from_slice(&done[last][start * seq..end * seq]);
-            let (done, rest) = out.q_halt.split_at_mut(step);
+            let (done, rest) = p.q_halt.split_at_mut(s);
             rest[0][start..end].copy_from_slice(&done[last][start..end]);
-            if let Some(logits) = out.logits.as_mut() {
+            if let Some(logits) = p.logits.as_mut() {
                 let r = start * seq * vocab..end * seq * vocab;
-                let (done, rest) = logits.split_at_mut(step);
+                let (done, rest) = logits.split_at_mut(s);
                 rest[0][r.clone()].copy_from_slice(&done[last][r]);
             }
         }
-        for s in &mut out.stopped_early_at[start..end] {
-            *s = result.stopped_early_at;
-        }
-        debug_assert_eq!(rows, end - start);
-        start = end;
-        progress(end);
+        Ok(())
     }
-    Ok(out)
+
+    /// Adds steps up to `steps`, each a copy of the last (rows of earlier batches keep their
+    /// last answer), the first zeros.
+    fn grow(&mut self, steps: usize) {
+        let p = &mut self.predictions;
+        let (cells, rows, logit_len) = (p.n * p.seq_len, p.n, p.n * p.seq_len * p.vocab_size);
+        while p.answers.len() < steps {
+            p.answers.push(p.answers.last().cloned().unwrap_or_else(|| vec![0; cells]));
+            p.q_halt.push(p.q_halt.last().cloned().unwrap_or_else(|| vec![0.0; rows]));
+            if let Some(logits) = p.logits.as_mut() {
+                logits.push(logits.last().cloned().unwrap_or_else(|| vec![0.0; logit_len]));
+            }
+        }
+    }
+
+    /// The predictions with exactly `steps` steps.
+    fn finish(mut self, steps: usize) -> Predictions {
+        self.grow(steps);
+        self.predictions
+    }
 }
 
 #[cfg(test)]
