@@ -117,6 +117,26 @@ impl Scored {
     }
 }
 
+/// What the page shows about an answer: the verdict, its line, and the cells to mark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judgement {
+    /// The verdict ([`Verdict::Invalid`] when the answer cannot be scored at all).
+    pub verdict: Verdict,
+    /// One line for the page.
+    pub line: String,
+    /// Cells that differ from the label (none when the answer cannot be scored).
+    pub wrong_cells: Vec<usize>,
+}
+
+/// Scores `tokens` against `maze` for the page: an answer that cannot be scored (the maze
+/// is no puzzle, the answer has another length) is invalid, with the reason as its line.
+pub fn judge(maze: &Grid, tokens: &[u8]) -> Judgement {
+    match score(maze, tokens) {
+        Ok(s) => Judgement { verdict: s.verdict, line: s.summary(), wrong_cells: s.wrong_cells },
+        Err(e) => Judgement { verdict: Verdict::Invalid, line: e.to_string(), wrong_cells: Vec::new() },
+    }
+}
+
 /// Scores `tokens` (row-major, padding allowed) against the puzzle `maze`.
 pub fn score(maze: &Grid, tokens: &[u8]) -> Result<Scored, MazeError> {
     let expected = label(maze)?;
@@ -197,5 +217,16 @@ mod tests {
         let s = score(&maze, &step.tokens).unwrap();
         assert_eq!((s.verdict, s.wrong_cells.clone()), (Verdict::Invalid, vec![1]));
         assert!(score(&maze, &[3, 2]).is_err());
+    }
+
+    #[test]
+    fn judgements_carry_the_verdict_line_and_marks_or_the_reason() {
+        let maze = grid("S \n G\n");
+        let j = judge(&maze, &tokens("S?oG"));
+        assert_eq!((j.verdict, j.wrong_cells.clone()), (Verdict::Invalid, vec![1]));
+        assert!(j.line.starts_with("invalid: 1 wrong cells"), "{}", j.line);
+        let j = judge(&maze, &[3, 2]);
+        assert_eq!((j.verdict, j.wrong_cells.len()), (Verdict::Invalid, 0));
+        assert_eq!(j.line, score(&maze, &[3, 2]).unwrap_err().to_string());
     }
 }

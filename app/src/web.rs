@@ -101,6 +101,23 @@ pub async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
+/// The `<input>` an event came from, if it came from one.
+pub fn input_of(ev: &web_sys::Event) -> Option<web_sys::HtmlInputElement> {
+    ev.target()?.dyn_into().ok()
+}
+
+/// Files chosen in an `<input type=file>`, read whole, with their names.
+pub async fn chosen_files(input: &web_sys::HtmlInputElement) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let list = input.files().ok_or("no files chosen")?;
+    let mut out = Vec::new();
+    for i in 0..list.length() {
+        if let Some(f) = list.get(i) {
+            out.push((f.name(), read_file(&f).await?));
+        }
+    }
+    Ok(out)
+}
+
 /// Puts text on the clipboard.
 pub async fn copy_text(text: &str) -> Result<(), String> {
     let clipboard = window()?.navigator().clipboard();

@@ -8,7 +8,6 @@ use web_sys::CanvasRenderingContext2d;
 
 use super::palette;
 use super::state::State;
-use crate::analysis::{facts, score};
 
 /// What to draw over the maze.
 struct Overlay<'a> {
@@ -106,7 +105,8 @@ fn cell_at(canvas: &web_sys::HtmlCanvasElement, grid: &Grid, ev: &web_sys::Point
 
 /// The drawing surface.
 #[component]
-pub fn Board(state: State) -> impl IntoView {
+pub fn Board() -> impl IntoView {
+    let state = expect_context::<State>();
     let canvas = NodeRef::<Canvas>::new();
     let resized = RwSignal::new(0u32);
     let handle = window_event_listener(leptos::ev::resize, move |_| resized.update(|n| *n += 1));
@@ -115,16 +115,17 @@ pub fn Board(state: State) -> impl IntoView {
     Effect::new(move |_| {
         resized.track();
         let Some(el) = canvas.get() else { return };
-        let show_path = state.show_path.get();
+        let optimal = state.show_path.get().then(|| state.facts.with(|f| f.optimal_path.clone())).flatten();
         state.editor.with(|e| {
             let grid = e.grid();
-            let f = show_path.then(|| facts(grid));
             state.run.with(|run| {
+                // An answer is drawn only over the very maze it was solved on.
                 let on_this_maze = run.maze.as_ref() == Some(grid);
                 let answer = run.steps.get(run.shown).filter(|_| on_this_maze).map(|s| s.tokens.as_slice());
-                let wrong = answer.and_then(|a| score(grid, a).ok()).map(|s| s.wrong_cells).unwrap_or_default();
-                let optimal = f.as_ref().and_then(|f| f.optimal_path.as_deref());
-                draw(&el, grid, &Overlay { optimal, answer, wrong: &wrong });
+                state.judgement.with(|j| {
+                    let wrong = j.as_ref().filter(|_| on_this_maze).map_or(&[][..], |j| j.wrong_cells.as_slice());
+                    draw(&el, grid, &Overlay { optimal: optimal.as_deref(), answer, wrong });
+                });
             });
         });
     });

@@ -2,6 +2,7 @@
 //! a generated maze, datasets, service worker).
 
 mod board;
+mod maze_panel;
 mod palette;
 mod panels;
 mod state;
@@ -10,7 +11,8 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
 use board::Board;
-use panels::{MazePanel, ModelPanel, ResultPanel, SolvePanel};
+use maze_panel::MazePanel;
+use panels::{ModelPanel, ResultPanel, SolvePanel};
 use state::State;
 
 use crate::formats::shortcut;
@@ -26,6 +28,7 @@ fn typing_in_field(ev: &web_sys::KeyboardEvent) -> bool {
 #[component]
 pub fn App() -> impl IntoView {
     let state = State::new();
+    provide_context(state);
     state.load_default_model();
     // The page opens with a hard maze ready to solve (30x30, the benchmark's size).
     state.generate_first();
@@ -48,13 +51,13 @@ pub fn App() -> impl IntoView {
             <h1>"trm"<span>" · Tiny Recursive Model on mazes"</span></h1>
         </header>
         <main>
-            <div class="board"><Board state=state /></div>
+            <div class="board"><Board /></div>
             <aside>
                 <p id="note" class:error=move || state.note.with(|n| n.error)>{move || state.note.with(|n| n.text.clone())}</p>
-                <SolvePanel state=state />
-                <ResultPanel state=state />
-                <MazePanel state=state />
-                <ModelPanel state=state />
+                <SolvePanel />
+                <ResultPanel />
+                <MazePanel />
+                <ModelPanel />
             </aside>
         </main>
     }

@@ -1,4 +1,6 @@
-//! The page's state (signals) and the actions the buttons and keys trigger.
+//! The page's state (signals, the memos derived from them, the solve action) and the
+//! actions the buttons and keys trigger. [`super::App`] provides one [`State`] as context;
+//! every component takes it with `expect_context::<State>()`.
 
 use std::rc::Rc;
 
@@ -8,9 +10,10 @@ use trm_shared::wire::{DatasetInfo, DatasetPage};
 use trm_shared::generate::{GenerateConfig, generate_splits};
 use trm_shared::maze::{DEFAULT_SIZE, Grid};
 
-use crate::analysis::StepTokens;
+use crate::analysis::{Judgement, MazeFacts, StepTokens, facts, judge};
 use crate::editor::{Editor, Tool, blank};
 use crate::engine::{self, Choice, Engine, Outcome, SharedEngine};
+// `Action` is the key and button command here; leptos's async action is named in full.
 use crate::formats::Action;
 use crate::model_files::{self, ModelSpec};
 use crate::web;
@@ -54,12 +57,38 @@ pub struct Note {
     pub text: String,
 }
 
+/// The model in use, as the page shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    /// One line: which model, or that one is loading or missing.
+    pub line: String,
+    /// The side of the mazes it takes (a reference model), or `None` (any size).
+    pub side: Option<usize>,
+    /// Whether it is the size-general model (the step count is then a cap).
+    pub local: bool,
+}
+
+impl Default for ModelInfo {
+    fn default() -> ModelInfo {
+        ModelInfo { line: "loading the default model…".into(), side: None, local: false }
+    }
+}
+
+/// What the solve action runs: the maze as it was when Solve was pressed, on which backend,
+/// for how many ACT steps (their cap for the size-general model).
+#[derive(Clone)]
+pub struct SolveRequest {
+    maze: Grid,
+    choice: Choice,
+    steps: usize,
+}
+
 /// The blank benchmark-sized maze the page holds until its first generated maze arrives.
 fn opening_maze() -> Grid {
     blank(DEFAULT_SIZE, DEFAULT_SIZE).unwrap_or_else(|_| Grid::open(2, 2))
 }
 
-/// Every signal of the page, cheap to copy into handlers.
+/// Every signal of the page and what is derived from them, cheap to copy into handlers.
 #[derive(Clone, Copy)]
 pub struct State {
     pub editor: RwSignal<Editor>,
@@ -68,39 +97,78 @@ pub struct State {
     pub choice: RwSignal<Choice>,
     pub steps: RwSignal<usize>,
     pub run: RwSignal<Run>,
-    pub model_line: RwSignal<String>,
-    pub model_side: RwSignal<Option<usize>>,
-    /// Whether the model in use is the size-general one (the step count is then a cap).
-    pub model_local: RwSignal<bool>,
+    pub model: RwSignal<ModelInfo>,
     pub note: RwSignal<Note>,
-    pub busy: RwSignal<bool>,
     pub datasets: RwSignal<Vec<DatasetInfo>>,
     pub dataset: RwSignal<String>,
     pub dataset_index: RwSignal<usize>,
     pub text: RwSignal<String>,
     pub engine: StoredValue<SharedEngine, LocalStorage>,
+    /// Runs one solve, streaming its steps into `run`.
+    solver: leptos::prelude::Action<SolveRequest, ()>,
+    /// Whether a solve is in progress (the solve action is pending).
+    pub solving: Memo<bool>,
+    /// Facts about the maze in the editor: one BFS per edit, shared by the board and the panel.
+    pub facts: Memo<MazeFacts>,
+    /// The answer shown (the run's step at the slider), if any.
+    pub shown: Memo<Option<StepTokens>>,
+    /// The shown answer judged against the maze it was solved on.
+    pub judgement: Memo<Option<Judgement>>,
+    /// The side of the mazes the model takes (`None`: any size).
+    pub model_side: Memo<Option<usize>>,
+    /// Whether the model is the size-general one (the step count is then a cap).
+    pub model_local: Memo<bool>,
 }
 
 impl State {
     /// Fresh state: a blank benchmark-sized maze until the generator's first maze arrives.
     pub fn new() -> State {
+        let editor = RwSignal::new(Editor::new(opening_maze()));
+        let run = RwSignal::new(Run::default());
+        let model = RwSignal::new(ModelInfo::default());
+        let engine = StoredValue::new_local(Rc::new(std::cell::RefCell::new(Engine::default())));
+        let solver = leptos::prelude::Action::new_local(move |request: &SolveRequest| {
+            let SolveRequest { maze, choice, steps } = request.clone();
+            let engine = engine.get_value();
+            async move {
+                let on_step = |s: StepTokens| {
+                    run.update(|r| {
+                        r.steps.push(s);
+                        r.shown = r.steps.len() - 1;
+                    })
+                };
+                let result = engine::solve(&engine, choice, &maze, steps, on_step).await;
+                run.update(|r| {
+                    r.status = match result {
+                        Ok(o) => RunStatus::Done(o),
+                        Err(e) => RunStatus::Failed(e),
+                    }
+                });
+            }
+        });
+        let shown = Memo::new(move |_| run.with(|r| r.steps.get(r.shown).cloned()));
+        let judgement = Memo::new(move |_| run.with(|r| Some(judge(r.maze.as_ref()?, &r.steps.get(r.shown)?.tokens))));
         State {
-            editor: RwSignal::new(Editor::new(opening_maze())),
+            editor,
             tool: RwSignal::new(Tool::Wall),
             show_path: RwSignal::new(false),
             choice: RwSignal::new(Choice::WebGpu),
             steps: RwSignal::new(16),
-            model_local: RwSignal::new(false),
-            run: RwSignal::new(Run::default()),
-            model_line: RwSignal::new("loading the default model…".into()),
-            model_side: RwSignal::new(None),
+            run,
+            model,
             note: RwSignal::new(Note::default()),
-            busy: RwSignal::new(false),
             datasets: RwSignal::new(Vec::new()),
             dataset: RwSignal::new(String::new()),
             dataset_index: RwSignal::new(0),
             text: RwSignal::new(String::new()),
-            engine: StoredValue::new_local(Rc::new(std::cell::RefCell::new(Engine::default()))),
+            engine,
+            solver,
+            solving: solver.pending(),
+            facts: Memo::new(move |_| editor.with(|e| facts(e.grid()))),
+            shown,
+            judgement,
+            model_side: Memo::new(move |_| model.with(|m| m.side)),
+            model_local: Memo::new(move |_| model.with(|m| m.local)),
         }
     }
 
@@ -140,9 +208,9 @@ impl State {
         self.say(what);
     }
 
-    /// Solves the maze in the editor with the chosen backend.
+    /// Solves the maze in the editor with the chosen backend, unless a solve is running.
     pub fn solve(&self) {
-        if self.busy.get_untracked() {
+        if self.solving.get_untracked() {
             return;
         }
         let maze = self.editor.with_untracked(|e| e.grid().clone());
@@ -150,27 +218,12 @@ impl State {
             self.fail(format!("cannot solve: {e}"));
             return;
         }
-        let (choice, steps, run, busy) = (self.choice.get_untracked(), self.steps.get_untracked(), self.run, self.busy);
-        run.set(Run { maze: Some(maze.clone()), steps: Vec::new(), shown: 0, status: RunStatus::Running(choice) });
-        busy.set(true);
+        let choice = self.choice.get_untracked();
+        self.run.set(Run { maze: Some(maze.clone()), steps: Vec::new(), shown: 0, status: RunStatus::Running(choice) });
         self.note.set(Note::default());
-        let engine = self.engine.get_value();
-        spawn_local(async move {
-            let on_step = |s: StepTokens| {
-                run.update(|r| {
-                    r.steps.push(s);
-                    r.shown = r.steps.len() - 1;
-                })
-            };
-            let result = engine::solve(&engine, choice, &maze, steps, on_step).await;
-            run.update(|r| {
-                r.status = match result {
-                    Ok(o) => RunStatus::Done(o),
-                    Err(e) => RunStatus::Failed(e),
-                }
-            });
-            busy.set(false);
-        });
+        // The handle is dropped: a cancel goes through the engine, which stops the backend
+        // and ends the solve with an error, rather than dropping its future.
+        self.solver.dispatch_local(SolveRequest { maze, choice, steps: self.steps.get_untracked() });
     }
 
     /// Stops the solve in progress: on the CPU at once (its worker is terminated), on
@@ -268,9 +321,7 @@ impl State {
     /// takes the maze as it is).
     pub fn use_model(&self, spec: ModelSpec) {
         let side = spec.side();
-        self.model_line.set(spec.describe());
-        self.model_side.set(side);
-        self.model_local.set(spec.is_local());
+        self.model.set(ModelInfo { line: spec.describe(), side, local: spec.is_local() });
         self.steps.set(spec.halt_max_steps().clamp(1, MAX_STEPS));
         self.engine.with_value(|e| e.borrow_mut().set_spec(Rc::new(spec)));
         let Some(side) = side else { return };
@@ -300,7 +351,8 @@ impl State {
             match result {
                 Ok(spec) => state.use_model(spec),
                 Err(e) => {
-                    state.model_line.set("no model".into());
+                    // The engine keeps the model it had, so its side and kind stay as they are.
+                    state.model.update(|m| m.line = "no model".into());
                     state.fail(format!("default model: {e}"));
                 }
             }
