@@ -23,74 +23,76 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const scratch = mkdtempSync(join(tmpdir(), 'trm-e2e-'));
 mkdirSync(SHOTS, { recursive: true });
 
-// A 30x30 maze (generated, 31 moves) that the committed default model solves within 10 ACT
-// steps, and the cap the tests run it under: WebGPU on SwiftShader takes seconds per 30x30 step.
+// A 30x30 maze (`trm generate --size 30 --train 0 --test 40 --min-moves 28 --seed 20261204`,
+// test example 2, 31 moves) that the committed default model solves within 10 ACT steps, and
+// the cap the tests run it under: WebGPU on SwiftShader takes seconds per 30x30 step.
 const MAZE30 = [
-  '#            #  # # #   #    #',
-  '  ## #S###  # ##   #   # ##   ',
-  '    ##   ##   #    ##  #####  ',
-  ' ##      #    #  # # ####  #  ',
-  '#  ## #   ####  ##  ##    # # ',
-  '             #   #          # ',
-  '##   #       #  #  #          ',
-  '# #     #   ##            ##  ',
-  '###  #         #   ##  #  #   ',
-  '      # ## #    ###      #    ',
-  ' ## # #    # ##   #  # # # # #',
-  '  ### ##  # # ###             ',
-  '    #  ### #     # #     # ## ',
-  ' ##   #  # # ##  #   #  ##  # ',
-  '  # #### ##             #    #',
-  '  #  ## ##    ### # #      # #',
-  '         #  #      #     #    ',
-  '  ###   ######  # ##  ##      ',
-  ' # #  #  #G#  # #   # # ##  ##',
-  ' ##### #                    # ',
-  ' # ###  #  #      ##         #',
-  '     # #   #  ##     #  #  ## ',
-  '     #   ##     # #  #        ',
-  '   ##    #    #   # #   # # ##',
-  '      #####    #     ## #   # ',
-  '  #      ##    #  ##      #   ',
-  '    # # #    #  ##  # ##    # ',
-  '## #  #####   #     # # #    #',
-  '    #   ##        ##  # #    #',
-  '   #     #     ##  #  #       ',
+  '   ###         # ## # ##    # ',
+  '    #  # ###### # #   ##  ### ',
+  '# #    # # ##    ##  #  # #  #',
+  '   # #  # # # ## # #   #  #   ',
+  '  ##  # #    # #   # #     #  ',
+  '  #    #      ## #   #        ',
+  '#        #    #      #      ##',
+  '        #    #  #    #     # #',
+  ' #    #  #    #  # ## #  # ## ',
+  '  #      ## #   # ##  #  #   #',
+  '   #### #      #  #      #  ##',
+  '   # ###        #      #   ## ',
+  ' #  #  ## ##  # # #   #  #  # ',
+  ' ##           #   #      #    ',
+  '#  #      #       G#   #   #  ',
+  '  ###  #  ##   #  # # #       ',
+  ' #    #  # ##  # ### ### #    ',
+  '###     #  #   #    #  #   #  ',
+  '# # ###   ###  #  # ##  #   # ',
+  '#  #     ##  ##  #       ##  #',
+  '        #     # ###  ##  # ###',
+  '  #  #    # ##   #      #     ',
+  '  ##   ##       ## #####      ',
+  '     #    # #   ## #    ##### ',
+  '# ##    #      #####   #  #   ',
+  '#   ### #   #  # #       #    ',
+  ' S##    #  #   #   #   #    # ',
+  '#     #   #             #   # ',
+  '#  # # #  ## #     ## #       ',
+  ' ## #      ##  ##  # #  ##  # ',
 ].join('\n') + '\n';
 const CAP30 = 12;
-// A hard 30x30 maze (generated, 123 moves, above the benchmark's 109) that the default model
-// solves within 40 ACT steps: run on the CPU worker and the server (fast enough there).
+// A hard 30x30 maze (`trm generate --size 30 --train 0 --test 500 --seed 20261202`, test
+// example 10, 126 moves, above the benchmark's 109) that the default model solves within 40
+// ACT steps: run on the CPU worker and the server (fast enough there).
 const HARD30 = [
-  ' ## # ##  ## #  #   #  ### #  ',
-  '#        #    #  ##   #   # ##',
-  '#     #         ##    # # ####',
-  '  #   #### #              #   ',
-  ' #         ## #           #   ',
-  '     ####             ###     ',
-  '        #    # ##  #   # # #  ',
-  '      ### # # #    ####  # ## ',
-  '    #### # ## ######  # #     ',
-  '       # ## #####  # ## # #   ',
-  '    #### #   ####  ## # ##  # ',
-  '## #     # #  ##   ##   #  ## ',
-  '       # ###     ##  ## # #   ',
-  ' #        # ## ####  #      # ',
-  '  #   #          # ### #  #   ',
-  '## ## ## ## #  # #     #  ### ',
-  '#    ##    ##  #  # # ## ##  #',
-  '   #####  #      #            ',
-  '##  # ##  #  #    # ##  #  # #',
-  '#   ## #  #  ## ##   ##   #  #',
-  '   #####    #  ### #### #  ## ',
-  '     #   ###    #    # ##     ',
-  '   #    ###   #  #   ## #   ##',
-  '  # ###     ##   #  #G## #   #',
-  '#  #    ##   #   # #  #  #####',
-  '  ##   # #  #   #    #  #   # ',
-  '### #       # #  ##  #   #####',
-  '### # ## #### ##   ##  #   # #',
-  '        # # ### #  #      #  S',
-  ' #  ####  ###  ###   ###      ',
+  '# # ## ### #     # ##  #  #   ',
+  '# # # #####       #   # # #   ',
+  '   # # #      ###   #     ##  ',
+  '#  #     ####  ### # # #      ',
+  '#      #####  ### #S#####    #',
+  '   #  ####   #####   ## ## #  ',
+  '#   ##    ######## #      #   ',
+  '#  #  ##    # # ##     # ## # ',
+  '#   # #  ##  #   ## #   ###  #',
+  '#   #  ## ## #   #   ## ##   #',
+  '   ###  ##  # ##   # # #  #   ',
+  '# #  #       #   #  ##       #',
+  '  #    #  #    ## ## ##  # ###',
+  ' #  #     ##  # ## # # #   # #',
+  '       #### #####     ##  #   ',
+  '#  #  # # ##  ####   #       #',
+  ' #   #  #  #      # # ## # ## ',
+  '##  ## # # #  ### ##        # ',
+  ' ###  ####     #    ####    ##',
+  '   ###  ## ##             # # ',
+  '#    ##      #  ## #### #   ##',
+  '##       ## # ###    # # #  ##',
+  ' # # #  ##       ### ##    #  ',
+  '   #    ##     #### # ##  # # ',
+  ' #     #         G   #   #### ',
+  '    # ## ##  ###   ####   # ##',
+  ' ##     #     ## # ##  #      ',
+  '      ##   # # ##  ## ##      ',
+  ' # ##  #       # ##    #  ##  ',
+  '  #### #        ##  ## ###  # ',
 ].join('\n') + '\n';
 const CAP_HARD = 40;
 
@@ -405,8 +407,8 @@ test('the default model solves a 30x30 maze on its own grid on WebGPU, as trm pr
   console.log(`# 30x30 on WebGPU (SwiftShader): ${r.steps} ACT steps in ${r.seconds.toFixed(1)} s (${(r.seconds / r.steps).toFixed(2)} s a step, shader compilation included)`);
   assert.match(r.status, /^ran on WebGPU/, r.status);
   assert.equal(r.grid, answer30.grid);
-  assertAnswerKeepsTheMaze(r.grid, MAZE30);
   if (solved30) {
+    assertAnswerKeepsTheMaze(r.grid, MAZE30);
     assert.equal(shortestPathCheck(MAZE30, r.grid), 'shortest');
     assert.match(await page.locator('#verdict').innerText(), /^(exact|valid and shortest)/);
   }
@@ -444,7 +446,7 @@ test('the default model solves the 30x30 maze on the CPU worker and on the serve
 
 test('the default model solves a hard 30x30 maze on the CPU worker and on the server, as trm predict does', async () => {
   await importMaze(HARD30);
-  assert.match(await page.locator('#facts').innerText(), /shortest path 123 moves \(hard/);
+  assert.match(await page.locator('#facts').innerText(), /shortest path 126 moves \(hard/);
   await setSteps(CAP_HARD);
   const expected = predictDefault(HARD30, CAP_HARD);
   const solvedHard = /^valid shortest path/.test(expected.verdict);
@@ -453,8 +455,10 @@ test('the default model solves a hard 30x30 maze on the CPU worker and on the se
   console.log(`# hard 30x30 in the CPU worker: ${cpu.steps} ACT steps in ${cpu.seconds.toFixed(1)} s`);
   assert.equal(cpu.grid, expected.grid);
   assert.equal(cpu.halted, haltedAttr(expected.halted));
-  assertAnswerKeepsTheMaze(cpu.grid, HARD30);
-  if (solvedHard) assert.equal(shortestPathCheck(HARD30, cpu.grid), 'shortest');
+  if (solvedHard) {
+    assertAnswerKeepsTheMaze(cpu.grid, HARD30);
+    assert.equal(shortestPathCheck(HARD30, cpu.grid), 'shortest');
+  }
   const srv = await solve('server', 300_000);
   assert.equal(srv.grid, expected.grid);
   assert.equal(srv.halted, haltedAttr(expected.halted));
