@@ -11,18 +11,8 @@
 //! **Why 10 tries.** The doc offers a new layout after every rejection (`pair_tries = 1`) or
 //! up to 100 tries per layout (Searchformer). More tries favour layouts where long paths are
 //! rare (a layout full of long pairs is still taken only once), so paths come out shorter.
-//! Measured at 30x30 (2000 mazes unless noted) against the real set (walls mean 334.5,
-//! path mean 113.8, 16.0% at 109 moves):
-//!
-//! | tries | walls mean | path mean | at 109 | layouts per maze | CPU s per 1000 |
-//! |------:|-----------:|----------:|-------:|-----------------:|---------------:|
-//! | 1 (1000 mazes) | 334.9 | 113.8 | 15.1% | 51,500 | 305 |
-//! | 10 (3000 mazes) | 334.6 | 113.7 | 17.5% | 5,800 | 47 |
-//! | 100 (4000 mazes) | 335.4 | 113.1 | 19.3% | 900 | 11 |
-//!
-//! Ten tries is within about 1.5 standard errors of the real set on every statistic and
-//! fits 1000 mazes in under a minute on two busy cores; one try matches best but takes
-//! five minutes. The CPU column was measured on a shared 2-core machine.
+//! Ten tries comes within about 1.5 standard errors of the real set on every statistic at
+//! about a sixth of one try's time (docs/measurements.md has the comparison).
 //!
 //! **Determinism.** Layout `k` of split `s` draws everything from its own ChaCha8 stream,
 //! keyed by the seed with stream id `(s << 56) | k`, through integer-only sampling. Layouts

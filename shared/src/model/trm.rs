@@ -158,8 +158,8 @@ impl<B: Backend> Rope<B> {
     /// Tables laid out like the fused `qkv` projection, `[batch, L, 3·heads, hd]`: the angles
     /// for the q and k heads, and the identity (cos 1, sin 0) for the v heads. RoPE then runs
     /// on the whole contiguous projection with same-shape element-wise ops: on Flex, ops on
-    /// the strided q/k views or broadcast tables were measured ~15x slower (a quarter of a
-    /// training step), and the identity on v is exact.
+    /// the strided q/k views or broadcast tables were many times slower, and the identity on
+    /// v is exact.
     pub fn tiled_qkv(&self, batch: usize, heads: usize) -> Rope<B> {
         let [_, len, _, hd] = self.cos.dims();
         let device = self.cos.device();

@@ -1,7 +1,7 @@
 //! SwiGLU's `silu(gate) * up` for the Flex backend, on the whole `gate_up` projection.
 //!
 //! Why it exists: on Flex, `silu` and `*` are two single-threaded passes with a scalar `exp`
-//! each element (about 12% of the hidden-128 bench step). Here one pass over row blocks on
+//! each element. Here one pass over row blocks on
 //! rayon threads, with a vectorised `exp`, reads both halves of one `gate_up` matmul.
 
 use burn::prelude::*;
