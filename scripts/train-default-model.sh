@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Trains the committed model on the CPU from scratch and scores it, writing model.safetensors,
-# config.toml, the training logs and curves of the three stages, and
+# config.toml, the training logs and curves of the four stages, and
 # evals/maze-hard-test-1000.json (`trm eval --json --steps 48` on the Maze-Hard test split)
-# into public/models/default/. Three stages, each on small generated mazes (sides 5-16, with loops;
-# never Maze-Hard), with one data-parallel worker per core (two at most):
+# into public/models/default/. Four stages, each on small generated mazes (sides 5-16, the last
+# 5-24, with loops; never Maze-Hard), with one data-parallel worker per core (two at most):
 #
 #   1. configs/maze-any-size-cpu.toml from random weights, stopped at step 3600 of its
 #      5000-step schedule (as the committed weights were);
@@ -11,6 +11,8 @@
 #      stopped at step 2000 of its 4000 (as the committed weights were);
 #   3. configs/maze-any-size-cpu-stage3.toml from stage 2's weights, all its 1000 steps
 #      (the answer update's tick weighted 128 times: stored choices stop flipping);
+#   4. configs/maze-any-size-cpu-stage4.toml from stage 3's weights, all its 500 steps
+#      (mazes up to 24x24: the Q head learns to halt on big mazes);
 #
 # then `trm eval` on the 1000 Maze-Hard test mazes (../shared/data or data/, made by
 # `trm prepare-dataset` when missing). Deterministic per seed: on the same machine
@@ -24,7 +26,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trm-target}"
 stage1=configs/maze-any-size-cpu.toml
 stage2=configs/maze-any-size-cpu-stage2.toml
-config=configs/maze-any-size-cpu-stage3.toml
+stage3=configs/maze-any-size-cpu-stage3.toml
+config=configs/maze-any-size-cpu-stage4.toml
 out="${OUT:-public/models/default}"
 devices=0
 [ "$(nproc)" -ge 2 ] && devices=0,1
@@ -39,7 +42,9 @@ start=$(date +%s)
 first=$(find "$work/stage1" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 "$trm" train --config "$stage2" --out "$work/stage2" --devices "$devices" --init "$first/model.safetensors" --max-steps 2000
 second=$(find "$work/stage2" -mindepth 1 -maxdepth 1 -type d | head -n 1)
-"$trm" train --config "$config" --out "$work/runs" --devices "$devices" --init "$second/model.safetensors"
+"$trm" train --config "$stage3" --out "$work/stage3" --devices "$devices" --init "$second/model.safetensors"
+third=$(find "$work/stage3" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+"$trm" train --config "$config" --out "$work/runs" --devices "$devices" --init "$third/model.safetensors"
 run=$(find "$work/runs" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 echo "trained in $(( $(date +%s) - start )) s: $run/model.safetensors"
 
@@ -63,10 +68,12 @@ put() {
 put "$run/model.safetensors" model.safetensors
 "$trm" runs plot "$first" && put "$first/curves.svg" curves-stage1.svg
 "$trm" runs plot "$second" && put "$second/curves.svg" curves-stage2.svg
+"$trm" runs plot "$third" && put "$third/curves.svg" curves-stage3.svg
 "$trm" runs plot "$run" && put "$run/curves.svg" curves.svg
 put "$config" config.toml
 put "$first/metrics.jsonl" training-log-stage1.jsonl
 put "$second/metrics.jsonl" training-log-stage2.jsonl
+put "$third/metrics.jsonl" training-log-stage3.jsonl
 put "$run/metrics.jsonl" training-log.jsonl
 if [ -f "$work/maze-hard-test-1000.json" ]; then
     mkdir -p "$out/evals"

@@ -799,7 +799,12 @@ mod tests {
     #[test]
     fn the_committed_preset_and_model_config_read() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let stages = ["configs/maze-any-size-cpu.toml", "configs/maze-any-size-cpu-stage2.toml", "configs/maze-any-size-cpu-stage3.toml"];
+        let stages = [
+            "configs/maze-any-size-cpu.toml",
+            "configs/maze-any-size-cpu-stage2.toml",
+            "configs/maze-any-size-cpu-stage3.toml",
+            "configs/maze-any-size-cpu-stage4.toml",
+        ];
         let mut archs = Vec::new();
         for file in stages.iter().chain(["public/models/default/config.toml"].iter()) {
             let cfg = LocalTrainConfig::from_file(&root.join(file)).unwrap();
@@ -810,6 +815,9 @@ mod tests {
         assert!(archs.windows(2).all(|w| w[0] == w[1]));
         let stage3 = LocalTrainConfig::from_file(&root.join(stages[2])).unwrap();
         assert_eq!(stage3.tick_weights(8), [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 128.0]);
+        // The committed model is the last stage's output, described by its config.
+        let last = std::fs::read_to_string(root.join(stages[3])).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("public/models/default/config.toml")).unwrap(), last);
         let bad = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bad.path(), "global_batch_size = 0\n").unwrap();
         assert!(LocalTrainConfig::from_file(bad.path()).is_err());
