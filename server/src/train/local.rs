@@ -804,6 +804,7 @@ mod tests {
             "configs/maze-any-size-cpu-stage2.toml",
             "configs/maze-any-size-cpu-stage3.toml",
             "configs/maze-any-size-cpu-stage4.toml",
+            "configs/maze-any-size-cpu-stage5.toml",
         ];
         let mut archs = Vec::new();
         for file in stages.iter().chain(["public/models/default/config.toml"].iter()) {
@@ -816,7 +817,7 @@ mod tests {
         let stage3 = LocalTrainConfig::from_file(&root.join(stages[2])).unwrap();
         assert_eq!(stage3.tick_weights(8), [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 128.0]);
         // The committed model is the last stage's output, described by its config.
-        let last = std::fs::read_to_string(root.join(stages[3])).unwrap();
+        let last = std::fs::read_to_string(root.join(stages[stages.len() - 1])).unwrap();
         assert_eq!(std::fs::read_to_string(root.join("public/models/default/config.toml")).unwrap(), last);
         let bad = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bad.path(), "global_batch_size = 0\n").unwrap();
