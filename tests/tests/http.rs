@@ -193,8 +193,8 @@ fn check_local_result(what: &str, maze: &Grid, label: &Grid, result: &PredictRes
 /// a reference model registered next to them. `default` is the size-general model: it answers
 /// every maze on the maze's own grid and halts per maze on its own.
 ///
-/// Real Maze-Hard test mazes (30x30, never trained on: it learned on generated mazes up to
-/// 16x16) and mazes of other sizes go in one request without ?model=; every answer has the
+/// Real Maze-Hard test mazes (30x30, never trained on: it learned on generated mazes only)
+/// and mazes of other sizes go in one request without ?model=; every answer has the
 /// maze's size, is scored against BFS (exact against the benchmark's own label for the real
 /// mazes), and ran at most the cap. The model must get most path cells right (a model that
 /// copies the maze gets all of them wrong); the test prints how many mazes are exact.
