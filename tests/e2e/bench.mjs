@@ -30,7 +30,9 @@ try {
   await page.locator('#bench-run').click();
   await page.waitForSelector('#bench-table[data-running=false]', { timeout: 3_600_000 });
   console.log(`after:  ${uptime()} (started ${start.toISOString()})`);
-  const rows = await page.locator('#bench-table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.innerText.replace(/\s+/g, ' ').trim())));
+  // The first cell's small print names what ran (the WebGPU adapter); the rest are figures or a reason.
+  const rows = await page.locator('#bench-table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells]
+    .map((td) => (td.querySelector('small') ?? td).innerText.replace(/\s+/g, ' ').trim())));
   console.log('\n| backend | set-up ms | first step ms | median ms | min ms | total ms |\n|---|---|---|---|---|---|');
   for (const cells of rows) console.log(`| ${cells.join(' | ')} |`);
 } finally {
