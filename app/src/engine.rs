@@ -10,6 +10,9 @@
 //! The size-general model runs the maze on its own grid and stops after the step where it
 //! halts (at most the page's step count); the reference model runs every step on its frame
 //! placed over the maze, and its answers are pasted back.
+//!
+//! [`time_steps`] times a fixed number of ACT steps on either local backend through the same
+//! paths (the page's benchmark).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
