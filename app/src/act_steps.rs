@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::future::Future;
 
 use burn::prelude::*;
-use trm_shared::model::{ActRun, GridShape};
+use trm_shared::model::{ActRun, GridShape, Halting};
 
 use crate::analysis::StepTokens;
 
@@ -41,12 +41,40 @@ impl<B: Backend> ActSteps<B> {
     /// model: the reference model takes only its own size, the size-general one any size),
     /// for at most `max_steps` ACT steps.
     pub fn new(model: AnyModel<B>, tokens: &[u8], rows: usize, cols: usize, max_steps: usize, device: &B::Device) -> Result<ActSteps<B>, String> {
-        if tokens.len() != rows * cols {
-            return Err(format!("{} tokens are no {rows}x{cols} maze", tokens.len()));
+        ActSteps::start(model, tokens, GridShape { rows, cols }, max_steps, false, device)
+    }
+
+    /// Starts `model` like [`ActSteps::new`] for exactly `steps` ACT steps: the size-general
+    /// model does not stop where it halts, so that every backend does the same work (the
+    /// page's benchmark).
+    pub fn fixed(model: AnyModel<B>, tokens: &[u8], rows: usize, cols: usize, steps: usize, device: &B::Device) -> Result<ActSteps<B>, String> {
+        ActSteps::start(model, tokens, GridShape { rows, cols }, steps, true, device)
+    }
+
+    fn start(model: AnyModel<B>, tokens: &[u8], grid: GridShape, steps: usize, fixed: bool, device: &B::Device) -> Result<ActSteps<B>, String> {
+        if tokens.len() != grid.cells() {
+            return Err(format!("{} tokens are no {}x{} maze", tokens.len(), grid.rows, grid.cols));
         }
-        let stops_on_halt = model.is_local();
-        let run = ActRun::solving(Cow::Owned(model), tokens, GridShape { rows, cols }, max_steps, device).map_err(|e| e.to_string())?;
-        Ok(ActSteps { run, stops_on_halt })
+        let stops_on_halt = model.is_local() && !fixed;
+        let run = match model {
+            // The reference model never stops early: `solving` runs it every step already.
+            AnyModel::Local(m) if fixed => ActRun::local(Cow::Owned(m), tokens, grid, steps, Halting::Never, device),
+            model => ActRun::solving(Cow::Owned(model), tokens, grid, steps, device),
+        };
+        Ok(ActSteps { run: run.map_err(|e| e.to_string())?, stops_on_halt })
+    }
+
+    /// Runs the remaining ACT steps and returns how long each took by `clock` (ms), answers
+    /// read back included: WebGPU's work is done only once its answer is read.
+    pub async fn time_each(&mut self, clock: impl Fn() -> f64) -> Result<Vec<f64>, String> {
+        let mut times = Vec::new();
+        loop {
+            let start = clock();
+            if self.next().await?.is_none() {
+                return Ok(times);
+            }
+            times.push(clock() - start);
+        }
     }
 
     /// Whether the run stops after the step where the model halts (the size-general model).
@@ -162,6 +190,31 @@ mod tests {
             let (seen, _) = answers(local_model(), &g, 2);
             assert!(seen.iter().all(|a| a.tokens.len() == g.len()));
         }
+    }
+
+    #[test]
+    fn a_fixed_run_ignores_halting_and_times_every_step() {
+        let AnyModel::Local(mut m) = local_model() else { unreachable!() };
+        let device = Default::default();
+        // A Q head that says "halt" after every step: a fixed run still runs all of them.
+        m.q_head.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![50.0f32], [1]), &device)));
+        let maze = maze();
+        let mut run = ActSteps::fixed(AnyModel::Local(m), &maze.tokens(), 4, 7, 4, &device).unwrap();
+        assert!(!run.stops_on_halt());
+        // A clock that moves 1 ms per reading, 2 readings per step.
+        let tick = std::cell::Cell::new(0.0);
+        let clock = || {
+            tick.set(tick.get() + 1.0);
+            tick.get()
+        };
+        assert_eq!(block_on(run.time_each(clock)).unwrap(), vec![1.0; 4]);
+        // The reference model, fixed or not, runs every step; a wrong maze size is refused.
+        let spec = crate::model_files::load(("config.toml", CONFIG), ("model.safetensors", &weights()), "t").unwrap();
+        let reference = spec.build::<Cpu>(&device).unwrap();
+        let mut run = ActSteps::fixed(reference.clone(), &[2; 25], 5, 5, 3, &device).unwrap();
+        assert_eq!(block_on(run.time_each(|| 0.0)).unwrap().len(), 3);
+        assert!(ActSteps::fixed(reference, &[2; 36], 6, 6, 3, &device).is_err());
+        assert!(ActSteps::fixed(local_model(), &[2; 5], 2, 3, 3, &device).is_err());
     }
 
     #[test]

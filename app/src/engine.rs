@@ -10,6 +10,9 @@
 //! The size-general model runs the maze on its own grid and stops after the step where it
 //! halts (at most the page's step count); the reference model runs every step on its frame
 //! placed over the maze, and its answers are pasted back.
+//!
+//! [`time_steps`] times a fixed number of ACT steps on either local backend through the same
+//! paths (the page's benchmark).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -20,10 +23,11 @@ use trm_shared::maze::{Frame, Grid, Window};
 
 use crate::act_steps::{ActSteps, AnyModel};
 use crate::analysis::StepTokens;
+use crate::bench::Timing;
 use crate::model_files::ModelSpec;
 use crate::web;
-use crate::worker::client::{CpuWorker, Event};
-use crate::worker::protocol::{ModelUpload, Reply, Request};
+use crate::worker::client::{CpuWorker, Event, Inbox};
+use crate::worker::protocol::{Job, ModelUpload, Reply, Request};
 
 /// Where to solve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,19 +175,7 @@ pub async fn solve(
         return solve_on_server(maze, steps, on_step).await;
     }
     let spec = engine.borrow().spec().ok_or("no model loaded")?;
-    // The size-general model takes the maze as it is, on its own grid; a maze of another size
-    // is solved in the reference model's frame over its open cells, and each answer pasted
-    // back (see trm_shared::maze::Window).
-    let frame = spec.side().map_or(Frame::AnySize, |side| Frame::Size(side, side));
-    let window = Window::place(maze, frame).map_err(|e| {
-        let (r, c) = (e.rows, e.cols);
-        format!(
-            "the model takes {r}x{c} mazes, or mazes whose open cells fit in {r}x{c}; this one is {}x{} \
-             and {e}: draw it smaller or load another model",
-            maze.rows(),
-            maze.cols(),
-        )
-    })?;
+    let window = place(&spec, maze)?;
     let (tokens, rows, cols) = (window.view(maze).tokens(), window.rows, window.cols);
     let window = (!window.is_identity(maze)).then_some(window);
     let stops_on_halt = spec.is_local();
@@ -213,6 +205,82 @@ pub async fn solve(
     Ok(Outcome { backend: name, elapsed_ms: web::now_ms() - start, steps: end.steps, halting: Halting::of(stops_on_halt, end.halted_at) })
 }
 
+/// Where `maze` goes into `spec`'s model: the size-general model takes the maze as it is, on
+/// its own grid; a maze of another size is solved in the reference model's frame over its
+/// open cells, and each answer pasted back (see trm_shared::maze::Window).
+fn place(spec: &ModelSpec, maze: &Grid) -> Result<Window, String> {
+    let frame = spec.side().map_or(Frame::AnySize, |side| Frame::Size(side, side));
+    Window::place(maze, frame).map_err(|e| {
+        let (r, c) = (e.rows, e.cols);
+        format!(
+            "the model takes {r}x{c} mazes, or mazes whose open cells fit in {r}x{c}; this one is {}x{} \
+             and {e}: draw it smaller or load another model",
+            maze.rows(),
+            maze.cols(),
+        )
+    })
+}
+
+/// Times `steps` ACT steps of the current model on `maze` on `choice` (WebGPU or the CPU
+/// worker), after one warm-up step, with halting ignored so that every backend does the same
+/// work (the page's benchmark). The wall time includes setting up the device or the worker
+/// and the model, where an earlier run has not.
+pub async fn time_steps(engine: &SharedEngine, choice: Choice, maze: &Grid, steps: usize) -> Result<Timing, String> {
+    let spec = engine.borrow().spec().ok_or("no model loaded")?;
+    let window = place(&spec, maze)?;
+    let (tokens, rows, cols) = (window.view(maze).tokens(), window.rows, window.cols);
+    let start = web::now_ms();
+    let (backend, steps_ms) = match choice {
+        Choice::WebGpu => {
+            let (model, device, name) = gpu_model(engine, &spec).await?;
+            let mut run = ActSteps::fixed(model, &tokens, rows, cols, steps + 1, &device)?;
+            (name, run.time_each(web::now_ms).await?)
+        }
+        Choice::Cpu => {
+            let job = |model_id, model| Request::Time(Job { model_id, model, tokens, rows, cols, steps: steps + 1 });
+            let stopped = || "the CPU worker was stopped".to_string();
+            let inbox = post_to_cpu(engine, job, stopped()).await?;
+            match inbox.next().await {
+                Event::Reply(Reply::Timed { steps_ms }) => (Choice::Cpu.label().to_string(), steps_ms),
+                event => return Err(fail_cpu(engine, cpu_failure(event, stopped()))),
+            }
+        }
+        Choice::Server => return Err("the benchmark times the browser's own backends only".into()),
+    };
+    Ok(Timing { backend, wall_ms: web::now_ms() - start, steps_ms })
+}
+
+/// Posts the request `job` makes of the model id and, when the worker does not hold that
+/// model yet, the model; starts the CPU worker first if none runs. `stopped` is the error
+/// when a cancel drops the worker meanwhile. Returns where the worker's replies arrive.
+async fn post_to_cpu(engine: &SharedEngine, job: impl FnOnce(u64, Option<ModelUpload>) -> Request, stopped: String) -> Result<Inbox, String> {
+    let inbox = {
+        let mut e = engine.borrow_mut();
+        if e.cpu_worker.is_none() {
+            e.cpu_worker = Some(CpuWorker::spawn()?);
+        }
+        e.cpu_worker.as_ref().map(CpuWorker::inbox).ok_or("no CPU worker")?
+    };
+    if let Err(event) = inbox.ready().await {
+        return Err(fail_cpu(engine, cpu_failure(event, stopped)));
+    }
+    let mut e = engine.borrow_mut();
+    let (spec, id) = (e.spec().ok_or("no model loaded")?, e.spec_id);
+    let worker = e.cpu_worker.as_mut().ok_or(stopped)?;
+    let model = if worker.holds(id) { None } else { Some(ModelUpload::from_spec(&spec)?) };
+    worker.send(job(id, model))?;
+    Ok(inbox)
+}
+
+/// Why a CPU run ended early, `stopped` when the page stopped the worker.
+fn cpu_failure(event: Event, stopped: String) -> String {
+    match event {
+        Event::Reply(Reply::Failed(message)) | Event::Broken(message) => message,
+        Event::Stopped => stopped,
+        Event::Reply(other) => format!("the CPU worker answered out of turn: {other:?}"),
+    }
+}
+
 /// Solves in the CPU worker, started here if none runs, sending the model along when the
 /// worker does not hold it yet. A cancel drops the worker, which ends the wait at once.
 /// Returns the outcome and the step where the size-general model halted.
@@ -223,30 +291,10 @@ async fn solve_on_cpu(
     steps: usize,
     mut on_step: impl FnMut(StepTokens),
 ) -> Result<(Outcome, Option<usize>), String> {
-    let inbox = {
-        let mut e = engine.borrow_mut();
-        if e.cpu_worker.is_none() {
-            e.cpu_worker = Some(CpuWorker::spawn()?);
-        }
-        e.cpu_worker.as_ref().map(CpuWorker::inbox).ok_or("no CPU worker")?
-    };
-    let mut done = 0;
     let cancelled = |done: usize| format!("cancelled after {done} of {steps} steps");
-    let why = |event: Event, done: usize| match event {
-        Event::Reply(Reply::Failed(message)) | Event::Broken(message) => message,
-        Event::Stopped => cancelled(done),
-        Event::Reply(other) => format!("the CPU worker answered out of turn: {other:?}"),
-    };
-    if let Err(event) = inbox.ready().await {
-        return Err(fail_cpu(engine, why(event, done)));
-    }
-    {
-        let mut e = engine.borrow_mut();
-        let (spec, id) = (e.spec().ok_or("no model loaded")?, e.spec_id);
-        let worker = e.cpu_worker.as_mut().ok_or_else(|| cancelled(0))?;
-        let model = if worker.holds(id) { None } else { Some(ModelUpload::from_spec(&spec)?) };
-        worker.send(Request::Solve { model_id: id, model, tokens: tokens.to_vec(), rows, cols, steps })?;
-    }
+    let job = |model_id, model| Request::Solve(Job { model_id, model, tokens: tokens.to_vec(), rows, cols, steps });
+    let inbox = post_to_cpu(engine, job, cancelled(0)).await?;
+    let mut done = 0;
     loop {
         match inbox.next().await {
             Event::Reply(Reply::Step(answer)) => {
@@ -257,7 +305,7 @@ async fn solve_on_cpu(
                 let outcome = Outcome { backend: Choice::Cpu.label().into(), elapsed_ms, steps, halting: Halting::Fixed };
                 return Ok((outcome, halted_at));
             }
-            event => return Err(fail_cpu(engine, why(event, done))),
+            event => return Err(fail_cpu(engine, cpu_failure(event, cancelled(done)))),
         }
     }
 }

@@ -2,13 +2,14 @@
 //! them with the TRM model from `trm_shared`, in the browser (WebGPU or CPU) or on the server.
 //!
 //! The logic modules (editing, formats, verdicts, model files, the ACT step loop on any
-//! burn backend, the CPU worker's messages) are plain Rust, tested on the host with
-//! `cargo test -p trm-app` (the step loop on Flex); the page itself (`ui`,
+//! burn backend, the CPU worker's messages, the benchmark's figures) are plain Rust, tested
+//! on the host with `cargo test -p trm-app` (the step loop on Flex); the page itself (`ui`,
 //! `engine`, `web`) and the CPU worker's two sides are wasm-only. Two binaries use this
 //! library: the page (`src/main.rs`) and the CPU worker (`src/bin/trm-worker.rs`).
 
 pub mod act_steps;
 pub mod analysis;
+pub mod bench;
 pub mod editor;
 pub mod formats;
 pub mod model_files;

@@ -465,6 +465,36 @@ test('the default model solves a hard 30x30 maze on the CPU worker and on the se
   await shot('11-hard-30x30');
 });
 
+test('the benchmark times N ACT steps of the default model on WebGPU and on the CPU worker', async () => {
+  // The 7x7 maze keeps SwiftShader's steps short; halting is ignored, so all N steps run.
+  await importMaze(maze);
+  await page.locator('#bench-steps').fill('3');
+  await page.locator('#bench-run').click();
+  await page.waitForSelector('#bench-table[data-running=false]', { timeout: 300_000 });
+  const rows = await page.locator('#bench-table tbody tr').evaluateAll((trs) => trs.map((tr) => ({
+    backend: tr.dataset.backend,
+    status: tr.dataset.status,
+    text: tr.innerText,
+    steps: tr.querySelector('[data-steps]')?.dataset.steps,
+    ms: Object.fromEntries([...tr.querySelectorAll('td[data-ms]')].map((td) => [td.className, Number(td.dataset.ms)])),
+  })));
+  assert.deepEqual(rows.map((r) => r.backend), ['webgpu', 'cpu']);
+  const timed = (r) => {
+    assert.equal(r.steps, '3', r.text);
+    for (const k of ['first', 'median', 'min', 'total']) assert.ok(r.ms[k] > 0, `${r.backend} ${k}: ${r.ms[k]}`);
+    assert.ok(r.ms['set-up'] >= 0, r.text);
+    assert.ok(r.ms.min <= r.ms.median && r.ms.min * 3 <= r.ms.total + 1e-6, r.text);
+    console.log(`# bench ${r.backend}: ${JSON.stringify(r.ms)}`);
+  };
+  const [gpu, cpu] = rows;
+  assert.equal(cpu.status, 'timed', cpu.text);
+  timed(cpu);
+  if (gpu.status === 'timed') timed(gpu);
+  else assert.match(gpu.text, /skipped: .*WebGPU/, gpu.text);
+  assert.ok(await page.locator('#solve').isEnabled(), 'Solve stays disabled after the benchmark');
+  await shot('13-bench');
+});
+
 test('the size-general model stops at the step where it halts, on WebGPU and on the CPU worker', async () => {
   // The default weights with a Q head that always says halt: every maze stops after step 1.
   const halting = alwaysHaltingCopy(DEFAULT);

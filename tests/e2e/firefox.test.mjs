@@ -114,3 +114,19 @@ test('Firefox: solves on the CPU in the page and on the server with trm predict\
   }
   await shot('3-webgpu');
 });
+
+test('Firefox: the benchmark times the CPU worker, and WebGPU where there is one', { skip }, async () => {
+  await page.$eval('#bench-steps', (t) => { t.value = '2'; t.dispatchEvent(new Event('input', { bubbles: true })); });
+  await page.click('#bench-run');
+  await page.waitForSelector('#bench-table[data-running=false]', { timeout: 180_000 });
+  const rows = await page.$$eval('#bench-table tbody tr', (trs) => trs.map((tr) => ({
+    backend: tr.dataset.backend, status: tr.dataset.status, text: tr.textContent,
+    median: Number(tr.querySelector('td.median')?.dataset.ms),
+  })));
+  assert.deepEqual(rows.map((r) => r.backend), ['webgpu', 'cpu']);
+  const [gpu, cpu] = rows;
+  assert.equal(cpu.status, 'timed', cpu.text);
+  assert.ok(cpu.median > 0, cpu.text);
+  if (gpu.status !== 'timed') assert.match(gpu.text, /skipped: .*WebGPU/, gpu.text);
+  await shot('4-bench');
+});

@@ -35,4 +35,7 @@ fi
 export E2E_SHOTS="$PWD/target/e2e-screenshots"
 
 cd tests/e2e
+# `run.sh SCRIPT [ARGS]` runs one script in this environment instead (bench.mjs: the app's
+# benchmark in headless Chromium, for the README's figures).
+if [ $# -gt 0 ]; then exec node "$@"; fi
 exec node --test --test-reporter=tap app.test.mjs firefox.test.mjs

@@ -1,6 +1,7 @@
 //! The page: the board beside the panels, keyboard shortcuts, and start-up (default model,
 //! a generated maze, datasets, service worker).
 
+mod bench_panel;
 mod board;
 mod maze_panel;
 mod palette;
@@ -10,6 +11,7 @@ mod state;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
+use bench_panel::BenchPanel;
 use board::Board;
 use maze_panel::MazePanel;
 use panels::{ModelPanel, ResultPanel, SolvePanel};
@@ -58,6 +60,7 @@ pub fn App() -> impl IntoView {
                 <ResultPanel />
                 <MazePanel />
                 <ModelPanel />
+                <BenchPanel />
             </aside>
         </main>
     }

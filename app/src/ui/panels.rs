@@ -111,7 +111,7 @@ pub fn SolvePanel() -> impl IntoView {
             <div class="row">
                 <label title=steps_title>{steps_label}<input id="steps" type="number" min="1" max=MAX_STEPS prop:value=move || state.steps.get().to_string()
                     on:input=move |ev| state.steps.set(event_target_value(&ev).parse::<usize>().unwrap_or(1).clamp(1, MAX_STEPS)) /></label>
-                <button id="solve" class="primary" on:click=move |_| state.solve() disabled=move || state.solving.get()>"Solve"</button>
+                <button id="solve" class="primary" on:click=move |_| state.solve() disabled=move || state.solving.get() || state.benching.get()>"Solve"</button>
                 <button id="cancel" on:click=move |_| state.cancel() disabled=move || !state.solving.get()>"Cancel"</button>
             </div>
             <p id="status" data-status=status_kind data-halted=halted>{status}</p>

@@ -11,6 +11,7 @@ use trm_shared::generate::{GenerateConfig, generate_splits};
 use trm_shared::maze::{DEFAULT_SIZE, Grid};
 
 use crate::analysis::{Judgement, MazeFacts, StepTokens, facts, judge};
+use crate::bench::{self, Row};
 use crate::editor::{Editor, Tool, blank};
 use crate::engine::{self, Choice, Engine, Outcome, SharedEngine};
 // `Action` is the key and button command here; leptos's async action is named in full.
@@ -20,6 +21,9 @@ use crate::web;
 
 /// Largest step count the page takes (the size-general model's cap may be raised to it).
 pub const MAX_STEPS: usize = 1024;
+
+/// The backends the benchmark times, in order: the server's time would be the network's too.
+pub const BENCH_BACKENDS: [Choice; 2] = [Choice::WebGpu, Choice::Cpu];
 
 /// Where a solve stands.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -104,6 +108,12 @@ pub struct State {
     pub dataset_index: RwSignal<usize>,
     pub text: RwSignal<String>,
     pub engine: StoredValue<SharedEngine, LocalStorage>,
+    /// ACT steps the benchmark times on each backend.
+    pub bench_steps: RwSignal<usize>,
+    /// The benchmark's table: a row per backend timed (or being timed).
+    pub bench: RwSignal<Vec<(Choice, Row)>>,
+    /// Whether the benchmark is running.
+    pub benching: RwSignal<bool>,
     /// Runs one solve, streaming its steps into `run`.
     solver: leptos::prelude::Action<SolveRequest, ()>,
     /// Whether a solve is in progress (the solve action is pending).
@@ -162,6 +172,9 @@ impl State {
             dataset_index: RwSignal::new(0),
             text: RwSignal::new(String::new()),
             engine,
+            bench_steps: RwSignal::new(bench::DEFAULT_STEPS),
+            bench: RwSignal::new(Vec::new()),
+            benching: RwSignal::new(false),
             solver,
             solving: solver.pending(),
             facts: Memo::new(move |_| editor.with(|e| facts(e.grid()))),
@@ -210,7 +223,7 @@ impl State {
 
     /// Solves the maze in the editor with the chosen backend, unless a solve is running.
     pub fn solve(&self) {
-        if self.solving.get_untracked() {
+        if self.solving.get_untracked() || self.benching.get_untracked() {
             return;
         }
         let maze = self.editor.with_untracked(|e| e.grid().clone());
@@ -232,6 +245,36 @@ impl State {
         if let RunStatus::Running(choice) = self.run.with_untracked(|r| r.status.clone()) {
             self.engine.with_value(|e| e.borrow_mut().cancel(choice));
         }
+    }
+
+    /// Times `bench_steps` ACT steps of the model on the maze in the editor on each backend of
+    /// [`BENCH_BACKENDS`], one after the other (side by side they would slow each other down),
+    /// filling the table as each finishes. Not while a solve runs: it would share the backends.
+    pub fn run_bench(&self) {
+        if self.solving.get_untracked() || self.benching.get_untracked() {
+            return;
+        }
+        let state = *self;
+        let maze = self.editor.with_untracked(|e| e.grid().clone());
+        let steps = self.bench_steps.get_untracked();
+        let engine = self.engine.get_value();
+        self.bench.set(BENCH_BACKENDS.map(|c| (c, Row::Pending)).to_vec());
+        self.benching.set(true);
+        spawn_local(async move {
+            for (i, choice) in BENCH_BACKENDS.into_iter().enumerate() {
+                // A browser without WebGPU, or without an adapter, is no failure of the run.
+                let skip = match choice {
+                    Choice::WebGpu => web::webgpu_adapter().await.err(),
+                    _ => None,
+                };
+                let row = match skip {
+                    Some(why) => Row::Skipped(why),
+                    None => Row::of(engine::time_steps(&engine, choice, &maze, steps).await),
+                };
+                state.bench.update(|rows| rows[i].1 = row);
+            }
+            state.benching.set(false);
+        });
     }
 
     /// A new hard maze from the generator, in this page (the size of the editor).

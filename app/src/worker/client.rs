@@ -129,8 +129,7 @@ impl CpuWorker {
 
     /// Posts a request, transferring a model's weights; the worker holds that model after.
     pub fn send(&mut self, request: Request) -> Result<(), String> {
-        let Request::Solve { model_id, .. } = &request;
-        let model_id = *model_id;
+        let model_id = request.job().model_id;
         let (message, transfer) = to_js(request.encode())?;
         self.worker
             .post_message_with_transfer(&message, &transfer)

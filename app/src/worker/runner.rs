@@ -1,6 +1,7 @@
 //! Inside the CPU worker: keeps the last model it was sent (built on burn's Flex, either
 //! family), runs each solve's ACT steps and posts the answer after every one (the size-general
-//! model stops after the step where it halts). Nothing here is cancelled: the page terminates
+//! model stops after the step where it halts), or times a fixed number of steps (the page's
+//! benchmark). Nothing here is cancelled: the page terminates
 //! the whole worker instead, even in the middle of a step.
 
 use std::cell::RefCell;
@@ -12,7 +13,7 @@ use wasm_bindgen::prelude::Closure;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use super::post::{from_js, to_js};
-use super::protocol::{Reply, Request};
+use super::protocol::{Job, Reply, Request};
 use crate::act_steps::{ActSteps, AnyModel};
 use crate::web;
 
@@ -49,9 +50,14 @@ pub fn start() {
     post(Reply::Ready);
 }
 
-/// One request: takes in its model if it brings one, posts every step, returns the final reply.
+/// One request: takes in its model if it brings one, then solves (posting every step) or times
+/// the steps; returns the final reply.
 async fn solve(held: &Held, data: &wasm_bindgen::JsValue) -> Result<Reply, String> {
-    let Request::Solve { model_id, model, tokens, rows, cols, steps } = Request::decode(from_js(data)?)?;
+    let request = Request::decode(from_js(data)?)?;
+    let (timing, Job { model_id, model, tokens, rows, cols, steps }) = match request {
+        Request::Solve(job) => (false, job),
+        Request::Time(job) => (true, job),
+    };
     if let Some(upload) = model {
         // The old model goes first: two big models at once may not fit in wasm's memory.
         held.borrow_mut().take();
@@ -63,6 +69,10 @@ async fn solve(held: &Held, data: &wasm_bindgen::JsValue) -> Result<Reply, Strin
         Some((id, m)) if *id == model_id => m.clone(),
         _ => return Err(format!("the CPU worker does not hold model {model_id}, and none was sent")),
     };
+    if timing {
+        let mut run = ActSteps::fixed(model, &tokens, rows, cols, steps, &Default::default())?;
+        return Ok(Reply::Timed { steps_ms: run.time_each(web::now_ms).await? });
+    }
     let start = web::now_ms();
     let mut run = ActSteps::new(model, &tokens, rows, cols, steps, &Default::default())?;
     let end = run
