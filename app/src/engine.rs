@@ -53,6 +53,15 @@ impl Choice {
         }
     }
 
+    /// Short name, for the benchmark's table.
+    pub fn short_label(self) -> &'static str {
+        match self {
+            Choice::WebGpu => "WebGPU",
+            Choice::Cpu => "CPU worker",
+            Choice::Server => "server",
+        }
+    }
+
     /// Short id used in the page's data attributes and tests.
     pub fn id(self) -> &'static str {
         match self {

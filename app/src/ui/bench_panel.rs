@@ -44,11 +44,7 @@ pub fn BenchPanel() -> impl IntoView {
 /// One backend's row: its figures, or why it has none.
 #[component]
 fn BenchRow(choice: Choice, row: Row) -> impl IntoView {
-    let name = match choice {
-        Choice::WebGpu => "WebGPU",
-        Choice::Cpu => "CPU worker",
-        Choice::Server => "server",
-    };
+    let name = choice.short_label();
     let kind = row.kind();
     let cells = match row {
         Row::Timed { backend, summary } => {

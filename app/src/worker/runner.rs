@@ -38,7 +38,7 @@ pub fn start() {
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let held = held.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            match solve(&held, &event.data()).await {
+            match answer(&held, &event.data()).await {
                 Ok(reply) => post(reply),
                 Err(message) => post(Reply::Failed(message)),
             }
@@ -52,7 +52,7 @@ pub fn start() {
 
 /// One request: takes in its model if it brings one, then solves (posting every step) or times
 /// the steps; returns the final reply.
-async fn solve(held: &Held, data: &wasm_bindgen::JsValue) -> Result<Reply, String> {
+async fn answer(held: &Held, data: &wasm_bindgen::JsValue) -> Result<Reply, String> {
     let request = Request::decode(from_js(data)?)?;
     let (timing, Job { model_id, model, tokens, rows, cols, steps }) = match request {
         Request::Solve(job) => (false, job),
