@@ -5,19 +5,31 @@
 //! burn's ops.
 
 pub mod attention;
+pub mod autodiff;
+pub mod norm;
 pub mod swiglu;
 
 use std::any::TypeId;
 
 use burn::prelude::*;
 
-/// Whether `B` is plain Flex, the one backend these kernels stand in for.
+/// Whether `B` is plain Flex, the backend these kernels stand in for.
 pub(crate) fn is_flex<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<burn::backend::Flex>()
 }
 
-/// The CPU training backend (the server's `CpuTrain`).
-type AutodiffFlex = burn::backend::Autodiff<burn::backend::Flex>;
+/// Whether `B` is `Autodiff<Flex>`, where [`autodiff`]'s operations stand in for burn's.
+pub(crate) fn is_autodiff_flex<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<AutodiffFlex>()
+}
+
+/// `x` as a tensor of `T` when `B` is `T` (a no-op move), `None` otherwise.
+pub(crate) fn cast_backend<B: Backend, T: Backend, const D: usize>(x: Tensor<B, D>) -> Option<Tensor<T, D>> {
+    let x: Box<dyn std::any::Any> = Box::new(x);
+    x.downcast::<Tensor<T, D>>().ok().map(|t| *t)
+}
+
+use autodiff::AutodiffFlex;
 
 /// Runs the `rounds` latent recursions that need no gradient (all but the last of an ACT
 /// step) on plain Flex when the model is on `Autodiff<Flex>`: their results are detached
@@ -42,11 +54,21 @@ pub(crate) fn no_grad_rounds<B: Backend>(
     for _ in 0..rounds {
         (y, z) = inner.latent_recursion(&x, y, z, rope.as_ref());
     }
-    let back = |t: Tensor<burn::backend::Flex, 3>| {
-        let t: Box<dyn Any> = Box::new(Tensor::<AutodiffFlex, 3>::from_inner(t));
-        t.downcast::<Tensor<B, 3>>().ok().map(|t| *t)
-    };
+    let back = |t: Tensor<burn::backend::Flex, 3>| cast_backend::<AutodiffFlex, B, 3>(Tensor::from_inner(t));
     Some((back(y)?, back(z)?))
+}
+
+/// Rows per rayon task for a row-wise kernel over `total` values in rows of `width`: at
+/// least 64 rows and 16 Ki values a task, so that scheduling stays small beside the work, and
+/// every row in one task (no hand-off to rayon's threads at all) below 32 Ki values: the
+/// size-general model's tensors are that small.
+pub(crate) fn rows_per_task(width: usize, total: usize) -> usize {
+    const MIN_VALUES: usize = 16 * 1024;
+    let width = width.max(1);
+    if total < 2 * MIN_VALUES {
+        return (total / width).max(1);
+    }
+    (MIN_VALUES / width).max(64)
 }
 
 /// Runs `$body` (a call of an `#[inline(always)]` function) compiled for AVX2 when the CPU has

@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use super::ModelError;
 use super::checkpoint::StateDict;
 use super::steps::{ActRun, Halting};
-use super::trm::{CastedLinear, InnerCarry, SwiGlu, rms_norm};
+use super::ops::rms_norm;
+use super::trm::{CastedLinear, InnerCarry, SwiGlu};
 use super::weights::{Export, Init, NamedParam, NamedParams, WeightSource, Weights};
 
 /// The value of `[arch] mixer` that selects this model family.

@@ -27,17 +27,8 @@ use burn::tensor::module::embedding;
 
 use super::ModelError;
 use super::config::{DataSizes, PosEncoding, TrmConfig, swiglu_inner};
-use super::ops::{self, linear_nd};
+use super::ops::{self, linear_nd, rms_norm};
 use super::weights::{Export, Init, NamedParam, NamedParams, WeightSource, Weights};
-
-/// The reference's `rms_norm`: no learned weight, normalise over the last axis, in f32
-/// whatever the input's dtype, returned in that dtype.
-pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
-    let dtype = x.dtype();
-    let x = x.cast(FloatDType::F32);
-    let variance = x.clone().square().mean_dim(D - 1);
-    (x * variance.add_scalar(eps).sqrt().recip()).cast(FloatDType::from(dtype))
-}
 
 /// `CastedLinear`: a bias-optional linear layer.
 #[derive(Module, Debug)]
@@ -171,6 +162,17 @@ impl<B: Backend> Rope<B> {
         Rope { cos: tile(&self.cos, 1.0), sin: tile(&self.sin, 0.0), rotation: self.rotation.clone() }
     }
 
+    /// The `cos` and `sin` tables of the first `len` positions as `[len, hd]` values, for the
+    /// CPU kernels.
+    pub fn values(&self, len: usize) -> (Vec<f32>, Vec<f32>) {
+        let table = |t: &Tensor<B, 4>| {
+            let [_, _, _, hd] = t.dims();
+            let t = t.clone().narrow(0, 0, 1).narrow(1, 0, len).narrow(2, 0, 1).reshape([len * hd]);
+            t.cast(FloatDType::F32).into_data().into_vec::<f32>().expect("tables in f32")
+        };
+        (table(&self.cos), table(&self.sin))
+    }
+
     /// Rotates the q and k heads of a fused projection `x = qkv: [B, L, 3H, hd]`:
     /// `x·cos + rotate_half(x)·sin`, the v heads untouched. Computed in f32 (as the reference
     /// does, against its f32 tables) and returned in `x`'s dtype.
@@ -226,12 +228,8 @@ impl<B: Backend> Attention<B> {
     pub fn forward(&self, h: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
         let [batch, len, _] = h.dims();
         let (heads, hd) = (self.num_heads, self.head_dim);
-        let mut qkv = self.qkv_proj.forward(h).reshape([batch, len, 3 * heads, hd]);
-        if let Some(rope) = rope {
-            // The tables leave the v heads unchanged (see `Rope::tiled_qkv`).
-            qkv = rope.apply(qkv);
-        }
-        self.o_proj.forward(ops::attention(qkv, heads))
+        let qkv = self.qkv_proj.forward(h).reshape([batch, len, 3 * heads, hd]);
+        self.o_proj.forward(ops::attention(qkv, heads, rope))
     }
 }
 

@@ -32,21 +32,84 @@ pub struct QkvShape {
     pub head_dim: usize,
 }
 
-/// Attention of a fused projection `qkv: [B, L, 3·heads, hd]` as `[B, L, heads·hd]`.
+/// RoPE tables for the kernels: `cos` and `sin` of the angles, `[len, head_dim]` row-major,
+/// both halves of a row holding the same angles (`cat(freqs, freqs)`).
+#[derive(Debug, Clone, Copy)]
+pub struct RopeTables<'a> {
+    /// `cos`, `[len, head_dim]`.
+    pub cos: &'a [f32],
+    /// `sin`, `[len, head_dim]`.
+    pub sin: &'a [f32],
+}
+
+/// Attention of a fused projection `qkv: [B, L, 3·heads, hd]` as `[B, L, heads·hd]`, RoPE
+/// applied to the q and k heads first when `rope` is given.
 /// It computes on the values: call it on plain Flex only ([`super::is_flex`]).
-pub fn attention_tensor<B: Backend>(qkv: Tensor<B, 4>, heads: usize) -> Tensor<B, 3> {
+pub fn attention_tensor<B: Backend>(qkv: Tensor<B, 4>, heads: usize, rope: Option<RopeTables<'_>>) -> Tensor<B, 3> {
     let device = qkv.device();
     let [batch, len, _, head_dim] = qkv.dims();
+    let shape = QkvShape { batch, len, heads, head_dim };
     // Zero-copy when `qkv` is contiguous and not shared, as a fresh projection is.
-    let data = qkv.into_data();
-    let values = data.as_slice::<f32>().expect("Flex computes in f32");
-    let out = attention(values, QkvShape { batch, len, heads, head_dim });
+    let mut values = qkv.into_data().into_vec::<f32>().expect("Flex computes in f32");
+    if let Some(rope) = rope {
+        rotate_qk(&mut values, shape, rope);
+    }
+    let out = attention(&values, shape, None);
     Tensor::from_data(TensorData::new(out, [batch, len, heads * head_dim]), &device)
 }
 
+/// RoPE on the q and k heads of `qkv` (`[B, L, 3·heads, hd]`, contiguous), in place:
+/// `x·cos + rotate_half(x)·sin` with `rotate_half(x) = cat(-x₂, x₁)`, each product rounded
+/// as burn's element-wise ops round them. The v heads are left as they are.
+pub fn rotate_qk(qkv: &mut [f32], shape: QkvShape, rope: RopeTables<'_>) {
+    let QkvShape { len, heads, head_dim, .. } = shape;
+    let half = head_dim / 2;
+    let in_row = 3 * heads * head_dim;
+    check_tables(shape, rope);
+    qkv.par_chunks_mut(in_row).enumerate().for_each(|(row, x)| {
+        let t = row % len;
+        let (cos, sin) = (&rope.cos[t * head_dim..(t + 1) * head_dim], &rope.sin[t * head_dim..(t + 1) * head_dim]);
+        for head in x[..2 * heads * head_dim].chunks_exact_mut(head_dim) {
+            for j in 0..half {
+                let (a, b) = (head[j], head[j + half]);
+                head[j] = a * cos[j] + -b * sin[j];
+                head[j + half] = b * cos[j + half] + a * sin[j + half];
+            }
+        }
+    });
+}
+
+/// The transpose of [`rotate_qk`] on a gradient of `qkv`, in place: what flows back to the
+/// q and k heads before the rotation (the v heads' gradient is left as it is).
+pub fn unrotate_qk(dqkv: &mut [f32], shape: QkvShape, rope: RopeTables<'_>) {
+    let QkvShape { len, heads, head_dim, .. } = shape;
+    let half = head_dim / 2;
+    let in_row = 3 * heads * head_dim;
+    check_tables(shape, rope);
+    dqkv.par_chunks_mut(in_row).enumerate().for_each(|(row, g)| {
+        let t = row % len;
+        let (cos, sin) = (&rope.cos[t * head_dim..(t + 1) * head_dim], &rope.sin[t * head_dim..(t + 1) * head_dim]);
+        for head in g[..2 * heads * head_dim].chunks_exact_mut(head_dim) {
+            for j in 0..half {
+                let (a, b) = (head[j], head[j + half]);
+                head[j] = a * cos[j] + b * sin[j + half];
+                head[j + half] = b * cos[j + half] - a * sin[j];
+            }
+        }
+    });
+}
+
+fn check_tables(shape: QkvShape, rope: RopeTables<'_>) {
+    let need = shape.len * shape.head_dim;
+    assert!(rope.cos.len() >= need && rope.sin.len() >= need, "RoPE tables shorter than {} positions", shape.len);
+    assert!(shape.head_dim % 2 == 0, "RoPE needs an even head width, not {}", shape.head_dim);
+}
+
 /// `softmax(q kᵀ / √hd) v` for every batch row and head, no mask; `qkv` contiguous in
-/// [`QkvShape`]'s layout. Returns `[batch, len, heads, head_dim]`, contiguous.
-pub fn attention(qkv: &[f32], shape: QkvShape) -> Vec<f32> {
+/// [`QkvShape`]'s layout. Returns `[batch, len, heads, head_dim]`, contiguous. With `probs`
+/// (`batch · len · heads · len` long) the softmax rows are kept there as `[B, L, H, L]`,
+/// for [`attention_backward`].
+pub fn attention(qkv: &[f32], shape: QkvShape, probs: Option<&mut [f32]>) -> Vec<f32> {
     let QkvShape { batch, len, heads, head_dim } = shape;
     assert_eq!(qkv.len(), batch * len * 3 * heads * head_dim, "qkv does not match {shape:?}");
     let mut out = vec![0.0f32; batch * len * heads * head_dim];
@@ -55,52 +118,175 @@ pub fn attention(qkv: &[f32], shape: QkvShape) -> Vec<f32> {
     }
     let in_row = 3 * heads * head_dim;
     let out_row = heads * head_dim;
+    let probs_row = heads * len;
+    // Per batch row, its `[L, H, L]` block of kept probabilities (or nothing).
+    let probs_b: Vec<Option<&mut [f32]>> = match probs {
+        Some(p) => {
+            assert_eq!(p.len(), batch * len * probs_row, "probs does not match {shape:?}");
+            p.chunks_mut(len * probs_row).map(Some).collect()
+        }
+        None => (0..batch).map(|_| None).collect(),
+    };
     // As burn computes it: 1/√hd in f64, then rounded to f32.
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
-    out.par_chunks_mut(len * out_row).enumerate().for_each(|(b, out_b)| {
-        let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
-        out_b.par_chunks_mut(ROWS * out_row).enumerate().for_each(|(block, out_block)| {
-            let rows = out_block.len() / out_row;
-            let mut scores = vec![0.0f32; rows * len];
-            let mut sums = vec![0.0f32; rows];
-            for h in 0..heads {
-                let q = &qkv_b[block * ROWS * in_row + h * head_dim..];
-                let k = &qkv_b[(heads + h) * head_dim..];
-                let v = &qkv_b[(2 * heads + h) * head_dim..];
-                // SAFETY: every pointer/stride pair stays inside its slice: q rows
-                // `block·ROWS..+rows`, k and v rows `0..len`, all `head_dim` wide at stride
-                // `in_row`; `scores` is `rows × len`; `out_block` holds `rows` rows of `out_row`.
-                unsafe {
-                    // scores = scale · q kᵀ
-                    gemm::gemm(
-                        rows, len, head_dim,
-                        scores.as_mut_ptr(), 1, len as isize, false,
-                        q.as_ptr(), 1, in_row as isize,
-                        k.as_ptr(), in_row as isize, 1,
-                        0.0, scale, false, false, false, gemm::Parallelism::None,
-                    );
+    out.par_chunks_mut(len * out_row)
+        .zip(probs_b)
+        .enumerate()
+        .for_each(|(b, (out_b, probs_b))| {
+            let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
+            let mut probs_blocks: Vec<Option<&mut [f32]>> = match probs_b {
+                Some(p) => p.chunks_mut(ROWS * probs_row).map(Some).collect(),
+                None => (0..len.div_ceil(ROWS)).map(|_| None).collect(),
+            };
+            out_b.par_chunks_mut(ROWS * out_row).zip(probs_blocks.par_iter_mut()).enumerate().for_each(|(block, (out_block, probs_block))| {
+                let rows = out_block.len() / out_row;
+                let mut scores = vec![0.0f32; rows * len];
+                let mut sums = vec![0.0f32; rows];
+                for h in 0..heads {
+                    let q = &qkv_b[block * ROWS * in_row + h * head_dim..];
+                    let k = &qkv_b[(heads + h) * head_dim..];
+                    let v = &qkv_b[(2 * heads + h) * head_dim..];
+                    // SAFETY: every pointer/stride pair stays inside its slice: q rows
+                    // `block·ROWS..+rows`, k and v rows `0..len`, all `head_dim` wide at stride
+                    // `in_row`; `scores` is `rows × len`; `out_block` holds `rows` rows of `out_row`.
+                    unsafe {
+                        // scores = scale · q kᵀ
+                        gemm::gemm(
+                            rows, len, head_dim,
+                            scores.as_mut_ptr(), 1, len as isize, false,
+                            q.as_ptr(), 1, in_row as isize,
+                            k.as_ptr(), in_row as isize, 1,
+                            0.0, scale, false, false, false, gemm::Parallelism::None,
+                        );
+                    }
+                    exp_rows(&mut scores, len, &mut sums);
+                    if let Some(p) = probs_block.as_deref_mut() {
+                        // The softmax itself, kept for the backward pass.
+                        for (r, sum) in sums.iter_mut().enumerate() {
+                            let inv = 1.0 / *sum;
+                            let row = &mut scores[r * len..(r + 1) * len];
+                            row.iter_mut().for_each(|x| *x *= inv);
+                            p[r * probs_row + h * len..r * probs_row + (h + 1) * len].copy_from_slice(row);
+                            *sum = 1.0;
+                        }
+                    }
+                    let out_h = &mut out_block[h * head_dim..];
+                    // SAFETY: as above; the output rows are `head_dim` wide at stride `out_row`.
+                    unsafe {
+                        // out = exp(scores - max) v, normalised below
+                        gemm::gemm(
+                            rows, head_dim, len,
+                            out_h.as_mut_ptr(), 1, out_row as isize, false,
+                            scores.as_ptr(), 1, len as isize,
+                            v.as_ptr(), 1, in_row as isize,
+                            0.0, 1.0, false, false, false, gemm::Parallelism::None,
+                        );
+                    }
+                    for (r, sum) in sums.iter().enumerate() {
+                        let inv = 1.0 / sum;
+                        out_h[r * out_row..r * out_row + head_dim].iter_mut().for_each(|o| *o *= inv);
+                    }
                 }
-                exp_rows(&mut scores, len, &mut sums);
-                let out_h = &mut out_block[h * head_dim..];
-                // SAFETY: as above; the output rows are `head_dim` wide at stride `out_row`.
-                unsafe {
-                    // out = exp(scores - max) v, normalised below
-                    gemm::gemm(
-                        rows, head_dim, len,
-                        out_h.as_mut_ptr(), 1, out_row as isize, false,
-                        scores.as_ptr(), 1, len as isize,
-                        v.as_ptr(), 1, in_row as isize,
-                        0.0, 1.0, false, false, false, gemm::Parallelism::None,
-                    );
-                }
-                for (r, sum) in sums.iter().enumerate() {
-                    let inv = 1.0 / sum;
-                    out_h[r * out_row..r * out_row + head_dim].iter_mut().for_each(|o| *o *= inv);
-                }
-            }
+            });
         });
-    });
     out
+}
+/// The gradient of [`attention`]'s `qkv` (in its layout) from the gradient of its output
+/// `dout: [B, L, H·hd]`, given the same `qkv` and the `probs` that [`attention`] kept. Per
+/// (batch row, head), with `P` the softmax and `S = scale · q kᵀ`:
+/// `dv = Pᵀ dout`, `dP = dout vᵀ`, `dS = P ∘ (dP − rowsum(P ∘ dP))`,
+/// `dq = scale · dS k`, `dk = scale · dSᵀ q`: five gemms and one pass over `dP`.
+pub fn attention_backward(qkv: &[f32], probs: &[f32], dout: &[f32], shape: QkvShape) -> Vec<f32> {
+    let QkvShape { batch, len, heads, head_dim } = shape;
+    let in_row = 3 * heads * head_dim;
+    let out_row = heads * head_dim;
+    let probs_row = heads * len;
+    assert_eq!(qkv.len(), batch * len * in_row, "qkv does not match {shape:?}");
+    assert_eq!(probs.len(), batch * len * probs_row, "probs does not match {shape:?}");
+    assert_eq!(dout.len(), batch * len * out_row, "dout does not match {shape:?}");
+    let mut dqkv = vec![0.0f32; qkv.len()];
+    if dqkv.is_empty() {
+        return dqkv;
+    }
+    let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
+    // Each (batch row, head) writes its own head_dim-wide columns of dq, dk and dv.
+    let dst = SharedOut(dqkv.as_mut_ptr());
+    (0..batch * heads).into_par_iter().for_each(|task| {
+        let (b, h) = (task / heads, task % heads);
+        let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
+        let (q, k, v) = (&qkv_b[h * head_dim..], &qkv_b[(heads + h) * head_dim..], &qkv_b[(2 * heads + h) * head_dim..]);
+        let p = &probs[b * len * probs_row + h * len..];
+        let dout_h = &dout[b * len * out_row + h * head_dim..];
+        let mut dp = vec![0.0f32; len * len];
+        let dst = &dst;
+        // SAFETY: reads stay inside their slices (rows `0..len` at the strides of their
+        // layouts, `head_dim` or `len` wide); each task writes only the q, k and v columns of
+        // head `h` in batch row `b` of `dqkv`, which no other task touches.
+        unsafe {
+            let d_b = dst.0.add(b * len * in_row);
+            // dP = dout vᵀ
+            gemm::gemm(
+                len, len, head_dim,
+                dp.as_mut_ptr(), 1, len as isize, false,
+                dout_h.as_ptr(), 1, out_row as isize,
+                v.as_ptr(), in_row as isize, 1,
+                0.0, 1.0, false, false, false, gemm::Parallelism::None,
+            );
+            softmax_grad_rows(&mut dp, p, len, probs_row);
+            // dq = scale · dS k
+            gemm::gemm(
+                len, head_dim, len,
+                d_b.add(h * head_dim), 1, in_row as isize, false,
+                dp.as_ptr(), 1, len as isize,
+                k.as_ptr(), 1, in_row as isize,
+                0.0, scale, false, false, false, gemm::Parallelism::None,
+            );
+            // dk = scale · dSᵀ q
+            gemm::gemm(
+                len, head_dim, len,
+                d_b.add((heads + h) * head_dim), 1, in_row as isize, false,
+                dp.as_ptr(), len as isize, 1,
+                q.as_ptr(), 1, in_row as isize,
+                0.0, scale, false, false, false, gemm::Parallelism::None,
+            );
+            // dv = Pᵀ dout
+            gemm::gemm(
+                len, head_dim, len,
+                d_b.add((2 * heads + h) * head_dim), 1, in_row as isize, false,
+                p.as_ptr(), probs_row as isize, 1,
+                dout_h.as_ptr(), 1, out_row as isize,
+                0.0, 1.0, false, false, false, gemm::Parallelism::None,
+            );
+        }
+    });
+    dqkv
+}
+
+/// The output of [`attention_backward`], written by tasks at disjoint offsets.
+struct SharedOut(*mut f32);
+// SAFETY: the tasks that share it write disjoint elements (see `attention_backward`).
+unsafe impl Sync for SharedOut {}
+
+/// `dP ← P ∘ (dP − rowsum(P ∘ dP))` row by row: the softmax's backward. `dp` rows are `len`
+/// wide and contiguous, `p` rows `len` wide at stride `p_stride`.
+fn softmax_grad_rows(dp: &mut [f32], p: &[f32], len: usize, p_stride: usize) {
+    vectorised!(softmax_grad_rows_avx2(dp: &mut [f32], p: &[f32], len: usize, p_stride: usize) => softmax_grad_rows_portable(dp, p, len, p_stride))
+}
+
+#[inline(always)]
+fn softmax_grad_rows_portable(dp: &mut [f32], p: &[f32], len: usize, p_stride: usize) {
+    for (r, row) in dp.chunks_exact_mut(len).enumerate() {
+        let p = &p[r * p_stride..r * p_stride + len];
+        let mut partial = [0.0f32; LANES];
+        let (mut rows, mut ps) = (row.chunks_exact(LANES), p.chunks_exact(LANES));
+        for (chunk, pc) in (&mut rows).zip(&mut ps) {
+            for ((acc, &d), &pv) in partial.iter_mut().zip(chunk).zip(pc) {
+                *acc += d * pv;
+            }
+        }
+        let dot = partial.iter().sum::<f32>() + rows.remainder().iter().zip(ps.remainder()).map(|(d, pv)| d * pv).sum::<f32>();
+        row.iter_mut().zip(p).for_each(|(d, &pv)| *d = pv * (*d - dot));
+    }
 }
 
 /// Replaces each row (`len` wide) of `scores` by `exp(row - max(row))` and writes its sum.
@@ -169,11 +355,17 @@ mod tests {
             let s = QkvShape { batch, len, heads, head_dim };
             // Spread 3 gives scores of several units: softmax rows far from uniform.
             let qkv = random(batch * len * 3 * heads * head_dim, 3.0, i as u64);
-            let got = attention(&qkv, s);
             let want = burn_reference(&qkv, s);
-            assert_eq!(got.len(), want.len());
-            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 2e-5, "{s:?}: max |Δ| {worst}");
+            // Keeping the softmax for the backward pass changes nothing in the output.
+            let mut probs = vec![0.0f32; batch * len * heads * len];
+            for got in [attention(&qkv, s, None), attention(&qkv, s, Some(&mut probs))] {
+                assert_eq!(got.len(), want.len());
+                let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                assert!(worst < 2e-5, "{s:?}: max |Δ| {worst}");
+            }
+            for row in probs.chunks_exact(len) {
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{s:?}: a kept softmax row sums to {}", row.iter().sum::<f32>());
+            }
         }
     }
 }

@@ -9,8 +9,7 @@ use rayon::prelude::*;
 
 use super::{exp, vectorised};
 
-/// Rows per rayon task: enough work per task to hide the scheduling.
-const ROWS: usize = 64;
+use super::rows_per_task;
 
 /// `silu(gate) * up` of `gate_up: [B, L, 2·inter]` (gate the first half) as `[B, L, inter]`.
 /// It computes on the values: call it on plain Flex only ([`super::is_flex`]).
@@ -31,11 +30,17 @@ pub fn silu_mul(gate_up: &[f32], inter: usize) -> Vec<f32> {
     if out.is_empty() {
         return out;
     }
-    out.par_chunks_mut(ROWS * inter).zip(gate_up.par_chunks(ROWS * 2 * inter)).for_each(|(out, gate_up)| {
+    let rows = rows_per_task(2 * inter, gate_up.len());
+    let work = |(out, gate_up): (&mut [f32], &[f32])| {
         for (o, row) in out.chunks_exact_mut(inter).zip(gate_up.chunks_exact(2 * inter)) {
             silu_mul_row(o, &row[..inter], &row[inter..]);
         }
-    });
+    };
+    if rows * 2 * inter >= gate_up.len() {
+        work((&mut out, gate_up));
+    } else {
+        out.par_chunks_mut(rows * inter).zip(gate_up.par_chunks(rows * 2 * inter)).for_each(work);
+    }
     out
 }
 
@@ -51,6 +56,43 @@ fn silu_mul_row_portable(out: &mut [f32], gate: &[f32], up: &[f32]) {
         let e = exp(-g.abs());
         let sigmoid = if g >= 0.0 { 1.0 } else { e } / (1.0 + e);
         *o = g * sigmoid * u;
+    }
+}
+
+/// The gradient of [`silu_mul`]'s `gate_up` from its output's gradient `dout`:
+/// `d gate = dout · up · σ(g) · (1 + g · (1 − σ(g)))`, `d up = dout · g · σ(g)`.
+pub fn silu_mul_backward(gate_up: &[f32], dout: &[f32], inter: usize) -> Vec<f32> {
+    assert_eq!(gate_up.len(), 2 * dout.len(), "the gradient does not match gate_up");
+    let mut d = vec![0.0f32; gate_up.len()];
+    if d.is_empty() {
+        return d;
+    }
+    let rows = rows_per_task(2 * inter, gate_up.len());
+    let work = |((d, gate_up), dout): ((&mut [f32], &[f32]), &[f32])| {
+        for ((d, row), dout) in d.chunks_exact_mut(2 * inter).zip(gate_up.chunks_exact(2 * inter)).zip(dout.chunks_exact(inter)) {
+            let (d_gate, d_up) = d.split_at_mut(inter);
+            silu_mul_grad_row(d_gate, d_up, &row[..inter], &row[inter..], dout);
+        }
+    };
+    if rows * 2 * inter >= gate_up.len() {
+        work(((&mut d, gate_up), dout));
+    } else {
+        d.par_chunks_mut(rows * 2 * inter).zip(gate_up.par_chunks(rows * 2 * inter)).zip(dout.par_chunks(rows * inter)).for_each(work);
+    }
+    d
+}
+
+fn silu_mul_grad_row(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) {
+    vectorised!(silu_mul_grad_row_avx2(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) => silu_mul_grad_row_portable(d_gate, d_up, gate, up, dout))
+}
+
+#[inline(always)]
+fn silu_mul_grad_row_portable(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) {
+    for ((((dg, du), &g), &u), &d) in d_gate.iter_mut().zip(d_up.iter_mut()).zip(gate).zip(up).zip(dout) {
+        let e = exp(-g.abs());
+        let sigmoid = if g >= 0.0 { 1.0 } else { e } / (1.0 + e);
+        *du = d * g * sigmoid;
+        *dg = d * u * sigmoid * (1.0 + g * (1.0 - sigmoid));
     }
 }
 
