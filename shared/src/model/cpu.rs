@@ -11,7 +11,10 @@ pub mod swiglu;
 
 use std::any::TypeId;
 
+use burn::backend::Flex;
 use burn::prelude::*;
+use burn::tensor::TensorPrimitive;
+use burn_flex::FlexTensor;
 
 /// Whether `B` is plain Flex, the backend these kernels stand in for.
 pub(crate) fn is_flex<B: Backend>() -> bool {
@@ -27,6 +30,36 @@ pub(crate) fn is_autodiff_flex<B: Backend>() -> bool {
 pub(crate) fn cast_backend<B: Backend, T: Backend, const D: usize>(x: Tensor<B, D>) -> Option<Tensor<T, D>> {
     let x: Box<dyn std::any::Any> = Box::new(x);
     x.downcast::<Tensor<T, D>>().ok().map(|t| *t)
+}
+
+// The kernels read and write Flex's own tensors (`FlexTensor`) so that no value is copied
+// on the way in or out: a fresh projection is one contiguous buffer owned by no one else.
+
+/// `x`'s Flex tensor, as one buffer of exactly its values (a copy only when it is not).
+/// `B` must be plain Flex.
+pub(crate) fn plain<B: Backend, const D: usize>(x: Tensor<B, D>) -> FlexTensor {
+    dense(cast_backend::<B, Flex, D>(x).expect("the kernels' tensors are on plain Flex").into_primitive().tensor())
+}
+
+/// `t` as one buffer of exactly its values, not shared (a copy only when it is not).
+pub(crate) fn dense(t: FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+/// A kernel's output as a tensor of `B` (plain Flex).
+pub(crate) fn from_plain<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<B, D> {
+    let t = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(flex_tensor(values, shape)));
+    cast_backend::<Flex, B, D>(t).expect("the kernels' tensors are on plain Flex")
+}
+
+/// Values as a Flex tensor (no copy).
+pub(crate) fn flex_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// The values of a tensor from [`dense`] or [`flex_tensor`].
+pub(crate) fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
 use autodiff::AutodiffFlex;
@@ -50,7 +83,7 @@ pub(crate) fn no_grad_rounds<B: Backend>(
     let (x, mut y, mut z) = (plain(x)?, plain(y)?, plain(z)?);
     let inner = model.valid();
     let [batch, _, _] = x.dims();
-    let rope = inner.rotary_emb.as_ref().map(|r| r.tiled_qkv(batch, inner.config().num_heads));
+    let rope = inner.rotary_emb.as_ref().map(|r| super::ops::rope_for_step(r, &x, batch, inner.config().num_heads));
     for _ in 0..rounds {
         (y, z) = inner.latent_recursion(&x, y, z, rope.as_ref());
     }

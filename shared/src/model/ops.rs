@@ -90,6 +90,18 @@ pub fn swiglu<B: Backend>(x: Tensor<B, 3>, gate_up: &CastedLinear<B>) -> Tensor<
     silu(gate.cast(FloatDType::F32)).cast(dtype) * up
 }
 
+/// The RoPE tables for one ACT step of `x`'s batch: as they are for the CPU kernels (which
+/// read `[L, hd]` tables), tiled to the fused projection's layout for burn's ops elsewhere
+/// (see [`Rope::tiled_qkv`]).
+pub fn rope_for_step<B: Backend>(rope: &Rope<B>, x: &Tensor<B, 3>, batch: usize, heads: usize) -> Rope<B> {
+    #[cfg(all(feature = "native", not(target_family = "wasm")))]
+    if cpu_kernels(x) {
+        return rope.clone();
+    }
+    let _ = x;
+    rope.tiled_qkv(batch, heads)
+}
+
 /// Non-causal multi-head attention `softmax(q kᵀ / √hd) v` of a fused projection
 /// `qkv: [B, L, 3H, hd]` (heads `0..H` are q, `H..2H` k, `2H..3H` v), as `[B, L, H·hd]`,
 /// RoPE applied to q and k first when `rope` is given.

@@ -518,7 +518,7 @@ impl<B: Backend> Trm<B> {
     pub fn deep_recursion(&self, carry: InnerCarry<B>, x: Tensor<B, 3>) -> InnerCarry<B> {
         let cfg = self.config();
         let [batch, _, _] = x.dims();
-        let rope = self.rotary_emb.as_ref().map(|r| r.tiled_qkv(batch, cfg.num_heads));
+        let rope = self.rotary_emb.as_ref().map(|r| ops::rope_for_step(r, &x, batch, cfg.num_heads));
         let rope = rope.as_ref();
         let InnerCarry { z_h: mut y, z_l: mut z } = carry;
         #[cfg_attr(not(all(feature = "native", not(target_family = "wasm"))), allow(unused_mut))]

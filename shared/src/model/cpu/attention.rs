@@ -13,7 +13,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::{exp, vectorised};
+use super::{exp, from_plain, plain, values, vectorised};
 
 /// Query rows per task: the score block (`ROWS × L` f32, 234 KB at L = 916) and one head's
 /// k and v stay in the 512 KB L2 of the project machine.
@@ -46,16 +46,13 @@ pub struct RopeTables<'a> {
 /// applied to the q and k heads first when `rope` is given.
 /// It computes on the values: call it on plain Flex only ([`super::is_flex`]).
 pub fn attention_tensor<B: Backend>(qkv: Tensor<B, 4>, heads: usize, rope: Option<RopeTables<'_>>) -> Tensor<B, 3> {
-    let device = qkv.device();
     let [batch, len, _, head_dim] = qkv.dims();
     let shape = QkvShape { batch, len, heads, head_dim };
-    // Zero-copy when `qkv` is contiguous and not shared, as a fresh projection is.
-    let mut values = qkv.into_data().into_vec::<f32>().expect("Flex computes in f32");
+    let mut qkv = plain(qkv);
     if let Some(rope) = rope {
-        rotate_qk(&mut values, shape, rope);
+        rotate_qk(qkv.storage_mut::<f32>(), shape, rope);
     }
-    let out = attention(&values, shape, None);
-    Tensor::from_data(TensorData::new(out, [batch, len, heads * head_dim]), &device)
+    from_plain(attention(values(&qkv), shape, false).0, [batch, len, heads * head_dim])
 }
 
 /// RoPE on the q and k heads of `qkv` (`[B, L, 3·heads, hd]`, contiguous), in place:
@@ -106,96 +103,99 @@ fn check_tables(shape: QkvShape, rope: RopeTables<'_>) {
 }
 
 /// `softmax(q kᵀ / √hd) v` for every batch row and head, no mask; `qkv` contiguous in
-/// [`QkvShape`]'s layout. Returns `[batch, len, heads, head_dim]`, contiguous. With `probs`
-/// (`batch · len · heads · len` long) the softmax rows are kept there as `[B, L, H, L]`,
-/// for [`attention_backward`].
-pub fn attention(qkv: &[f32], shape: QkvShape, probs: Option<&mut [f32]>) -> Vec<f32> {
+/// [`QkvShape`]'s layout. Returns `[batch, len, heads, head_dim]`, contiguous, and with
+/// `keep_probs` the softmax rows as `[B, L, H, L]`, for [`attention_backward`].
+pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let QkvShape { batch, len, heads, head_dim } = shape;
     assert_eq!(qkv.len(), batch * len * 3 * heads * head_dim, "qkv does not match {shape:?}");
     let mut out = vec![0.0f32; batch * len * heads * head_dim];
+    let probs_row = heads * len;
+    // Every value is written below: no zeroing of these tens of megabytes first.
+    let mut probs: Option<Vec<f32>> = keep_probs.then(|| Vec::with_capacity(batch * len * probs_row));
     if out.is_empty() {
-        return out;
+        return (out, probs);
     }
     let in_row = 3 * heads * head_dim;
     let out_row = heads * head_dim;
-    let probs_row = heads * len;
-    // Per batch row, its `[L, H, L]` block of kept probabilities (or nothing).
-    let probs_b: Vec<Option<&mut [f32]>> = match probs {
-        Some(p) => {
-            assert_eq!(p.len(), batch * len * probs_row, "probs does not match {shape:?}");
-            p.chunks_mut(len * probs_row).map(Some).collect()
-        }
-        None => (0..batch).map(|_| None).collect(),
-    };
+    // One task per (batch row, head, block of query rows), blocks innermost: a thread's run
+    // of tasks reads one head's k and v over and over (they stay in L2). Even at batch 1
+    // there are enough tasks to keep both threads busy to the end.
+    let blocks = len.div_ceil(ROWS);
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    let probs_ptr = probs.as_mut().map(|p| SharedOut(p.as_mut_ptr()));
     // As burn computes it: 1/√hd in f64, then rounded to f32.
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
-    out.par_chunks_mut(len * out_row)
-        .zip(probs_b)
-        .enumerate()
-        .for_each(|(b, (out_b, probs_b))| {
+    (0..batch * heads * blocks).into_par_iter().for_each_init(
+        || (vec![0.0f32; ROWS * len], vec![0.0f32; ROWS]),
+        |(scores, sums), task| {
+            let out_ptr = &out_ptr;
+            let (b, h, block) = (task / (heads * blocks), task / blocks % heads, task % blocks);
+            let first = block * ROWS;
+            let rows = ROWS.min(len - first);
+            let (scores, sums) = (&mut scores[..rows * len], &mut sums[..rows]);
             let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
-            let mut probs_blocks: Vec<Option<&mut [f32]>> = match probs_b {
-                Some(p) => p.chunks_mut(ROWS * probs_row).map(Some).collect(),
-                None => (0..len.div_ceil(ROWS)).map(|_| None).collect(),
-            };
-            out_b.par_chunks_mut(ROWS * out_row).zip(probs_blocks.par_iter_mut()).enumerate().for_each(|(block, (out_block, probs_block))| {
-                let rows = out_block.len() / out_row;
-                let mut scores = vec![0.0f32; rows * len];
-                let mut sums = vec![0.0f32; rows];
-                for h in 0..heads {
-                    let q = &qkv_b[block * ROWS * in_row + h * head_dim..];
-                    let k = &qkv_b[(heads + h) * head_dim..];
-                    let v = &qkv_b[(2 * heads + h) * head_dim..];
-                    // SAFETY: every pointer/stride pair stays inside its slice: q rows
-                    // `block·ROWS..+rows`, k and v rows `0..len`, all `head_dim` wide at stride
-                    // `in_row`; `scores` is `rows × len`; `out_block` holds `rows` rows of `out_row`.
+            let q = &qkv_b[first * in_row + h * head_dim..];
+            let k = &qkv_b[(heads + h) * head_dim..];
+            let v = &qkv_b[(2 * heads + h) * head_dim..];
+            // SAFETY: reads stay inside their slices: q rows `first..first + rows`, k and v rows
+            // `0..len`, all `head_dim` wide at stride `in_row`; `scores` is `rows × len`.
+            unsafe {
+                // scores = scale · q kᵀ
+                gemm::gemm(
+                    rows, len, head_dim,
+                    scores.as_mut_ptr(), 1, len as isize, false,
+                    q.as_ptr(), 1, in_row as isize,
+                    k.as_ptr(), in_row as isize, 1,
+                    0.0, scale, false, false, false, gemm::Parallelism::None,
+                );
+            }
+            exp_rows(scores, len, sums);
+            if let Some(probs) = &probs_ptr {
+                // The softmax itself, kept for the backward pass: rows `first..` of head `h`.
+                for (r, sum) in sums.iter_mut().enumerate() {
+                    let inv = 1.0 / *sum;
+                    let row = &mut scores[r * len..(r + 1) * len];
+                    row.iter_mut().for_each(|x| *x *= inv);
+                    // SAFETY: this task alone writes row `first + r`, head `h` of batch row `b`,
+                    // inside the capacity reserved above.
                     unsafe {
-                        // scores = scale · q kᵀ
-                        gemm::gemm(
-                            rows, len, head_dim,
-                            scores.as_mut_ptr(), 1, len as isize, false,
-                            q.as_ptr(), 1, in_row as isize,
-                            k.as_ptr(), in_row as isize, 1,
-                            0.0, scale, false, false, false, gemm::Parallelism::None,
-                        );
+                        let dst = probs.0.add((b * len + first + r) * probs_row + h * len);
+                        std::ptr::copy_nonoverlapping(row.as_ptr(), dst, len);
                     }
-                    exp_rows(&mut scores, len, &mut sums);
-                    if let Some(p) = probs_block.as_deref_mut() {
-                        // The softmax itself, kept for the backward pass.
-                        for (r, sum) in sums.iter_mut().enumerate() {
-                            let inv = 1.0 / *sum;
-                            let row = &mut scores[r * len..(r + 1) * len];
-                            row.iter_mut().for_each(|x| *x *= inv);
-                            p[r * probs_row + h * len..r * probs_row + (h + 1) * len].copy_from_slice(row);
-                            *sum = 1.0;
-                        }
-                    }
-                    let out_h = &mut out_block[h * head_dim..];
-                    // SAFETY: as above; the output rows are `head_dim` wide at stride `out_row`.
-                    unsafe {
-                        // out = exp(scores - max) v, normalised below
-                        gemm::gemm(
-                            rows, head_dim, len,
-                            out_h.as_mut_ptr(), 1, out_row as isize, false,
-                            scores.as_ptr(), 1, len as isize,
-                            v.as_ptr(), 1, in_row as isize,
-                            0.0, 1.0, false, false, false, gemm::Parallelism::None,
-                        );
-                    }
-                    for (r, sum) in sums.iter().enumerate() {
-                        let inv = 1.0 / sum;
-                        out_h[r * out_row..r * out_row + head_dim].iter_mut().for_each(|o| *o *= inv);
-                    }
+                    *sum = 1.0;
                 }
-            });
-        });
-    out
+            }
+            // SAFETY: this task alone writes rows `first..first + rows`, columns of head `h`,
+            // of batch row `b` of `out` (`head_dim` wide at stride `out_row`).
+            unsafe {
+                let out_h = out_ptr.0.add((b * len + first) * out_row + h * head_dim);
+                // out = exp(scores - max) v, normalised below
+                gemm::gemm(
+                    rows, head_dim, len,
+                    out_h, 1, out_row as isize, false,
+                    scores.as_ptr(), 1, len as isize,
+                    v.as_ptr(), 1, in_row as isize,
+                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
+                );
+                for (r, sum) in sums.iter().enumerate() {
+                    let inv = 1.0 / sum;
+                    std::slice::from_raw_parts_mut(out_h.add(r * out_row), head_dim).iter_mut().for_each(|o| *o *= inv);
+                }
+            }
+        },
+    );
+    if let Some(p) = probs.as_mut() {
+        // SAFETY: the tasks above wrote every row of every head of every batch row.
+        unsafe { p.set_len(batch * len * probs_row) };
+    }
+    (out, probs)
 }
+
 /// The gradient of [`attention`]'s `qkv` (in its layout) from the gradient of its output
 /// `dout: [B, L, H·hd]`, given the same `qkv` and the `probs` that [`attention`] kept. Per
 /// (batch row, head), with `P` the softmax and `S = scale · q kᵀ`:
 /// `dv = Pᵀ dout`, `dP = dout vᵀ`, `dS = P ∘ (dP − rowsum(P ∘ dP))`,
-/// `dq = scale · dS k`, `dk = scale · dSᵀ q`: five gemms and one pass over `dP`.
+/// `dq = scale · dS k`, `dk = scale · dSᵀ q`: four gemms and one pass over `dP`.
 pub fn attention_backward(qkv: &[f32], probs: &[f32], dout: &[f32], shape: QkvShape) -> Vec<f32> {
     let QkvShape { batch, len, heads, head_dim } = shape;
     let in_row = 3 * heads * head_dim;
@@ -211,13 +211,12 @@ pub fn attention_backward(qkv: &[f32], probs: &[f32], dout: &[f32], shape: QkvSh
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
     // Each (batch row, head) writes its own head_dim-wide columns of dq, dk and dv.
     let dst = SharedOut(dqkv.as_mut_ptr());
-    (0..batch * heads).into_par_iter().for_each(|task| {
+    (0..batch * heads).into_par_iter().for_each_init(|| vec![0.0f32; len * len], |dp, task| {
         let (b, h) = (task / heads, task % heads);
         let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
         let (q, k, v) = (&qkv_b[h * head_dim..], &qkv_b[(heads + h) * head_dim..], &qkv_b[(2 * heads + h) * head_dim..]);
         let p = &probs[b * len * probs_row + h * len..];
         let dout_h = &dout[b * len * out_row + h * head_dim..];
-        let mut dp = vec![0.0f32; len * len];
         let dst = &dst;
         // SAFETY: reads stay inside their slices (rows `0..len` at the strides of their
         // layouts, `head_dim` or `len` wide); each task writes only the q, k and v columns of
@@ -232,7 +231,7 @@ pub fn attention_backward(qkv: &[f32], probs: &[f32], dout: &[f32], shape: QkvSh
                 v.as_ptr(), in_row as isize, 1,
                 0.0, 1.0, false, false, false, gemm::Parallelism::None,
             );
-            softmax_grad_rows(&mut dp, p, len, probs_row);
+            softmax_grad_rows(dp, p, len, probs_row);
             // dq = scale · dS k
             gemm::gemm(
                 len, head_dim, len,
@@ -262,9 +261,9 @@ pub fn attention_backward(qkv: &[f32], probs: &[f32], dout: &[f32], shape: QkvSh
     dqkv
 }
 
-/// The output of [`attention_backward`], written by tasks at disjoint offsets.
+/// An output written by parallel tasks at disjoint offsets.
 struct SharedOut(*mut f32);
-// SAFETY: the tasks that share it write disjoint elements (see `attention_backward`).
+// SAFETY: the tasks that share it write disjoint elements (see `attention`, `attention_backward`).
 unsafe impl Sync for SharedOut {}
 
 /// `dP ← P ∘ (dP − rowsum(P ∘ dP))` row by row: the softmax's backward. `dp` rows are `len`
@@ -357,8 +356,10 @@ mod tests {
             let qkv = random(batch * len * 3 * heads * head_dim, 3.0, i as u64);
             let want = burn_reference(&qkv, s);
             // Keeping the softmax for the backward pass changes nothing in the output.
-            let mut probs = vec![0.0f32; batch * len * heads * len];
-            for got in [attention(&qkv, s, None), attention(&qkv, s, Some(&mut probs))] {
+            let (kept, probs) = attention(&qkv, s, true);
+            let probs = probs.expect("probs kept");
+            assert_eq!(probs.len(), batch * len * heads * len);
+            for got in [attention(&qkv, s, false).0, kept] {
                 assert_eq!(got.len(), want.len());
                 let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
                 assert!(worst < 2e-5, "{s:?}: max |Δ| {worst}");

@@ -17,29 +17,19 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
+use burn_flex::FlexTensor;
 
 use super::attention::{QkvShape, RopeTables, attention, attention_backward, rotate_qk, unrotate_qk};
 use super::norm::{rms_norm, rms_norm_backward};
 use super::swiglu::{silu_mul, silu_mul_backward};
+use super::{dense, flex_tensor, values};
 
 /// The CPU training backend (the server's `CpuTrain`).
 pub(crate) type AutodiffFlex = burn::backend::Autodiff<Flex>;
 
-/// Flex's tensor handle.
-type FlexPrimitive = burn::tensor::ops::FloatTensor<Flex>;
-
-/// The values of a Flex tensor, without a copy when it is contiguous and not shared.
-fn values<const D: usize>(t: FlexPrimitive) -> Vec<f32> {
-    Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(t)).into_data().into_vec::<f32>().expect("Flex computes in f32")
-}
-
-fn flex<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexPrimitive {
-    Tensor::<Flex, D>::from_data(TensorData::new(values, shape), &Default::default()).into_primitive().tensor()
-}
-
 /// What attention's backward needs: the (rotated) projection and the softmax rows.
 struct AttentionSaved {
-    qkv: Vec<f32>,
+    qkv: FlexTensor,
     probs: Vec<f32>,
     shape: QkvShape,
     rope: Option<(Vec<f32>, Vec<f32>)>,
@@ -58,15 +48,15 @@ impl Backward<Flex, 1> for AttentionBackward {
     type State = Arc<AttentionSaved>;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
+        let grad = dense(grads.consume::<Flex>(&ops.node));
         let [Some(parent)] = ops.parents else { return };
         let saved = ops.state;
         let QkvShape { batch, len, heads, head_dim } = saved.shape;
-        let mut dqkv = attention_backward(&saved.qkv, &saved.probs, &values::<3>(grad), saved.shape);
+        let mut dqkv = attention_backward(values(&saved.qkv), &saved.probs, values(&grad), saved.shape);
         if let Some((cos, sin)) = &saved.rope {
             unrotate_qk(&mut dqkv, saved.shape, RopeTables { cos, sin });
         }
-        grads.register::<Flex>(parent.id, flex(dqkv, [batch, len, 3 * heads, head_dim]));
+        grads.register::<Flex>(parent.id, flex_tensor(dqkv, [batch, len, 3 * heads, head_dim]));
     }
 }
 
@@ -77,20 +67,21 @@ pub fn attention_autodiff(qkv: Tensor<AutodiffFlex, 4>, heads: usize, rope: Opti
     let shape = QkvShape { batch, len, heads, head_dim };
     let qkv = qkv.into_primitive().tensor();
     let prep = AttentionBackward.prepare::<NoCheckpointing>([qkv.node.clone()]).compute_bound().stateful();
-    let mut values = values::<4>(qkv.primitive);
+    // Rotated in place: nothing else holds a fresh projection (its matmul keeps its inputs).
+    let mut qkv = dense(qkv.primitive);
     if let Some(rope) = rope {
-        rotate_qk(&mut values, shape, rope);
+        rotate_qk(qkv.storage_mut::<f32>(), shape, rope);
     }
     let out_shape = [batch, len, heads * head_dim];
     let out = match prep {
         OpsKind::Tracked(prep) => {
-            let mut probs = vec![0.0f32; batch * len * heads * len];
-            let out = attention(&values, shape, Some(&mut probs));
+            let (out, probs) = attention(values(&qkv), shape, true);
+            let probs = probs.expect("attention keeps the softmax when asked");
             let rope = rope.map(|r| (r.cos[..len * head_dim].to_vec(), r.sin[..len * head_dim].to_vec()));
-            let saved = AttentionSaved { qkv: values, probs, shape, rope };
-            prep.finish(Arc::new(saved), flex(out, out_shape))
+            let saved = AttentionSaved { qkv, probs, shape, rope };
+            prep.finish(Arc::new(saved), flex_tensor(out, out_shape))
         }
-        OpsKind::UnTracked(prep) => prep.finish(flex(attention(&values, shape, None), out_shape)),
+        OpsKind::UnTracked(prep) => prep.finish(flex_tensor(attention(values(&qkv), shape, false).0, out_shape)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
@@ -99,46 +90,49 @@ pub fn attention_autodiff(qkv: Tensor<AutodiffFlex, 4>, heads: usize, rope: Opti
 struct SiluMulBackward;
 
 impl Backward<Flex, 1> for SiluMulBackward {
-    /// `gate_up`'s values and shape.
-    type State = Arc<(Vec<f32>, [usize; 3])>;
+    /// `gate_up`.
+    type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
+        let grad = dense(grads.consume::<Flex>(&ops.node));
         let [Some(parent)] = ops.parents else { return };
-        let (gate_up, shape) = &*ops.state;
-        let d = silu_mul_backward(gate_up, &values::<3>(grad), shape[2] / 2);
-        grads.register::<Flex>(parent.id, flex(d, *shape));
+        let gate_up = ops.state;
+        let shape = gate_up.layout().shape().clone();
+        let [_, _, inter2] = shape.dims::<3>();
+        let d = silu_mul_backward(values(&gate_up), values(&grad), inter2 / 2);
+        grads.register::<Flex>(parent.id, FlexTensor::from_data(TensorData::new(d, shape)));
     }
 }
 
 /// [`super::swiglu::silu_mul_tensor`] on `Autodiff<Flex>`: `silu(gate) · up` of
 /// `gate_up: [B, L, 2·inter]`.
 pub fn silu_mul_autodiff(gate_up: Tensor<AutodiffFlex, 3>) -> Tensor<AutodiffFlex, 3> {
-    let shape = gate_up.dims();
+    let [batch, len, inter2] = gate_up.dims();
     let gate_up = gate_up.into_primitive().tensor();
     let prep = SiluMulBackward.prepare::<NoCheckpointing>([gate_up.node.clone()]).compute_bound().stateful();
-    let values = values::<3>(gate_up.primitive);
-    let out = flex(silu_mul(&values, shape[2] / 2), [shape[0], shape[1], shape[2] / 2]);
+    let gate_up = dense(gate_up.primitive);
+    let out = flex_tensor(silu_mul(values(&gate_up), inter2 / 2), [batch, len, inter2 / 2]);
     let out = match prep {
-        OpsKind::Tracked(prep) => prep.finish(Arc::new((values, shape)), out),
+        OpsKind::Tracked(prep) => prep.finish(gate_up, out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 #[derive(Debug)]
-struct RmsNormBackward<const D: usize>;
+struct RmsNormBackward;
 
-impl<const D: usize> Backward<Flex, 1> for RmsNormBackward<D> {
-    /// The output's values, each row's `1/rms`, and the shape.
-    type State = Arc<(Vec<f32>, Vec<f32>, [usize; D])>;
+impl Backward<Flex, 1> for RmsNormBackward {
+    /// The output, each row's `1/rms`, and the rows' width.
+    type State = (FlexTensor, Arc<Vec<f32>>, usize);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
+        let grad = dense(grads.consume::<Flex>(&ops.node));
         let [Some(parent)] = ops.parents else { return };
-        let (y, inv_rms, shape) = &*ops.state;
-        let dx = rms_norm_backward(y, inv_rms, &values::<D>(grad), shape[D - 1]);
-        grads.register::<Flex>(parent.id, flex(dx, *shape));
+        let (y, inv_rms, width) = ops.state;
+        let shape = y.layout().shape().clone();
+        let dx = rms_norm_backward(values(&y), &inv_rms, values(&grad), width);
+        grads.register::<Flex>(parent.id, FlexTensor::from_data(TensorData::new(dx, shape)));
     }
 }
 
@@ -146,14 +140,13 @@ impl<const D: usize> Backward<Flex, 1> for RmsNormBackward<D> {
 pub fn rms_norm_autodiff<const D: usize>(x: Tensor<AutodiffFlex, D>, eps: f64) -> Tensor<AutodiffFlex, D> {
     let shape = x.dims();
     let x = x.into_primitive().tensor();
-    let prep = RmsNormBackward::<D>.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful();
-    let (y, inv_rms) = rms_norm(&values::<D>(x.primitive), shape[D - 1], eps);
+    let prep = RmsNormBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful();
+    let (y, inv_rms) = rms_norm(values(&dense(x.primitive)), shape[D - 1], eps);
+    let y = flex_tensor(y, shape);
     let out = match prep {
-        OpsKind::Tracked(prep) => {
-            let out = flex(y.clone(), shape);
-            prep.finish(Arc::new((y, inv_rms, shape)), out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(flex(y, shape)),
+        // The state shares the output's buffer: no copy.
+        OpsKind::Tracked(prep) => prep.finish((y.clone(), Arc::new(inv_rms), shape[D - 1]), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }

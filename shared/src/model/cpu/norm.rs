@@ -9,15 +9,14 @@ use rayon::prelude::*;
 
 use super::vectorised;
 
-use super::rows_per_task;
+use super::{from_plain, plain, rows_per_task, values};
 
 /// `x / √(mean(x²) + eps)` over the last axis of `x`.
 /// It computes on the values: call it on plain Flex only ([`super::is_flex`]).
 pub fn rms_norm_tensor<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
-    let device = x.device();
     let shape = x.dims();
-    let (y, _) = rms_norm(&x.into_data().into_vec::<f32>().expect("Flex computes in f32"), shape[D - 1], eps);
-    Tensor::from_data(TensorData::new(y, shape), &device)
+    let (y, _) = rms_norm(values(&plain(x)), shape[D - 1], eps);
+    from_plain(y, shape)
 }
 
 /// Rows of `x` (`width` wide) normalised, and each row's `1/rms`.

@@ -9,18 +9,14 @@ use rayon::prelude::*;
 
 use super::{exp, vectorised};
 
-use super::rows_per_task;
+use super::{from_plain, plain, rows_per_task, values};
 
 /// `silu(gate) * up` of `gate_up: [B, L, 2·inter]` (gate the first half) as `[B, L, inter]`.
 /// It computes on the values: call it on plain Flex only ([`super::is_flex`]).
 pub fn silu_mul_tensor<B: Backend>(gate_up: Tensor<B, 3>) -> Tensor<B, 3> {
-    let device = gate_up.device();
     let [batch, len, inter2] = gate_up.dims();
-    let inter = inter2 / 2;
-    // Zero-copy when `gate_up` is contiguous and not shared, as a fresh projection is.
-    let data = gate_up.into_data();
-    let out = silu_mul(data.as_slice::<f32>().expect("Flex computes in f32"), inter);
-    Tensor::from_data(TensorData::new(out, [batch, len, inter]), &device)
+    let out = silu_mul(values(&plain(gate_up)), inter2 / 2);
+    from_plain(out, [batch, len, inter2 / 2])
 }
 
 /// Rows of `gate_up` (`2·inter` wide: gate, then up) to rows of `silu(gate) · up`.
