@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod autodiff;
+pub mod linear;
 pub mod norm;
 pub mod swiglu;
 

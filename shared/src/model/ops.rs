@@ -52,6 +52,15 @@ pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor
 
 /// `x @ weight + bias` over the last axis of `x`, `weight: [in, out]`.
 pub fn linear_nd<B: Backend, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Tensor<B, D> {
+    #[cfg(all(feature = "native", not(target_family = "wasm")))]
+    if bias.is_none() && cpu_kernels(&x) && weight.dtype() == x.dtype() {
+        // Straight into gemm (see `cpu::linear`); with its own backward on `Autodiff<Flex>`.
+        return match (autodiff_flex_f32(x), autodiff_flex_f32(weight)) {
+            (Ok(x), Ok(weight)) => from_autodiff_flex(super::cpu::autodiff::linear_autodiff(x, weight)),
+            (Err(x), Err(weight)) => super::cpu::linear::linear_tensor(x, weight),
+            _ => unreachable!("x and weight are on one backend"),
+        };
+    }
     if D <= 2 {
         return linear(x, weight, bias);
     }

@@ -20,6 +20,7 @@ use burn::tensor::TensorPrimitive;
 use burn_flex::FlexTensor;
 
 use super::attention::{QkvShape, RopeTables, attention, attention_backward, rotate_qk, unrotate_qk};
+use super::linear::{MatRef, matmul};
 use super::norm::{rms_norm, rms_norm_backward};
 use super::swiglu::{silu_mul, silu_mul_backward};
 use super::{dense, flex_tensor, values};
@@ -151,6 +152,51 @@ pub fn rms_norm_autodiff<const D: usize>(x: Tensor<AutodiffFlex, D>, eps: f64) -
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 2> for LinearBackward {
+    /// The input as `[rows, in]` (contiguous), its shape, and the weight `[in, out]`.
+    type State = (FlexTensor, Shape, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = dense(grads.consume::<Flex>(&ops.node));
+        let [x_node, w_node] = ops.parents;
+        let (x, x_shape, w) = ops.state;
+        let w = MatRef::of(&w);
+        let rows = x_shape.num_elements() / w.rows.max(1);
+        let dy = MatRef::rows(values(&grad), rows, w.cols);
+        if let Some(node) = x_node {
+            // dx = dy Wᵀ
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(matmul(dy, w.t()), x_shape)));
+        }
+        if let Some(node) = w_node {
+            // dW = xᵀ dy
+            let dw = matmul(MatRef::rows(values(&x), rows, w.rows).t(), dy);
+            grads.register::<Flex>(node.id, flex_tensor(dw, [w.rows, w.cols]));
+        }
+    }
+}
+
+/// [`super::linear::linear_tensor`] on `Autodiff<Flex>`: `x @ weight` over the last axis.
+pub fn linear_autodiff<const D: usize>(x: Tensor<AutodiffFlex, D>, weight: Tensor<AutodiffFlex, 2>) -> Tensor<AutodiffFlex, D> {
+    let mut dims = x.dims();
+    let [k, n] = weight.dims();
+    let rows = dims[..D - 1].iter().product();
+    let (x, w) = (x.into_primitive().tensor(), weight.into_primitive().tensor());
+    let prep = LinearBackward.prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()]).compute_bound().stateful();
+    let x_shape = x.primitive.layout().shape().clone();
+    let x = dense(x.primitive);
+    let out = matmul(MatRef::rows(values(&x), rows, k), MatRef::of(&w.primitive));
+    dims[D - 1] = n;
+    let out = flex_tensor(out, dims);
+    let out = match prep {
+        OpsKind::Tracked(prep) => prep.finish((x, x_shape, w.primitive), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
 #[cfg(test)]
 mod tests {
     use burn::prelude::*;
@@ -160,7 +206,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    use super::{AutodiffFlex, attention_autodiff, rms_norm_autodiff, silu_mul_autodiff};
+    use super::{AutodiffFlex, attention_autodiff, linear_autodiff, rms_norm_autodiff, silu_mul_autodiff};
     use crate::model::cpu::attention::RopeTables;
     use crate::model::trm::Rope;
 
@@ -214,6 +260,35 @@ mod tests {
             assert_close(&got, &want, 1e-5, &format!("attention {shape:?} rope {with_rope}"));
             assert_close(&got_grad, &want_grad, 1e-4, &format!("d qkv {shape:?} rope {with_rope}"));
         }
+    }
+
+    #[test]
+    fn linear_matches_burn_in_values_and_gradients() {
+        // A stored weight transposed in memory (as a checkpoint's `[out, in]` loads), and a
+        // contiguous one; both gradients checked.
+        let (shape, k, n) = ([2, 37, 24], 24, 40);
+        let x = random(shape.iter().product(), 1.5, 11);
+        for transposed in [false, true] {
+            let w_values = random(k * n, 0.5, 12);
+            let weight = || -> T<2> {
+                if transposed {
+                    tensor(w_values.clone(), [n, k]).transpose()
+                } else {
+                    tensor(w_values.clone(), [k, n])
+                }
+            };
+            let (w1, w2) = (weight(), weight());
+            let (got, got_dx) = value_and_grad(&x, shape, 13, |x| linear_autodiff(x, w1.clone()));
+            let (want, want_dx) = value_and_grad(&x, shape, 13, |x| x.matmul(w2.clone().unsqueeze()));
+            assert_close(&got, &want, 1e-5, "x @ W");
+            assert_close(&got_dx, &want_dx, 1e-5, "d x");
+        }
+        // The weight's gradient: the same loss, differentiated with respect to W.
+        let w_values = random(k * n, 0.5, 14);
+        let xs: T<3> = Tensor::from_data(TensorData::new(x.clone(), shape), &Default::default());
+        let (_, got_dw) = value_and_grad(&w_values, [k, n], 15, |w| linear_autodiff(xs.clone(), w));
+        let (_, want_dw) = value_and_grad(&w_values, [k, n], 15, |w| xs.clone().matmul(w.unsqueeze()));
+        assert_close(&got_dw, &want_dw, 1e-5, "d W");
     }
 
     #[test]

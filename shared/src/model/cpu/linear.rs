@@ -1,0 +1,122 @@
+//! `x @ W` (a bias-free linear layer) for the Flex backend, straight into gemm.
+//!
+//! Why it exists: burn-flex 0.21's matmul allocates each output as zeroed bytes and then
+//! copies it into an aligned buffer: two passes over every output on the calling thread,
+//! with the other core idle, on the largest tensors of an ACT step. Here gemm writes the
+//! output once, into a buffer nothing else touches first.
+
+use burn::prelude::*;
+use burn_flex::FlexTensor;
+
+use super::{cast_backend, from_plain, plain, values};
+
+/// Below this many multiply-adds a product runs on the calling thread (burn-flex's threshold).
+const PARALLEL_OPS: usize = 192 * 192 * 192;
+
+/// A matrix read in place: `data[offset + i·row_stride + j·col_stride]` for `i < rows`, `j < cols`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    /// The buffer holding it.
+    pub data: &'a [f32],
+    /// Where element `(0, 0)` is.
+    pub offset: usize,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Step between rows.
+    pub row_stride: usize,
+    /// Step between columns.
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A contiguous row-major `rows × cols` matrix.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> MatRef<'a> {
+        MatRef { data, offset: 0, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// A 2-D Flex tensor as it lies in memory (any non-negative strides).
+    pub fn of(t: &'a FlexTensor) -> MatRef<'a> {
+        let layout = t.layout();
+        let [rows, cols] = layout.shape().dims::<2>();
+        let strides = layout.strides();
+        let stride = |s: isize| usize::try_from(s).expect("a matrix with non-negative strides");
+        MatRef { data: t.storage::<f32>(), offset: layout.start_offset(), rows, cols, row_stride: stride(strides[0]), col_stride: stride(strides[1]) }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> MatRef<'a> {
+        MatRef { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || self.offset + (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `a @ b` as a new row-major `[a.rows, b.cols]` buffer.
+pub fn matmul(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
+    assert_eq!(a.cols, b.rows, "matmul of {}x{} by {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert!(a.in_bounds() && b.in_bounds(), "a matrix reaches past its buffer");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0.0; m * n];
+    }
+    let parallelism = if m * n * k >= PARALLEL_OPS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let mut out = Vec::with_capacity(m * n);
+    // SAFETY: both operands stay inside their buffers (checked above); gemm writes every one of
+    // the `m·n` outputs (`read_dst` false, `k > 0`) before the length is set.
+    unsafe {
+        gemm::gemm(
+            m, n, k,
+            out.as_mut_ptr(), 1, n as isize, false,
+            a.data.as_ptr().add(a.offset), a.col_stride as isize, a.row_stride as isize,
+            b.data.as_ptr().add(b.offset), b.col_stride as isize, b.row_stride as isize,
+            0.0, 1.0, false, false, false, parallelism,
+        );
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// `x @ weight` over the last axis of `x` (`weight: [in, out]`, read in place).
+/// It computes on the values: call it on plain Flex only ([`super::is_flex`]).
+pub fn linear_tensor<B: Backend, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 2>) -> Tensor<B, D> {
+    let mut dims = x.dims();
+    let [k, n] = weight.dims();
+    let x = plain(x);
+    let weight = cast_backend::<B, burn::backend::Flex, 2>(weight).expect("plain Flex").into_primitive().tensor();
+    let rows = dims[..D - 1].iter().product();
+    let out = matmul(MatRef::rows(values(&x), rows, k), MatRef::of(&weight));
+    dims[D - 1] = n;
+    from_plain(out, dims)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::prelude::*;
+
+    use super::{MatRef, matmul};
+    use crate::model::Cpu;
+
+    #[test]
+    fn matches_burn_matmul_with_strided_and_transposed_operands() {
+        let device = Default::default();
+        // Large enough to run on rayon threads, and small; a transposed right side.
+        for (m, k, n) in [(3, 5, 4), (300, 200, 190)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+            let bt: Vec<f32> = (0..n * k).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
+            let got = matmul(MatRef::rows(&a, m, k), MatRef::rows(&bt, n, k).t());
+            let ta = Tensor::<Cpu, 2>::from_data(TensorData::new(a, [m, k]), &device);
+            let tb = Tensor::<Cpu, 2>::from_data(TensorData::new(bt, [n, k]), &device).transpose();
+            let want: Vec<f32> = ta.matmul(tb).into_data().into_vec().unwrap();
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{m}x{k}x{n}: max |Δ| {worst}");
+        }
+        assert_eq!(matmul(MatRef::rows(&[], 2, 0), MatRef::rows(&[], 0, 3)), vec![0.0; 6]);
+    }
+}
