@@ -1,8 +1,9 @@
 //! Kernels for the Flex CPU backend, used by [`super::ops`] where burn-flex 0.21's own ops
 //! were measured slow: its attention and its element-wise ops run on one thread with scalar
-//! `exp`. They compute on the values, so only plain Flex (inference, and the no-gradient
-//! rounds of a training step: no autodiff graph to keep) takes them; every other backend runs
-//! burn's ops.
+//! `exp`, and its matmul zero-fills and then copies every output. The kernels compute on the
+//! values: plain Flex (inference, and the no-gradient rounds of a training step) calls them
+//! directly, `Autodiff<Flex>` (training) through [`autodiff`], where each is one node of the
+//! graph with a backward of its own. Every other backend runs burn's ops.
 
 pub mod attention;
 pub mod autodiff;
@@ -42,7 +43,8 @@ pub(crate) fn plain<B: Backend, const D: usize>(x: Tensor<B, D>) -> FlexTensor {
     dense(cast_backend::<B, Flex, D>(x).expect("the kernels' tensors are on plain Flex").into_primitive().tensor())
 }
 
-/// `t` as one buffer of exactly its values, not shared (a copy only when it is not).
+/// `t` as one buffer of exactly its values (a copy only when it is not). Writing through
+/// `storage_mut` then copies only if another tensor shares the buffer.
 pub(crate) fn dense(t: FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
