@@ -59,6 +59,27 @@ pub struct Timing {
     pub steps_ms: Vec<f64>,
 }
 
+/// Why a backend gave no timing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NotTimed {
+    /// The browser lacks the backend (no WebGPU, or no adapter): no failure of the run.
+    Unavailable(String),
+    /// It started and failed.
+    Failed(String),
+}
+
+impl From<String> for NotTimed {
+    fn from(error: String) -> NotTimed {
+        NotTimed::Failed(error)
+    }
+}
+
+impl From<&str> for NotTimed {
+    fn from(error: &str) -> NotTimed {
+        NotTimed::Failed(error.into())
+    }
+}
+
 /// One row of the page's table.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Row {
@@ -73,14 +94,15 @@ pub enum Row {
 }
 
 impl Row {
-    /// The row for a finished run: timed, or failed with its error.
-    pub fn of(result: Result<Timing, String>) -> Row {
+    /// The row for a finished run: timed, skipped (the backend is not there) or failed.
+    pub fn of(result: Result<Timing, NotTimed>) -> Row {
         match result {
             Ok(t) => match summarize(t.wall_ms, &t.steps_ms) {
                 Some(summary) => Row::Timed { backend: t.backend, summary },
                 None => Row::Failed(format!("{} steps ran, fewer than the warm-up step and one more", t.steps_ms.len())),
             },
-            Err(e) => Row::Failed(e),
+            Err(NotTimed::Unavailable(why)) => Row::Skipped(why),
+            Err(NotTimed::Failed(e)) => Row::Failed(e),
         }
     }
 
@@ -122,6 +144,8 @@ mod tests {
         let timing = |steps_ms: Vec<f64>| Ok(Timing { backend: "CPU".into(), wall_ms: 12.0, steps_ms });
         assert_eq!(Row::of(timing(vec![3.0])).kind(), "failed");
         assert_eq!(Row::of(Err("the CPU worker failed".into())), Row::Failed("the CPU worker failed".into()));
+        // A backend the browser lacks skips its row instead.
+        assert_eq!(Row::of(Err(NotTimed::Unavailable("no WebGPU".into()))), Row::Skipped("no WebGPU".into()));
         let row = Row::of(timing(vec![3.0, 4.0, 5.0]));
         let Row::Timed { backend, summary } = &row else { panic!("{row:?}") };
         assert_eq!((backend.as_str(), summary.median_ms, summary.set_up_ms), ("CPU", 4.5, 0.0));

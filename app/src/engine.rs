@@ -23,7 +23,7 @@ use trm_shared::maze::{Frame, Grid, Window};
 
 use crate::act_steps::{ActSteps, AnyModel};
 use crate::analysis::StepTokens;
-use crate::bench::Timing;
+use crate::bench::{NotTimed, Timing};
 use crate::model_files::ModelSpec;
 use crate::web;
 use crate::worker::client::{CpuWorker, Event, Inbox};
@@ -147,7 +147,37 @@ impl Engine {
 }
 
 /// The WebGPU device and the model on it, set up on first use.
-async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(AnyModel<Wgpu>, WgpuDevice, String), String> {
+/// Why there is no WebGPU model: the browser has no WebGPU (or no adapter), or building the
+/// model failed.
+enum GpuError {
+    Unavailable(String),
+    Failed(String),
+}
+
+impl From<String> for GpuError {
+    fn from(error: String) -> GpuError {
+        GpuError::Failed(error)
+    }
+}
+
+impl From<GpuError> for String {
+    fn from(error: GpuError) -> String {
+        match error {
+            GpuError::Unavailable(e) | GpuError::Failed(e) => e,
+        }
+    }
+}
+
+impl From<GpuError> for NotTimed {
+    fn from(error: GpuError) -> NotTimed {
+        match error {
+            GpuError::Unavailable(e) => NotTimed::Unavailable(e),
+            GpuError::Failed(e) => NotTimed::Failed(e),
+        }
+    }
+}
+
+async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(AnyModel<Wgpu>, WgpuDevice, String), GpuError> {
     if let (Some((device, name)), Some(model)) = (engine.borrow().gpu.clone(), engine.borrow().gpu_model.clone()) {
         return Ok((model, device, name));
     }
@@ -155,7 +185,7 @@ async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(AnyModel<
     let (device, name) = match existing {
         Some(d) => d,
         None => {
-            let adapter = web::webgpu_adapter().await?;
+            let adapter = web::webgpu_adapter().await.map_err(GpuError::Unavailable)?;
             let device = WgpuDevice::default();
             init_setup_async::<WebGpu>(&device, Default::default()).await;
             let d = (device, format!("WebGPU ({adapter})"));
@@ -234,13 +264,14 @@ fn place(spec: &ModelSpec, maze: &Grid) -> Result<Window, String> {
 /// worker), after one warm-up step, with halting ignored so that every backend does the same
 /// work (the page's benchmark). The wall time includes setting up the device or the worker
 /// and the model, where an earlier run has not.
-pub async fn time_steps(engine: &SharedEngine, choice: Choice, maze: &Grid, steps: usize) -> Result<Timing, String> {
+pub async fn time_steps(engine: &SharedEngine, choice: Choice, maze: &Grid, steps: usize) -> Result<Timing, NotTimed> {
     let spec = engine.borrow().spec().ok_or("no model loaded")?;
     let window = place(&spec, maze)?;
     let (tokens, rows, cols) = (window.view(maze).tokens(), window.rows, window.cols);
     let start = web::now_ms();
     let (backend, steps_ms) = match choice {
         Choice::WebGpu => {
+            // A browser without WebGPU makes this `NotTimed::Unavailable`: the row is skipped.
             let (model, device, name) = gpu_model(engine, &spec).await?;
             let mut run = ActSteps::fixed(model, &tokens, rows, cols, steps + 1, &device)?;
             (name, run.time_each(web::now_ms).await?)
@@ -251,10 +282,10 @@ pub async fn time_steps(engine: &SharedEngine, choice: Choice, maze: &Grid, step
             let inbox = post_to_cpu(engine, job, stopped()).await?;
             match inbox.next().await {
                 Event::Reply(Reply::Timed { steps_ms }) => (Choice::Cpu.label().to_string(), steps_ms),
-                event => return Err(fail_cpu(engine, cpu_failure(event, stopped()))),
+                event => return Err(fail_cpu(engine, cpu_failure(event, stopped())).into()),
             }
         }
-        Choice::Server => return Err("the benchmark times the browser's own backends only".into()),
+        Choice::Server => return Err(NotTimed::Failed("the benchmark times the browser's own backends only".into())),
     };
     Ok(Timing { backend, wall_ms: web::now_ms() - start, steps_ms })
 }
