@@ -1,0 +1,60 @@
+//! How fast gemm (the matmul under burn-flex and our CPU kernels) multiplies the shapes of the
+//! bench cases' steps on this machine: GFLOP/s per shape, on all threads and on one. It bounds
+//! what `trm bench` can reach: a step's matmuls take at least their FLOPs over these rates.
+//! `scripts/torch_matmul_peak.py` times `torch.mm` on the same shapes.
+//!
+//!     cargo bench -p trm-shared --bench gemm_peak
+
+use std::time::Instant;
+
+/// `(m, k, n)`: `h128`'s linear layers (8 x 916 rows, and half of them per training worker),
+/// `7m`'s (916 rows), attention's 64-row blocks of one 64-wide head, and a large square.
+const SHAPES: [(usize, usize, usize); 11] = [
+    (7328, 128, 384),
+    (7328, 128, 1024),
+    (7328, 512, 128),
+    (3664, 128, 1024),
+    (916, 512, 1536),
+    (916, 512, 3072),
+    (916, 1536, 512),
+    (64, 64, 916),
+    (64, 916, 64),
+    (916, 916, 64),
+    (2048, 2048, 2048),
+];
+
+fn main() {
+    println!("{:>18}  {:>14}  {:>14}", "m x k x n", "all threads", "one thread");
+    for (m, k, n) in SHAPES {
+        let rates = [gemm::Parallelism::Rayon(0), gemm::Parallelism::None].map(|p| gflops(m, k, n, p));
+        println!("{:>18}  {:>9.1} GF/s  {:>9.1} GF/s", format!("{m}x{k}x{n}"), rates[0], rates[1]);
+    }
+}
+
+/// GFLOP/s of `[m, k] @ [k, n]`, row-major, after one untimed product; about 2·10¹⁰ FLOP timed.
+fn gflops(m: usize, k: usize, n: usize, parallelism: gemm::Parallelism) -> f64 {
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.25).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
+    let mut c = vec![0.0f32; m * n];
+    let mut product = || {
+        // SAFETY: `a`, `b` and `c` are `m×k`, `k×n` and `m×n`, row-major, as the strides say.
+        unsafe {
+            gemm::gemm(
+                m, n, k,
+                c.as_mut_ptr(), 1, n as isize, false,
+                a.as_ptr(), 1, k as isize,
+                b.as_ptr(), 1, n as isize,
+                0.0, 1.0, false, false, false, parallelism,
+            );
+        }
+    };
+    product();
+    let flop = 2.0 * (m * k * n) as f64;
+    let repeats = ((2e10 / flop) as usize).max(3);
+    let start = Instant::now();
+    for _ in 0..repeats {
+        product();
+    }
+    std::hint::black_box(&c);
+    flop * repeats as f64 / start.elapsed().as_secs_f64() / 1e9
+}
