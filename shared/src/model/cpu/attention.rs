@@ -5,10 +5,10 @@
 //! applies the softmax element by element with scalar `exp` (a third of its time), and needs
 //! contiguous `[B, H, L, hd]` copies of q, k and v plus one of its output. On the hidden-128
 //! bench case (batch 8, 2 heads of 64, 916 tokens) attention was over half of an ACT step.
-//! Here every (batch, block of query rows) is one rayon task that does, per head, one gemm for
+//! Here every (batch row, head, block of query rows) is one rayon task that does one gemm for
 //! the scores, a vectorised exact softmax (full rows: no online rescaling) and one gemm for
-//! the values, reading q/k/v in place with strides. Inference only: it works on the values,
-//! so it must not be used by an autodiff backend.
+//! the values, reading q/k/v in place with strides. It works on the values: training reaches
+//! it through [`super::autodiff`], which keeps the softmax rows for [`attention_backward`].
 
 use burn::prelude::*;
 use rayon::prelude::*;
