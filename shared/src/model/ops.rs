@@ -1,8 +1,8 @@
-//! The network's operations that have CPU kernels of their own: attention (with RoPE),
-//! SwiGLU's gate and the RMS norm, each as one function that picks the Flex kernels
-//! ([`super::cpu`], native builds; on `Autodiff<Flex>` with their own backward) or burn's
-//! plain ops, so that the modules' `forward` reads as the paper writes them. Also
-//! [`linear_nd`], the matmul the layers use.
+//! The network's operations that have CPU kernels of their own: the linear layers
+//! ([`linear_nd`]), attention with RoPE, SwiGLU's gate and the RMS norm, each as one function
+//! that picks the Flex kernels ([`super::cpu`], native builds; on `Autodiff<Flex>` with their
+//! own backward) or burn's plain ops, so that the modules' `forward` reads as the paper
+//! writes them.
 
 use burn::prelude::*;
 use burn::tensor::FloatDType;
