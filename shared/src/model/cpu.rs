@@ -107,6 +107,24 @@ pub(crate) fn rows_per_task(width: usize, total: usize) -> usize {
     (MIN_VALUES / width).max(64)
 }
 
+/// Lanes of the partial maxima and sums: loops over `[f32; LANES]` accumulators vectorise,
+/// a single running float does not (it would fix the order of the additions).
+pub(crate) const LANES: usize = 8;
+
+/// `Σ a·b` with [`LANES`] partial sums, so that the loop vectorises (inline it into a
+/// [`vectorised`] body).
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut partial = [0.0f32; LANES];
+    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for ((p, &x), &y) in partial.iter_mut().zip(x).zip(y) {
+            *p += x * y;
+        }
+    }
+    partial.iter().sum::<f32>() + ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum::<f32>()
+}
+
 /// Runs `$body` (a call of an `#[inline(always)]` function) compiled for AVX2 when the CPU has
 /// it, where its loops over `f32` become 8-lane vector code; portable code otherwise.
 macro_rules! vectorised {

@@ -13,7 +13,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::{exp, from_plain, plain, values, vectorised};
+use super::{LANES, dot, exp, from_plain, plain, values, vectorised};
 
 /// Query rows per task: the score block (`ROWS × L` f32, 234 KB at L = 916) and one head's
 /// k and v stay in the 512 KB L2 of the project machine.
@@ -59,6 +59,18 @@ pub fn attention_tensor<B: Backend>(qkv: Tensor<B, 4>, heads: usize, rope: Optio
 /// `x·cos + rotate_half(x)·sin` with `rotate_half(x) = cat(-x₂, x₁)`, each product rounded
 /// as burn's element-wise ops round them. The v heads are left as they are.
 pub fn rotate_qk(qkv: &mut [f32], shape: QkvShape, rope: RopeTables<'_>) {
+    rotate(qkv, shape, rope, 1.0);
+}
+
+/// The transpose of [`rotate_qk`] on a gradient of `qkv`, in place: what flows back to the
+/// q and k heads before the rotation (the v heads' gradient is left as it is). A rotation's
+/// transpose is the rotation by the opposite angle: the same with `-sin`.
+pub fn unrotate_qk(dqkv: &mut [f32], shape: QkvShape, rope: RopeTables<'_>) {
+    rotate(dqkv, shape, rope, -1.0);
+}
+
+/// [`rotate_qk`] with `sign · sin` for `sin` (`sign` ±1: exact, so the forward rounds as burn).
+fn rotate(qkv: &mut [f32], shape: QkvShape, rope: RopeTables<'_>, sign: f32) {
     let QkvShape { len, heads, head_dim, .. } = shape;
     let half = head_dim / 2;
     let in_row = 3 * heads * head_dim;
@@ -69,28 +81,8 @@ pub fn rotate_qk(qkv: &mut [f32], shape: QkvShape, rope: RopeTables<'_>) {
         for head in x[..2 * heads * head_dim].chunks_exact_mut(head_dim) {
             for j in 0..half {
                 let (a, b) = (head[j], head[j + half]);
-                head[j] = a * cos[j] + -b * sin[j];
-                head[j + half] = b * cos[j + half] + a * sin[j + half];
-            }
-        }
-    });
-}
-
-/// The transpose of [`rotate_qk`] on a gradient of `qkv`, in place: what flows back to the
-/// q and k heads before the rotation (the v heads' gradient is left as it is).
-pub fn unrotate_qk(dqkv: &mut [f32], shape: QkvShape, rope: RopeTables<'_>) {
-    let QkvShape { len, heads, head_dim, .. } = shape;
-    let half = head_dim / 2;
-    let in_row = 3 * heads * head_dim;
-    check_tables(shape, rope);
-    dqkv.par_chunks_mut(in_row).enumerate().for_each(|(row, g)| {
-        let t = row % len;
-        let (cos, sin) = (&rope.cos[t * head_dim..(t + 1) * head_dim], &rope.sin[t * head_dim..(t + 1) * head_dim]);
-        for head in g[..2 * heads * head_dim].chunks_exact_mut(head_dim) {
-            for j in 0..half {
-                let (a, b) = (head[j], head[j + half]);
-                head[j] = a * cos[j] + b * sin[j + half];
-                head[j + half] = b * cos[j + half] - a * sin[j];
+                head[j] = a * cos[j] + -b * (sign * sin[j]);
+                head[j + half] = b * cos[j + half] + a * (sign * sin[j + half]);
             }
         }
     });
@@ -128,6 +120,7 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
     (0..batch * heads * blocks).into_par_iter().for_each_init(
         || (vec![0.0f32; ROWS * len], vec![0.0f32; ROWS]),
         |(scores, sums), task| {
+            // The Sync wrapper, not its raw pointer, is what the closure must capture.
             let out_ptr = &out_ptr;
             let (b, h, block) = (task / (heads * blocks), task / blocks % heads, task % blocks);
             let first = block * ROWS;
@@ -152,8 +145,8 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
             exp_rows(scores, len, sums);
             if let Some(probs) = &probs_ptr {
                 // The softmax itself, kept for the backward pass: rows `first..` of head `h`.
-                for (r, sum) in sums.iter_mut().enumerate() {
-                    let inv = 1.0 / *sum;
+                for (r, sum) in sums.iter().enumerate() {
+                    let inv = 1.0 / sum;
                     let row = &mut scores[r * len..(r + 1) * len];
                     row.iter_mut().for_each(|x| *x *= inv);
                     // SAFETY: this task alone writes row `first + r`, head `h` of batch row `b`,
@@ -162,14 +155,14 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
                         let dst = probs.0.add((b * len + first + r) * probs_row + h * len);
                         std::ptr::copy_nonoverlapping(row.as_ptr(), dst, len);
                     }
-                    *sum = 1.0;
                 }
             }
             // SAFETY: this task alone writes rows `first..first + rows`, columns of head `h`,
             // of batch row `b` of `out` (`head_dim` wide at stride `out_row`).
             unsafe {
                 let out_h = out_ptr.0.add((b * len + first) * out_row + h * head_dim);
-                // out = exp(scores - max) v, normalised below
+                // out = scores v: the softmax when it was kept, else exp(scores - max), whose
+                // rows are normalised after (fewer products: `head_dim` a row, not `len`)
                 gemm::gemm(
                     rows, head_dim, len,
                     out_h, 1, out_row as isize, false,
@@ -177,9 +170,11 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
                     v.as_ptr(), 1, in_row as isize,
                     0.0, 1.0, false, false, false, gemm::Parallelism::None,
                 );
-                for (r, sum) in sums.iter().enumerate() {
-                    let inv = 1.0 / sum;
-                    std::slice::from_raw_parts_mut(out_h.add(r * out_row), head_dim).iter_mut().for_each(|o| *o *= inv);
+                if probs_ptr.is_none() {
+                    for (r, sum) in sums.iter().enumerate() {
+                        let inv = 1.0 / sum;
+                        std::slice::from_raw_parts_mut(out_h.add(r * out_row), head_dim).iter_mut().for_each(|o| *o *= inv);
+                    }
                 }
             }
         },
@@ -217,6 +212,7 @@ pub fn attention_backward(qkv: &[f32], probs: &[f32], dout: &[f32], shape: QkvSh
         let (q, k, v) = (&qkv_b[h * head_dim..], &qkv_b[(heads + h) * head_dim..], &qkv_b[(2 * heads + h) * head_dim..]);
         let p = &probs[b * len * probs_row + h * len..];
         let dout_h = &dout[b * len * out_row + h * head_dim..];
+        // The Sync wrapper, not its raw pointer, is what the closure must capture.
         let dst = &dst;
         // SAFETY: reads stay inside their slices (rows `0..len` at the strides of their
         // layouts, `head_dim` or `len` wide); each task writes only the q, k and v columns of
@@ -276,14 +272,7 @@ fn softmax_grad_rows(dp: &mut [f32], p: &[f32], len: usize, p_stride: usize) {
 fn softmax_grad_rows_portable(dp: &mut [f32], p: &[f32], len: usize, p_stride: usize) {
     for (r, row) in dp.chunks_exact_mut(len).enumerate() {
         let p = &p[r * p_stride..r * p_stride + len];
-        let mut partial = [0.0f32; LANES];
-        let (mut rows, mut ps) = (row.chunks_exact(LANES), p.chunks_exact(LANES));
-        for (chunk, pc) in (&mut rows).zip(&mut ps) {
-            for ((acc, &d), &pv) in partial.iter_mut().zip(chunk).zip(pc) {
-                *acc += d * pv;
-            }
-        }
-        let dot = partial.iter().sum::<f32>() + rows.remainder().iter().zip(ps.remainder()).map(|(d, pv)| d * pv).sum::<f32>();
+        let dot = dot(row, p);
         row.iter_mut().zip(p).for_each(|(d, &pv)| *d = pv * (*d - dot));
     }
 }
@@ -293,9 +282,6 @@ fn exp_rows(scores: &mut [f32], len: usize, sums: &mut [f32]) {
     vectorised!(exp_rows_avx2(scores: &mut [f32], len: usize, sums: &mut [f32]) => exp_rows_portable(scores, len, sums))
 }
 
-/// Lanes of the partial maxima and sums: loops over `[f32; LANES]` accumulators vectorise,
-/// a single running float does not (it would fix the order of the additions).
-const LANES: usize = 8;
 
 #[inline(always)]
 fn exp_rows_portable(scores: &mut [f32], len: usize, sums: &mut [f32]) {

@@ -7,9 +7,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::vectorised;
-
-use super::{from_plain, plain, rows_per_task, values};
+use super::{dot, from_plain, plain, rows_per_task, values, vectorised};
 
 /// `x / √(mean(x²) + eps)` over the last axis of `x`.
 /// It computes on the values: call it on plain Flex only ([`super::is_flex`]).
@@ -42,22 +40,6 @@ pub fn rms_norm(x: &[f32], width: usize, eps: f64) -> (Vec<f32>, Vec<f32>) {
 
 fn norm_rows(y: &mut [f32], inv: &mut [f32], x: &[f32], width: usize, eps: f32) {
     vectorised!(norm_rows_avx2(y: &mut [f32], inv: &mut [f32], x: &[f32], width: usize, eps: f32) => norm_rows_portable(y, inv, x, width, eps))
-}
-
-/// Lanes of the partial sums (see `attention::LANES`).
-const LANES: usize = 8;
-
-/// `Σ a·b` with [`LANES`] partial sums, so that the loop vectorises.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut partial = [0.0f32; LANES];
-    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for ((p, &x), &y) in partial.iter_mut().zip(x).zip(y) {
-            *p += x * y;
-        }
-    }
-    partial.iter().sum::<f32>() + ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum::<f32>()
 }
 
 #[inline(always)]
