@@ -80,6 +80,15 @@ impl From<&str> for NotTimed {
     }
 }
 
+/// For callers outside the benchmark (a solve), where either kind is just an error.
+impl From<NotTimed> for String {
+    fn from(error: NotTimed) -> String {
+        match error {
+            NotTimed::Unavailable(e) | NotTimed::Failed(e) => e,
+        }
+    }
+}
+
 /// One row of the page's table.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Row {

@@ -147,37 +147,9 @@ impl Engine {
 }
 
 /// The WebGPU device and the model on it, set up on first use.
-/// Why there is no WebGPU model: the browser has no WebGPU (or no adapter), or building the
-/// model failed.
-enum GpuError {
-    Unavailable(String),
-    Failed(String),
-}
-
-impl From<String> for GpuError {
-    fn from(error: String) -> GpuError {
-        GpuError::Failed(error)
-    }
-}
-
-impl From<GpuError> for String {
-    fn from(error: GpuError) -> String {
-        match error {
-            GpuError::Unavailable(e) | GpuError::Failed(e) => e,
-        }
-    }
-}
-
-impl From<GpuError> for NotTimed {
-    fn from(error: GpuError) -> NotTimed {
-        match error {
-            GpuError::Unavailable(e) => NotTimed::Unavailable(e),
-            GpuError::Failed(e) => NotTimed::Failed(e),
-        }
-    }
-}
-
-async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(AnyModel<Wgpu>, WgpuDevice, String), GpuError> {
+/// `NotTimed::Unavailable` when the browser has no WebGPU or no adapter (the benchmark then
+/// skips its row), `NotTimed::Failed` when building the model failed.
+async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(AnyModel<Wgpu>, WgpuDevice, String), NotTimed> {
     if let (Some((device, name)), Some(model)) = (engine.borrow().gpu.clone(), engine.borrow().gpu_model.clone()) {
         return Ok((model, device, name));
     }
@@ -185,7 +157,7 @@ async fn gpu_model(engine: &SharedEngine, spec: &ModelSpec) -> Result<(AnyModel<
     let (device, name) = match existing {
         Some(d) => d,
         None => {
-            let adapter = web::webgpu_adapter().await.map_err(GpuError::Unavailable)?;
+            let adapter = web::webgpu_adapter().await.map_err(NotTimed::Unavailable)?;
             let device = WgpuDevice::default();
             init_setup_async::<WebGpu>(&device, Default::default()).await;
             let d = (device, format!("WebGPU ({adapter})"));
