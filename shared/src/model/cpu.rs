@@ -7,6 +7,8 @@
 
 pub mod attention;
 pub mod autodiff;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod linear;
 pub mod norm;
 pub mod swiglu;

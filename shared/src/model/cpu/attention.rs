@@ -15,9 +15,10 @@ use rayon::prelude::*;
 
 use super::{LANES, dot, exp, from_plain, plain, values, vectorised};
 
-/// Query rows per task: the score block (`ROWS × L` f32, 234 KB at L = 916) and one head's
-/// k and v stay in the 512 KB L2 of the project machine.
-const ROWS: usize = 64;
+/// Query rows per task: each task packs its head's k and v for gemm again, so blocks as large
+/// as the 1 MiB L2 of the project machine's cores allows (the score block is `ROWS × L` f32,
+/// 703 KB at L = 916); 64 rows made attention 7% slower there.
+const ROWS: usize = 192;
 
 /// Shape of a fused projection `qkv: [batch, len, 3·heads, head_dim]` (q heads, then k, then v).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,23 +147,18 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
             if let Some(probs) = &probs_ptr {
                 // The softmax itself, kept for the backward pass: rows `first..` of head `h`.
                 for (r, sum) in sums.iter().enumerate() {
-                    let inv = 1.0 / sum;
-                    let row = &mut scores[r * len..(r + 1) * len];
-                    row.iter_mut().for_each(|x| *x *= inv);
                     // SAFETY: this task alone writes row `first + r`, head `h` of batch row `b`,
                     // inside the capacity reserved above.
-                    unsafe {
-                        let dst = probs.0.add((b * len + first + r) * probs_row + h * len);
-                        std::ptr::copy_nonoverlapping(row.as_ptr(), dst, len);
-                    }
+                    let dst = unsafe { std::slice::from_raw_parts_mut(probs.0.add((b * len + first + r) * probs_row + h * len), len) };
+                    scale_into(dst, &scores[r * len..(r + 1) * len], 1.0 / sum);
                 }
             }
             // SAFETY: this task alone writes rows `first..first + rows`, columns of head `h`,
             // of batch row `b` of `out` (`head_dim` wide at stride `out_row`).
             unsafe {
                 let out_h = out_ptr.0.add((b * len + first) * out_row + h * head_dim);
-                // out = scores v: the softmax when it was kept, else exp(scores - max), whose
-                // rows are normalised after (fewer products: `head_dim` a row, not `len`)
+                // out = exp(scores - max) v, whose rows are normalised after (fewer products:
+                // `head_dim` a row, not `len`)
                 gemm::gemm(
                     rows, head_dim, len,
                     out_h, 1, out_row as isize, false,
@@ -170,11 +166,9 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
                     v.as_ptr(), 1, in_row as isize,
                     0.0, 1.0, false, false, false, gemm::Parallelism::None,
                 );
-                if probs_ptr.is_none() {
-                    for (r, sum) in sums.iter().enumerate() {
-                        let inv = 1.0 / sum;
-                        std::slice::from_raw_parts_mut(out_h.add(r * out_row), head_dim).iter_mut().for_each(|o| *o *= inv);
-                    }
+                for (r, sum) in sums.iter().enumerate() {
+                    let inv = 1.0 / sum;
+                    std::slice::from_raw_parts_mut(out_h.add(r * out_row), head_dim).iter_mut().for_each(|o| *o *= inv);
                 }
             }
         },
@@ -264,6 +258,16 @@ unsafe impl Sync for SharedOut {}
 
 /// `dP ← P ∘ (dP − rowsum(P ∘ dP))` row by row: the softmax's backward. `dp` rows are `len`
 /// wide and contiguous, `p` rows `len` wide at stride `p_stride`.
+/// `dst = factor · src`.
+fn scale_into(dst: &mut [f32], src: &[f32], factor: f32) {
+    vectorised!(scale_into_avx2(dst: &mut [f32], src: &[f32], factor: f32) => scale_into_portable(dst, src, factor))
+}
+
+#[inline(always)]
+fn scale_into_portable(dst: &mut [f32], src: &[f32], factor: f32) {
+    dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * factor);
+}
+
 fn softmax_grad_rows(dp: &mut [f32], p: &[f32], len: usize, p_stride: usize) {
     vectorised!(softmax_grad_rows_avx2(dp: &mut [f32], p: &[f32], len: usize, p_stride: usize) => softmax_grad_rows_portable(dp, p, len, p_stride))
 }
@@ -279,12 +283,17 @@ fn softmax_grad_rows_portable(dp: &mut [f32], p: &[f32], len: usize, p_stride: u
 
 /// Replaces each row (`len` wide) of `scores` by `exp(row - max(row))` and writes its sum.
 fn exp_rows(scores: &mut [f32], len: usize, sums: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        unsafe { super::avx512::exp_rows(scores, len, sums) };
+        return;
+    }
     vectorised!(exp_rows_avx2(scores: &mut [f32], len: usize, sums: &mut [f32]) => exp_rows_portable(scores, len, sums))
 }
 
-
 #[inline(always)]
-fn exp_rows_portable(scores: &mut [f32], len: usize, sums: &mut [f32]) {
+pub(super) fn exp_rows_portable(scores: &mut [f32], len: usize, sums: &mut [f32]) {
     for (row, sum) in scores.chunks_exact_mut(len).zip(sums.iter_mut()) {
         let mut maxes = [f32::NEG_INFINITY; LANES];
         let mut chunks = row.chunks_exact(LANES);

@@ -41,13 +41,19 @@ pub fn silu_mul(gate_up: &[f32], inter: usize) -> Vec<f32> {
 }
 
 fn silu_mul_row(out: &mut [f32], gate: &[f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F (checked just above); the rows are equally long.
+        unsafe { super::avx512::silu_mul_row(out, gate, up) };
+        return;
+    }
     vectorised!(silu_mul_row_avx2(out: &mut [f32], gate: &[f32], up: &[f32]) => silu_mul_row_portable(out, gate, up))
 }
 
 /// `g · sigmoid(g) · u`, with sigmoid as Flex computes it: `1/(1+e^-g)` for `g ≥ 0`,
 /// `e^g/(1+e^g)` below, so `exp` only ever sees `-|g|`.
 #[inline(always)]
-fn silu_mul_row_portable(out: &mut [f32], gate: &[f32], up: &[f32]) {
+pub(super) fn silu_mul_row_portable(out: &mut [f32], gate: &[f32], up: &[f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         let e = exp(-g.abs());
         let sigmoid = if g >= 0.0 { 1.0 } else { e } / (1.0 + e);
@@ -79,11 +85,17 @@ pub fn silu_mul_backward(gate_up: &[f32], dout: &[f32], inter: usize) -> Vec<f32
 }
 
 fn silu_mul_grad_row(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F (checked just above); the rows are equally long.
+        unsafe { super::avx512::silu_mul_grad_row(d_gate, d_up, gate, up, dout) };
+        return;
+    }
     vectorised!(silu_mul_grad_row_avx2(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) => silu_mul_grad_row_portable(d_gate, d_up, gate, up, dout))
 }
 
 #[inline(always)]
-fn silu_mul_grad_row_portable(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) {
+pub(super) fn silu_mul_grad_row_portable(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) {
     for ((((dg, du), &g), &u), &d) in d_gate.iter_mut().zip(d_up.iter_mut()).zip(gate).zip(up).zip(dout) {
         let e = exp(-g.abs());
         let sigmoid = if g >= 0.0 { 1.0 } else { e } / (1.0 + e);
