@@ -10,6 +10,8 @@
 //! the values, reading q/k/v in place with strides. It works on the values: training reaches
 //! it through [`super::autodiff`], which keeps the softmax rows for [`attention_backward`].
 
+use std::cell::RefCell;
+
 use burn::prelude::*;
 use rayon::prelude::*;
 
@@ -101,11 +103,11 @@ fn check_tables(shape: QkvShape, rope: RopeTables<'_>) {
 pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let QkvShape { batch, len, heads, head_dim } = shape;
     assert_eq!(qkv.len(), batch * len * 3 * heads * head_dim, "qkv does not match {shape:?}");
-    let mut out = vec![0.0f32; batch * len * heads * head_dim];
+    // Every value of `out` and of `probs` is written below: no zeroing of megabytes first.
+    let mut out = Vec::with_capacity(batch * len * heads * head_dim);
     let probs_row = heads * len;
-    // Every value is written below: no zeroing of these tens of megabytes first.
     let mut probs: Option<Vec<f32>> = keep_probs.then(|| Vec::with_capacity(batch * len * probs_row));
-    if out.is_empty() {
+    if out.capacity() == 0 {
         return (out, probs);
     }
     let in_row = 3 * heads * head_dim;
@@ -118,14 +120,14 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
     let probs_ptr = probs.as_mut().map(|p| SharedOut(p.as_mut_ptr()));
     // As burn computes it: 1/√hd in f64, then rounded to f32.
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
-    (0..batch * heads * blocks).into_par_iter().for_each_init(
-        || (vec![0.0f32; ROWS * len], vec![0.0f32; ROWS]),
-        |(scores, sums), task| {
+    (0..batch * heads * blocks).into_par_iter().for_each(|task| {
+        with_scratch(&SCORES, ROWS * len, |scores| {
             // The Sync wrapper, not its raw pointer, is what the closure must capture.
             let out_ptr = &out_ptr;
             let (b, h, block) = (task / (heads * blocks), task / blocks % heads, task % blocks);
             let first = block * ROWS;
             let rows = ROWS.min(len - first);
+            let mut sums = [0.0f32; ROWS];
             let (scores, sums) = (&mut scores[..rows * len], &mut sums[..rows]);
             let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
             let q = &qkv_b[first * in_row + h * head_dim..];
@@ -171,11 +173,14 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
                     std::slice::from_raw_parts_mut(out_h.add(r * out_row), head_dim).iter_mut().for_each(|o| *o *= inv);
                 }
             }
-        },
-    );
-    if let Some(p) = probs.as_mut() {
-        // SAFETY: the tasks above wrote every row of every head of every batch row.
-        unsafe { p.set_len(batch * len * probs_row) };
+        })
+    });
+    // SAFETY: the tasks above wrote every row of every head of every batch row of both.
+    unsafe {
+        out.set_len(batch * len * heads * head_dim);
+        if let Some(p) = probs.as_mut() {
+            p.set_len(batch * len * probs_row);
+        }
     }
     (out, probs)
 }
@@ -193,14 +198,15 @@ pub fn attention_backward(qkv: &[f32], probs: &[f32], dout: &[f32], shape: QkvSh
     assert_eq!(qkv.len(), batch * len * in_row, "qkv does not match {shape:?}");
     assert_eq!(probs.len(), batch * len * probs_row, "probs does not match {shape:?}");
     assert_eq!(dout.len(), batch * len * out_row, "dout does not match {shape:?}");
-    let mut dqkv = vec![0.0f32; qkv.len()];
-    if dqkv.is_empty() {
+    // Every value is written below (the q, k and v columns of every head): no zeroing first.
+    let mut dqkv = Vec::with_capacity(qkv.len());
+    if qkv.is_empty() {
         return dqkv;
     }
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
     // Each (batch row, head) writes its own head_dim-wide columns of dq, dk and dv.
     let dst = SharedOut(dqkv.as_mut_ptr());
-    (0..batch * heads).into_par_iter().for_each_init(|| vec![0.0f32; len * len], |dp, task| {
+    (0..batch * heads).into_par_iter().for_each(|task| with_scratch(&SCORE_GRADS, len * len, |dp| {
         let (b, h) = (task / heads, task % heads);
         let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
         let (q, k, v) = (&qkv_b[h * head_dim..], &qkv_b[(heads + h) * head_dim..], &qkv_b[(2 * heads + h) * head_dim..]);
@@ -247,8 +253,33 @@ pub fn attention_backward(qkv: &[f32], probs: &[f32], dout: &[f32], shape: QkvSh
                 0.0, 1.0, false, false, false, gemm::Parallelism::None,
             );
         }
-    });
+    }));
+    // SAFETY: the tasks above wrote the q, k and v columns of every head of every batch row.
+    unsafe { dqkv.set_len(qkv.len()) };
     dqkv
+}
+
+thread_local! {
+    /// A rayon thread's score block in [`attention`], kept from call to call.
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A rayon thread's `dP` in [`attention_backward`], kept from call to call.
+    static SCORE_GRADS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the first `n` values of this thread's `scratch` (grown as needed, never
+/// zeroed again: `f` writes before it reads). The buffers of these kernels are megabytes a
+/// task; allocating and zeroing them for every rayon split was 2% of a training step.
+fn with_scratch(scratch: &'static std::thread::LocalKey<RefCell<Vec<f32>>>, n: usize, f: impl FnOnce(&mut [f32])) {
+    scratch.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            if buffer.len() < n {
+                buffer.resize(n, 0.0);
+            }
+            f(&mut buffer[..n]);
+        }
+        // Only if a task ever ran inside another on this thread: a buffer of its own then.
+        Err(_) => f(&mut vec![0.0; n]),
+    });
 }
 
 /// An output written by parallel tasks at disjoint offsets.
@@ -256,8 +287,6 @@ struct SharedOut(*mut f32);
 // SAFETY: the tasks that share it write disjoint elements (see `attention`, `attention_backward`).
 unsafe impl Sync for SharedOut {}
 
-/// `dP ← P ∘ (dP − rowsum(P ∘ dP))` row by row: the softmax's backward. `dp` rows are `len`
-/// wide and contiguous, `p` rows `len` wide at stride `p_stride`.
 /// `dst = factor · src`.
 fn scale_into(dst: &mut [f32], src: &[f32], factor: f32) {
     vectorised!(scale_into_avx2(dst: &mut [f32], src: &[f32], factor: f32) => scale_into_portable(dst, src, factor))
@@ -268,6 +297,8 @@ fn scale_into_portable(dst: &mut [f32], src: &[f32], factor: f32) {
     dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * factor);
 }
 
+/// `dP ← P ∘ (dP − rowsum(P ∘ dP))` row by row: the softmax's backward. `dp` rows are `len`
+/// wide and contiguous, `p` rows `len` wide at stride `p_stride`.
 fn softmax_grad_rows(dp: &mut [f32], p: &[f32], len: usize, p_stride: usize) {
     vectorised!(softmax_grad_rows_avx2(dp: &mut [f32], p: &[f32], len: usize, p_stride: usize) => softmax_grad_rows_portable(dp, p, len, p_stride))
 }
