@@ -96,6 +96,37 @@ fn side_by_side_reads_the_reference_and_prints_the_ratio() {
     assert!(text.contains("load average"), "{text}");
 }
 
+/// With `--rounds`, trm and the reference take turns and each side's steps are pooled; the
+/// ratio of each round is kept beside the pooled one.
+#[test]
+fn rounds_alternate_and_pool_both_sides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (reference, python) = (fake_reference(tmp.path()), fake_python(tmp.path()));
+    let (reference, python) = (reference.to_str().unwrap(), python.to_str().unwrap());
+    let args = ["bench", "--tiny", "--repeats", "1", "--rounds", "2", "--only", "7m", "--reference", reference, "--python", python];
+    let v = json(&trm(&[&args[..], &["--json"]].concat()));
+    assert_eq!(v["rounds"], 2);
+    let r = &v["results"][0];
+    // One timed step a round on trm's side, the fake reference's three a round on its side.
+    assert_eq!(r["times_s"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r["reference"]["times_s"].as_array().unwrap().len(), 6, "{r}");
+    assert_eq!(r["reference"]["median_s"], 3.0);
+    let rounds: Vec<f64> = r["round_ratios"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(rounds.len(), 2, "{r}");
+    let times: Vec<f64> = r["times_s"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    for (ratio, t) in rounds.iter().zip(&times) {
+        assert!((ratio * 3.0 - t).abs() < 1e-12, "{r}");
+    }
+
+    let out = trm(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 rounds"), "{text}");
+
+    let out = trm(&["bench", "--tiny", "--rounds", "0"]);
+    assert!(!out.status.success() && stderr(&out).contains("--rounds"), "{}", stderr(&out));
+}
+
 /// A bad reference setup fails at once, before any case runs, with one clear line.
 #[test]
 fn a_missing_reference_or_python_is_one_clear_error() {

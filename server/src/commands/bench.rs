@@ -47,6 +47,11 @@ pub struct BenchArgs {
     /// Timed ACT steps per case (after one untimed warm-up step).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Rounds per case: trm and the reference take turns this many times (each round a fresh
+    /// process and its warm-up step) and each side's steps are pooled, so that a change of
+    /// the machine's speed during the run falls on both sides.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
     /// Only the named cases, comma-separated (7m, h128, train-7m, train-h128, local-16,
     /// local-30, train-local-16, train-local-30); default all.
     #[arg(long)]
@@ -194,8 +199,40 @@ struct Compared {
     #[serde(flatten)]
     trm: Measured,
     reference: Option<RefMeasured>,
-    /// trm's median over the reference's; below 1 is faster.
+    /// trm's median over the reference's (all rounds pooled); below 1 is faster.
     ratio: Option<f64>,
+    /// The same ratio in each round alone: how much the machine moved during the run.
+    round_ratios: Vec<f64>,
+}
+
+/// The median and minimum of `times` (not empty).
+fn median_min(times: &[f64]) -> (f64, f64) {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (sorted[sorted.len() / 2], sorted[0])
+}
+
+impl Measured {
+    /// One measurement of all rounds' steps: the highest peak, the median of them all.
+    fn pooled(rounds: Vec<Measured>) -> Option<Measured> {
+        let mut all = rounds.first()?.clone();
+        all.times_s = rounds.iter().flat_map(|m| m.times_s.iter().copied()).collect();
+        (all.median_s, all.min_s) = median_min(&all.times_s);
+        all.peak_rss_mib = rounds.iter().filter_map(|m| m.peak_rss_mib).reduce(f64::max);
+        all.rows_per_s = all.rows_per_s.map(|_| all.batch as f64 / all.median_s);
+        Some(all)
+    }
+}
+
+impl RefMeasured {
+    /// One measurement of all rounds' steps (see [`Measured::pooled`]).
+    fn pooled(rounds: Vec<RefMeasured>) -> Option<RefMeasured> {
+        let mut all = rounds.first()?.clone();
+        all.times_s = rounds.iter().flat_map(|m| m.times_s.iter().copied()).collect();
+        (all.median_s, all.min_s) = median_min(&all.times_s);
+        all.peak_rss_mib = rounds.iter().filter_map(|m| m.peak_rss_mib).reduce(f64::max);
+        Some(all)
+    }
 }
 
 /// Runs `trm bench`.
@@ -216,15 +253,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut backend_name = String::new();
     for case in &chosen {
-        let (name, trm) = run_child(case, &args)?;
-        backend_name = name;
-        let Some(trm) = trm else { continue };
-        let theirs = match (&reference, &case.net) {
-            (Some(r), Net::Attention(config)) => Some(r.time_case(case, config, args.repeats, threads)?),
-            _ => None,
-        };
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            let (name, trm) = run_child(case, &args)?;
+            backend_name = name;
+            let Some(trm) = trm else { break };
+            ours.push(trm);
+            if let (Some(r), Net::Attention(config)) = (&reference, &case.net) {
+                theirs.push(r.time_case(case, config, args.repeats, threads)?);
+            }
+        }
+        let round_ratios = ours.iter().zip(&theirs).map(|(o, t)| o.median_s / t.median_s).collect();
+        let Some(trm) = Measured::pooled(ours) else { continue };
+        let theirs = RefMeasured::pooled(theirs);
         let ratio = theirs.as_ref().map(|r| trm.median_s / r.median_s);
-        rows.push(Compared { trm, reference: theirs, ratio });
+        rows.push(Compared { trm, reference: theirs, ratio, round_ratios });
     }
     let load_after = load_average();
     if args.json {
@@ -234,13 +277,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "backend": backend_name, "threads": threads, "load_before": load_before,
+                "backend": backend_name, "threads": threads, "rounds": args.rounds, "load_before": load_before,
                 "load_after": load_after, "reference": about, "results": rows,
             })
         );
         return Ok(());
     }
-    print_table(&rows, &backend_name, threads, reference.as_ref(), load_before.as_deref(), load_after.as_deref());
+    print_table(&rows, &backend_name, threads, args.rounds, reference.as_ref(), load_before.as_deref(), load_after.as_deref());
     Ok(())
 }
 
@@ -358,9 +401,7 @@ impl Reference {
         if m.times_s.is_empty() || m.times_s.iter().any(|t| !t.is_finite() || *t <= 0.0) {
             bail!("reference on case {}: no usable times in {:?}", case.name, m.times_s);
         }
-        let mut sorted = m.times_s.clone();
-        sorted.sort_by(f64::total_cmp);
-        (m.median_s, m.min_s) = (sorted[sorted.len() / 2], sorted[0]);
+        (m.median_s, m.min_s) = median_min(&m.times_s);
         m.peak_rss_mib = m.peak_rss_kib.map(|k| k as f64 / 1024.0);
         m.import_rss_mib = m.import_rss_kib.map(|k| k as f64 / 1024.0);
         Ok(m)
@@ -373,7 +414,7 @@ impl Drop for Reference {
     }
 }
 
-fn print_table(rows: &[Compared], backend: &str, threads: usize, reference: Option<&Reference>, before: Option<&str>, after: Option<&str>) {
+fn print_table(rows: &[Compared], backend: &str, threads: usize, rounds: u32, reference: Option<&Reference>, before: Option<&str>, after: Option<&str>) {
     println!("seconds per step on {backend}, {threads} threads; infer = one ACT step, train = the same step");
     println!("with loss, backward and the AdamATan2 update; local-* = the size-general model (local mixer)");
     match reference {
@@ -413,6 +454,13 @@ fn print_table(rows: &[Compared], backend: &str, threads: usize, reference: Opti
         );
     }
     println!("ratio = trm median / reference median (below 1: trm is faster); MiB = peak RSS of the case's process");
+    if rounds > 1 {
+        println!("{rounds} rounds, trm and the reference in turn, each side's steps pooled; the ratio of each round alone:");
+        for r in rows.iter().filter(|r| !r.round_ratios.is_empty()) {
+            let each: Vec<String> = r.round_ratios.iter().map(|x| format!("{x:.2}")).collect();
+            println!("  {:<15} {}", r.trm.case, each.join(" "));
+        }
+    }
     if let Some(m) = rows.iter().find_map(|r| r.reference.as_ref()?.import_rss_mib) {
         println!("(the reference's process holds {m:.0} MiB after importing torch, before building a model)");
     }
@@ -439,7 +487,7 @@ impl BackendJob for Job {
                 tracing::warn!("{}: training is benchmarked on the CPU backend only; skipped", case.name);
                 continue;
             }
-            let (parameters, hidden, model, mut times) = match &case.net {
+            let (parameters, hidden, model, times) = match &case.net {
                 Net::Attention(config) => {
                     let model = Trm::<B>::build(config, &mut RandomInit::new(0), &device)?;
                     let parameters = model.to_state_dict().tensors.values().map(|t| t.values.len()).sum();
@@ -467,9 +515,7 @@ impl BackendJob for Job {
                     (parameters, config.hidden_size, "local", times)
                 }
             };
-            let raw = times.clone();
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
+            let (median, min) = median_min(&times);
             rows.push(Measured {
                 case: case.name.into(),
                 kind: case.kind.name().into(),
@@ -477,9 +523,9 @@ impl BackendJob for Job {
                 hidden,
                 batch: case.batch,
                 parameters,
-                times_s: raw,
+                times_s: times,
                 median_s: median,
-                min_s: times[0],
+                min_s: min,
                 peak_rss_mib: peak_rss_mib(),
                 rows_per_s: (case.kind == Kind::Train).then(|| case.batch as f64 / median),
             });

@@ -153,24 +153,32 @@ pub(crate) use vectorised;
 /// which no softmax row can tell apart: its largest term is 1.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    // Adding 1.5·2²³ rounds to an integer held in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = if x < -87.336_54 { -87.336_54 } else { x };
+    use expf::*;
+    let x = if x < MIN_X { MIN_X } else { x };
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    let mut p = POLY[0];
+    for c in &POLY[1..] {
+        p = p * r + c;
+    }
     let er = p * r * r + r + 1.0;
     // 2ⁿ: n + 127 in the exponent field (n is the difference of the mantissa bits).
     let pow2 = ((t.to_bits() as i32 - ROUND.to_bits() as i32 + 127) << 23) as u32;
     er * f32::from_bits(pow2)
+}
+
+/// The constants of [`exp`] (Cephes `expf`), which the AVX-512 version shares.
+pub(crate) mod expf {
+    /// Adding 1.5·2²³ rounds to an integer held in the low mantissa bits.
+    pub const ROUND: f32 = 12_582_912.0;
+    /// `ln 2` in two parts, so that `x − n·ln 2` loses nothing.
+    pub const LN2_HI: f32 = 0.693_359_4;
+    pub const LN2_LO: f32 = -2.121_944_4e-4;
+    /// `ln 2⁻¹²⁶`: below it the result would leave the normal range.
+    pub const MIN_X: f32 = -87.336_54;
+    /// `eʳ ≈ 1 + r + r²·(POLY[0]·r⁵ + … + POLY[5])`, highest power first.
+    pub const POLY: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
 }
 
 #[cfg(test)]

@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn matches_burn_attention_on_random_inputs() {
         // Lengths below, at and above the row block, and not multiples of the vector lanes.
-        let shapes = [(1, 1, 1, 8), (2, 5, 1, 8), (1, 64, 2, 16), (3, 67, 3, 32), (2, 131, 2, 64), (1, 200, 1, 12)];
+        let shapes = [(1, 1, 1, 8), (2, 5, 1, 8), (1, 64, 2, 16), (3, 67, 3, 32), (2, 131, 2, 64), (1, 192, 1, 8), (1, 200, 1, 12), (1, 401, 2, 16)];
         for (i, &(batch, len, heads, head_dim)) in shapes.iter().enumerate() {
             let s = QkvShape { batch, len, heads, head_dim };
             // Spread 3 gives scores of several units: softmax rows far from uniform.

@@ -243,7 +243,7 @@ mod tests {
     fn attention_matches_burn_in_values_and_gradients() {
         // Lengths below, at and above the kernels' row blocks; with and without RoPE.
         for (i, &(batch, len, heads, hd, with_rope)) in
-            [(1, 5, 1, 8, false), (2, 67, 2, 16, true), (1, 131, 3, 32, true), (2, 70, 1, 64, false)].iter().enumerate()
+            [(1, 5, 1, 8, false), (2, 67, 2, 16, true), (1, 131, 3, 32, true), (2, 70, 1, 64, false), (1, 192, 1, 8, false), (1, 401, 2, 16, true)].iter().enumerate()
         {
             let shape = [batch, len, 3 * heads, hd];
             let qkv = random(shape.iter().product(), 2.0, i as u64);

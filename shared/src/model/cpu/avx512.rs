@@ -24,14 +24,14 @@ fn lanes(i: usize, n: usize) -> __mmask16 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn exp16(x: __m512) -> __m512 {
-    // Adding 1.5·2²³ rounds to an integer; subtracting it again leaves n = round(x·log₂e).
-    const ROUND: f32 = 12_582_912.0;
-    let x = _mm512_max_ps(x, _mm512_set1_ps(-87.336_54));
+    use super::expf::*;
+    let x = _mm512_max_ps(x, _mm512_set1_ps(MIN_X));
+    // n = round(x·log₂e), by adding and subtracting ROUND.
     let n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), _mm512_set1_ps(ROUND)), _mm512_set1_ps(ROUND));
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-    let mut p = _mm512_set1_ps(1.987_569_1e-4);
-    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    let mut p = _mm512_set1_ps(POLY[0]);
+    for &c in &POLY[1..] {
         p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
     }
     let er = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0));
