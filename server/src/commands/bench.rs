@@ -212,25 +212,35 @@ fn median_min(times: &[f64]) -> (f64, f64) {
     (sorted[sorted.len() / 2], sorted[0])
 }
 
+/// All rounds' steps of one side: the times, their median and minimum, the highest peak.
+fn pool<'a>(rounds: impl Iterator<Item = (&'a [f64], Option<f64>)>) -> (Vec<f64>, f64, f64, Option<f64>) {
+    let (mut times, mut peak) = (Vec::new(), None::<f64>);
+    for (t, p) in rounds {
+        times.extend_from_slice(t);
+        peak = match (peak, p) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let (median, min) = median_min(&times);
+    (times, median, min, peak)
+}
+
 impl Measured {
-    /// One measurement of all rounds' steps: the highest peak, the median of them all.
+    /// One measurement of all rounds' steps (`None` without rounds).
     fn pooled(rounds: Vec<Measured>) -> Option<Measured> {
         let mut all = rounds.first()?.clone();
-        all.times_s = rounds.iter().flat_map(|m| m.times_s.iter().copied()).collect();
-        (all.median_s, all.min_s) = median_min(&all.times_s);
-        all.peak_rss_mib = rounds.iter().filter_map(|m| m.peak_rss_mib).reduce(f64::max);
+        (all.times_s, all.median_s, all.min_s, all.peak_rss_mib) = pool(rounds.iter().map(|m| (&m.times_s[..], m.peak_rss_mib)));
         all.rows_per_s = all.rows_per_s.map(|_| all.batch as f64 / all.median_s);
         Some(all)
     }
 }
 
 impl RefMeasured {
-    /// One measurement of all rounds' steps (see [`Measured::pooled`]).
+    /// One measurement of all rounds' steps (`None` without rounds).
     fn pooled(rounds: Vec<RefMeasured>) -> Option<RefMeasured> {
         let mut all = rounds.first()?.clone();
-        all.times_s = rounds.iter().flat_map(|m| m.times_s.iter().copied()).collect();
-        (all.median_s, all.min_s) = median_min(&all.times_s);
-        all.peak_rss_mib = rounds.iter().filter_map(|m| m.peak_rss_mib).reduce(f64::max);
+        (all.times_s, all.median_s, all.min_s, all.peak_rss_mib) = pool(rounds.iter().map(|m| (&m.times_s[..], m.peak_rss_mib)));
         Some(all)
     }
 }
