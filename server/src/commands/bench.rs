@@ -28,7 +28,7 @@ use trm_server::train::ema::Ema;
 use trm_server::train::local::{masked_bce_sum, masked_ce_sum};
 use trm_server::train::optim::AdamAtan2;
 use trm_server::train::params::param_infos;
-use trm_server::train::step::Workers;
+use trm_server::train::step::{Workers, on_worker_pool, worker_pools};
 
 use crate::backend::devices::DeviceSet;
 use crate::backend::{BackendJob, BackendKind, probe, with_backend};
@@ -638,6 +638,7 @@ fn time_local_training(config: &LocalConfig, case: &Case, side: usize, repeats: 
     let chunk = case.batch.div_ceil(cores.clamp(1, case.batch));
     let tokens: Vec<i64> = maze_tokens(case.batch, cells).into_iter().map(i64::from).collect();
     let shares: Vec<&[i64]> = tokens.chunks(chunk * cells).collect();
+    let pools = worker_pools(shares.len());
     let mut carries: Vec<Option<InnerCarry<B>>> = shares.iter().map(|_| None).collect();
     let norm = ((config.l_cycles + 1) * case.batch * cells) as f64;
     let rows_norm = case.batch as f64;
@@ -647,16 +648,18 @@ fn time_local_training(config: &LocalConfig, case: &Case, side: usize, repeats: 
         let results: Vec<(GradientsParams, InnerCarry<B>)> = std::thread::scope(|scope| {
             let mut parts = shares.iter().zip(carries.iter_mut().map(Option::take));
             let (first, first_carry) = parts.next().context("a batch has rows")?;
+            let pools = &pools;
             let others: Vec<_> = parts
-                .map(|(share, carry)| {
+                .enumerate()
+                .map(|(k, (share, carry))| {
                     // Fresh autodiff leaves per worker, as the trainer does (shared leaves
                     // would share one graph).
                     let model = model.clone().fork(&device);
                     let device = &device;
-                    scope.spawn(move || local_share(&model, share, carry, grid, norm, rows_norm, device))
+                    scope.spawn(move || on_worker_pool(pools, k + 1, || local_share(&model, share, carry, grid, norm, rows_norm, device)))
                 })
                 .collect();
-            let mut out = vec![local_share(&model, first, first_carry, grid, norm, rows_norm, &device)?];
+            let mut out = vec![on_worker_pool(pools, 0, || local_share(&model, first, first_carry, grid, norm, rows_norm, &device))?];
             for h in others {
                 out.push(h.join().map_err(|_| anyhow::anyhow!("a training worker panicked"))??);
             }

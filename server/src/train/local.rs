@@ -38,6 +38,7 @@ use super::ema::Ema;
 use super::metrics_log::MetricsLog;
 use super::optim::AdamAtan2;
 use super::schedule::LrSchedule;
+use super::step::on_worker_pool;
 
 /// A training config for the size-general model (TOML; see `configs/maze-any-cpu.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -545,6 +546,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
         bail!("global_batch_size {batch} is smaller than the {} processes of the run", cluster.size());
     }
     let shares_at = cluster.split_rows(batch, workers);
+    let pools = super::step::worker_pools(workers);
     let mine = shares_at[0].start..shares_at[shares_at.len() - 1].end;
     let ticks_per_step = arch.ticks_per_step() as u32;
     // The ticks the trainer sees are those of the last (gradient) recursion round.
@@ -667,16 +669,18 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
         let shares: Vec<Share<B>> = std::thread::scope(|scope| {
             let mut parts = shares_at.iter().map(|r| (&live[r.clone()], &reset[r.clone()])).zip(carries.iter_mut().map(Option::take));
             let first = parts.next().expect("a batch has rows");
+            let pools = &pools;
             let others: Vec<_> = parts
-                .map(|((rows, reset), carry)| {
+                .enumerate()
+                .map(|(k, ((rows, reset), carry))| {
                     // Fresh autodiff leaves (same parameter ids): workers sharing the leaves
                     // would share one autodiff graph, and their backward passes deadlock.
                     let model = model.clone().fork(device);
                     let ctx = &ctx;
-                    scope.spawn(move || step_share(&model, rows, reset, carry, ctx, device))
+                    scope.spawn(move || on_worker_pool(pools, k + 1, || step_share(&model, rows, reset, carry, ctx, device)))
                 })
                 .collect();
-            let mut shares = vec![step_share(&model, first.0.0, first.0.1, first.1, &ctx, device)?];
+            let mut shares = vec![on_worker_pool(pools, 0, || step_share(&model, first.0.0, first.0.1, first.1, &ctx, device))?];
             for h in others {
                 shares.push(h.join().map_err(|_| anyhow::anyhow!("a training worker panicked"))??);
             }

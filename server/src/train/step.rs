@@ -55,6 +55,34 @@ pub struct Workers<B: AutodiffBackend> {
     carries: Vec<Option<ActCarry<B>>>,
     group: Group<B::InnerBackend>,
     cluster: Cluster,
+    /// See [`worker_pools`].
+    pools: Vec<rayon::ThreadPool>,
+}
+
+/// With several training workers (threads on one machine), one single-thread rayon pool
+/// each: a worker's CPU kernels then run on a core of their own instead of taking turns with
+/// the other workers' tasks on rayon's shared pool (see the README's performance section).
+/// None for one worker, which has the whole shared pool; none either if the threads cannot
+/// be made (the workers then share rayon's pool).
+pub fn worker_pools(workers: usize) -> Vec<rayon::ThreadPool> {
+    if workers < 2 {
+        return Vec::new();
+    }
+    let built: Result<Vec<_>, _> = (0..workers)
+        .map(|w| rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(move |_| format!("trm-worker-{w}")).build())
+        .collect();
+    built.unwrap_or_else(|e| {
+        tracing::warn!("no thread pool per training worker ({e}); the workers share rayon's");
+        Vec::new()
+    })
+}
+
+/// Runs worker `w`'s `f` on its pool from [`worker_pools`], or on the calling thread without one.
+pub fn on_worker_pool<R: Send>(pools: &[rayon::ThreadPool], w: usize, f: impl FnOnce() -> R + Send) -> R {
+    match pools.get(w) {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
 }
 
 impl<B: AutodiffBackend> Workers<B> {
@@ -68,7 +96,8 @@ impl<B: AutodiffBackend> Workers<B> {
     pub fn in_cluster(devices: Vec<B::Device>, cluster: Cluster) -> Workers<B> {
         let carries = devices.iter().map(|_| None).collect();
         let group = Group::new(devices.len());
-        Workers { devices, carries, group, cluster }
+        let pools = worker_pools(devices.len());
+        Workers { devices, carries, group, cluster, pools }
     }
 
     /// The processes of the run.
@@ -147,7 +176,14 @@ impl<B: AutodiffBackend> Workers<B> {
             carries.into_iter().enumerate().map(|(w, c)| run(w, c)).collect()
         } else {
             std::thread::scope(|scope| {
-                let handles: Vec<_> = carries.into_iter().enumerate().map(|(w, c)| scope.spawn(move || run(w, c))).collect();
+                let pools = &self.pools;
+                let handles: Vec<_> = carries
+                    .into_iter()
+                    .enumerate()
+                    .map(|(w, c)| {
+                        scope.spawn(move || on_worker_pool(pools, w, || run(w, c)))
+                    })
+                    .collect();
                 handles
                     .into_iter()
                     .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
