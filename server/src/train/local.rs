@@ -38,7 +38,7 @@ use super::ema::Ema;
 use super::metrics_log::MetricsLog;
 use super::optim::AdamAtan2;
 use super::schedule::LrSchedule;
-use super::step::on_worker_pool;
+use super::step::{on_worker_pool, worker_pools};
 
 /// A training config for the size-general model (TOML; see `configs/maze-any-cpu.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -546,7 +546,7 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
         bail!("global_batch_size {batch} is smaller than the {} processes of the run", cluster.size());
     }
     let shares_at = cluster.split_rows(batch, workers);
-    let pools = super::step::worker_pools(workers);
+    let pools = worker_pools(workers);
     let mine = shares_at[0].start..shares_at[shares_at.len() - 1].end;
     let ticks_per_step = arch.ticks_per_step() as u32;
     // The ticks the trainer sees are those of the last (gradient) recursion round.

@@ -177,13 +177,8 @@ impl<B: AutodiffBackend> Workers<B> {
         } else {
             std::thread::scope(|scope| {
                 let pools = &self.pools;
-                let handles: Vec<_> = carries
-                    .into_iter()
-                    .enumerate()
-                    .map(|(w, c)| {
-                        scope.spawn(move || on_worker_pool(pools, w, || run(w, c)))
-                    })
-                    .collect();
+                let handles: Vec<_> =
+                    carries.into_iter().enumerate().map(|(w, c)| scope.spawn(move || on_worker_pool(pools, w, || run(w, c)))).collect();
                 handles
                     .into_iter()
                     .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))

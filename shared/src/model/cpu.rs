@@ -128,8 +128,19 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Runs `$body` (a call of an `#[inline(always)]` function) compiled for AVX2 when the CPU has
-/// it, where its loops over `f32` become 8-lane vector code; portable code otherwise.
+/// it, where its loops over `f32` become 8-lane vector code; portable code otherwise. With
+/// `avx512 $fast;` first, `$fast` (a function of [`avx512`] taking the same arguments) runs
+/// instead where the CPU has AVX-512F.
 macro_rules! vectorised {
+    (avx512 $fast:path; $name:ident($($arg:ident: $ty:ty),*) => $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        if $crate::model::cpu::avx512::available() {
+            // SAFETY: the CPU has AVX-512F (checked just above), all that `$fast` requires.
+            unsafe { $fast($($arg),*) };
+            return;
+        }
+        $crate::model::cpu::vectorised!($name($($arg: $ty),*) => $body)
+    }};
     ($name:ident($($arg:ident: $ty:ty),*) => $body:expr) => {{
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]

@@ -314,13 +314,7 @@ fn softmax_grad_rows_portable(dp: &mut [f32], p: &[f32], len: usize, p_stride: u
 
 /// Replaces each row (`len` wide) of `scores` by `exp(row - max(row))` and writes its sum.
 fn exp_rows(scores: &mut [f32], len: usize, sums: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        unsafe { super::avx512::exp_rows(scores, len, sums) };
-        return;
-    }
-    vectorised!(exp_rows_avx2(scores: &mut [f32], len: usize, sums: &mut [f32]) => exp_rows_portable(scores, len, sums))
+    vectorised!(avx512 super::avx512::exp_rows; exp_rows_avx2(scores: &mut [f32], len: usize, sums: &mut [f32]) => exp_rows_portable(scores, len, sums))
 }
 
 #[inline(always)]

@@ -77,7 +77,7 @@ pub(crate) unsafe fn exp_rows(scores: &mut [f32], len: usize, sums: &mut [f32]) 
 /// `out = g · σ(g) · u` lane by lane.
 ///
 /// # Safety
-/// The CPU must have AVX-512F ([`available`]); the slices are equally long.
+/// The CPU must have AVX-512F ([`available`]); slices of unequal length panic.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn silu_mul_row(out: &mut [f32], gate: &[f32], up: &[f32]) {
     let n = out.len();
@@ -95,7 +95,7 @@ pub(crate) unsafe fn silu_mul_row(out: &mut [f32], gate: &[f32], up: &[f32]) {
 /// `d_gate = dout · up · σ(g) · (1 + g · (1 − σ(g)))`.
 ///
 /// # Safety
-/// The CPU must have AVX-512F ([`available`]); the slices are equally long.
+/// The CPU must have AVX-512F ([`available`]); slices of unequal length panic.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn silu_mul_grad_row(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) {
     let n = dout.len();

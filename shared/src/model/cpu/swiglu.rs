@@ -41,13 +41,7 @@ pub fn silu_mul(gate_up: &[f32], inter: usize) -> Vec<f32> {
 }
 
 fn silu_mul_row(out: &mut [f32], gate: &[f32], up: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F (checked just above); the rows are equally long.
-        unsafe { super::avx512::silu_mul_row(out, gate, up) };
-        return;
-    }
-    vectorised!(silu_mul_row_avx2(out: &mut [f32], gate: &[f32], up: &[f32]) => silu_mul_row_portable(out, gate, up))
+    vectorised!(avx512 super::avx512::silu_mul_row; silu_mul_row_avx2(out: &mut [f32], gate: &[f32], up: &[f32]) => silu_mul_row_portable(out, gate, up))
 }
 
 /// `g · sigmoid(g) · u`, with sigmoid as Flex computes it: `1/(1+e^-g)` for `g ≥ 0`,
@@ -85,13 +79,7 @@ pub fn silu_mul_backward(gate_up: &[f32], dout: &[f32], inter: usize) -> Vec<f32
 }
 
 fn silu_mul_grad_row(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F (checked just above); the rows are equally long.
-        unsafe { super::avx512::silu_mul_grad_row(d_gate, d_up, gate, up, dout) };
-        return;
-    }
-    vectorised!(silu_mul_grad_row_avx2(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) => silu_mul_grad_row_portable(d_gate, d_up, gate, up, dout))
+    vectorised!(avx512 super::avx512::silu_mul_grad_row; silu_mul_grad_row_avx2(d_gate: &mut [f32], d_up: &mut [f32], gate: &[f32], up: &[f32], dout: &[f32]) => silu_mul_grad_row_portable(d_gate, d_up, gate, up, dout))
 }
 
 #[inline(always)]
