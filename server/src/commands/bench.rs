@@ -25,10 +25,10 @@ use trm_shared::model::{GridShape, InnerCarry, LocalConfig, LocalTrm, RandomInit
 
 use trm_server::train::CpuTrain;
 use trm_server::train::ema::Ema;
-use trm_server::train::local::{masked_bce_sum, masked_ce_sum};
+use trm_server::train::local::{masked_bce_sum, masked_ce_sum, run_shares};
 use trm_server::train::optim::AdamAtan2;
 use trm_server::train::params::param_infos;
-use trm_server::train::step::{Workers, on_worker_pool, worker_pools};
+use trm_server::train::step::{Workers, worker_pools};
 
 use crate::backend::devices::DeviceSet;
 use crate::backend::{BackendJob, BackendKind, probe, with_backend};
@@ -645,26 +645,8 @@ fn time_local_training(config: &LocalConfig, case: &Case, side: usize, repeats: 
     let mut live = Some(model);
     timed(case.name, repeats, || {
         let model = live.take().context("model lost in a failed step")?;
-        let results: Vec<(GradientsParams, InnerCarry<B>)> = std::thread::scope(|scope| {
-            let mut parts = shares.iter().zip(carries.iter_mut().map(Option::take));
-            let (first, first_carry) = parts.next().context("a batch has rows")?;
-            let pools = &pools;
-            let others: Vec<_> = parts
-                .enumerate()
-                .map(|(k, (share, carry))| {
-                    // Fresh autodiff leaves per worker, as the trainer does (shared leaves
-                    // would share one graph).
-                    let model = model.clone().fork(&device);
-                    let device = &device;
-                    scope.spawn(move || on_worker_pool(pools, k + 1, || local_share(&model, share, carry, grid, norm, rows_norm, device)))
-                })
-                .collect();
-            let mut out = vec![on_worker_pool(pools, 0, || local_share(&model, first, first_carry, grid, norm, rows_norm, &device))?];
-            for h in others {
-                out.push(h.join().map_err(|_| anyhow::anyhow!("a training worker panicked"))??);
-            }
-            Ok::<_, anyhow::Error>(out)
-        })?;
+        let parts = shares.iter().zip(carries.iter_mut().map(Option::take));
+        let results = run_shares(&model, &device, &pools, parts, |model, (share, carry)| local_share(model, share, carry, grid, norm, rows_norm, &device))?;
         let mut grads = GradientsAccumulator::new();
         for (k, (g, carry)) in results.into_iter().enumerate() {
             grads.accumulate(&model, g);

@@ -510,6 +510,42 @@ fn step_share<B: AutodiffBackend>(
     Ok(Share { grads, carry: next, lm: scalar(lm_loss), aux: scalar(aux_loss), q: scalar(q_loss), cell_hits, cell_total, correct })
 }
 
+/// Runs one step's shares, `share(model, part)` for each part, and returns them in order:
+/// the first on this thread with `model` itself, the others on threads of their own with
+/// forked copies; each on its worker's pool ([`worker_pools`]).
+pub fn run_shares<B, P, R>(
+    model: &LocalTrm<B>,
+    device: &B::Device,
+    pools: &[rayon::ThreadPool],
+    parts: impl IntoIterator<Item = P>,
+    share: impl Fn(&LocalTrm<B>, P) -> anyhow::Result<R> + Sync,
+) -> anyhow::Result<Vec<R>>
+where
+    B: AutodiffBackend,
+    P: Send,
+    R: Send,
+{
+    let mut parts = parts.into_iter();
+    let first = parts.next().context("a batch has rows")?;
+    std::thread::scope(|scope| {
+        let share = &share;
+        let others: Vec<_> = parts
+            .enumerate()
+            .map(|(k, part)| {
+                // Fresh autodiff leaves (same parameter ids): workers sharing the leaves
+                // would share one autodiff graph, and their backward passes deadlock.
+                let model = model.clone().fork(device);
+                scope.spawn(move || on_worker_pool(pools, k + 1, || share(&model, part)))
+            })
+            .collect();
+        let mut results = vec![on_worker_pool(pools, 0, || share(model, first))?];
+        for h in others {
+            results.push(h.join().map_err(|_| anyhow::anyhow!("a training worker panicked"))??);
+        }
+        Ok(results)
+    })
+}
+
 /// Sums of a step beside the rows' answers: lm, aux and Q losses, cells right, cells.
 const STEP_SUMS: usize = 5;
 
@@ -666,26 +702,8 @@ pub fn train_local<B: AutodiffBackend>(cfg: &LocalTrainConfig, dir: &Path, opts:
             tick_weights: &tick_weights,
             norms,
         };
-        let shares: Vec<Share<B>> = std::thread::scope(|scope| {
-            let mut parts = shares_at.iter().map(|r| (&live[r.clone()], &reset[r.clone()])).zip(carries.iter_mut().map(Option::take));
-            let first = parts.next().expect("a batch has rows");
-            let pools = &pools;
-            let others: Vec<_> = parts
-                .enumerate()
-                .map(|(k, ((rows, reset), carry))| {
-                    // Fresh autodiff leaves (same parameter ids): workers sharing the leaves
-                    // would share one autodiff graph, and their backward passes deadlock.
-                    let model = model.clone().fork(device);
-                    let ctx = &ctx;
-                    scope.spawn(move || on_worker_pool(pools, k + 1, || step_share(&model, rows, reset, carry, ctx, device)))
-                })
-                .collect();
-            let mut shares = vec![on_worker_pool(pools, 0, || step_share(&model, first.0.0, first.0.1, first.1, &ctx, device))?];
-            for h in others {
-                shares.push(h.join().map_err(|_| anyhow::anyhow!("a training worker panicked"))??);
-            }
-            Ok::<_, anyhow::Error>(shares)
-        })?;
+        let parts = shares_at.iter().map(|r| (&live[r.clone()], &reset[r.clone()])).zip(carries.iter_mut().map(Option::take));
+        let shares = run_shares(&model, device, &pools, parts, |model, ((rows, reset), carry)| step_share(model, rows, reset, carry, &ctx, device))?;
         let mut grads = GradientsAccumulator::new();
         // The step's sums, then whether each row of the whole batch holds its label (this
         // process's rows filled in): summed over the processes, every row's.
