@@ -8,6 +8,8 @@
 pub mod attention;
 pub mod autodiff;
 #[cfg(target_arch = "x86_64")]
+mod bf16_gemm;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod linear;
 pub mod norm;

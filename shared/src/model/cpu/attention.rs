@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::linear::{MatRef, matmul_into};
 use super::{LANES, dot, exp, from_plain, plain, values, vectorised};
 
 /// Query rows per task: each task packs its head's k and v for gemm again, so blocks as large
@@ -130,21 +131,13 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
             let mut sums = [0.0f32; ROWS];
             let (scores, sums) = (&mut scores[..rows * len], &mut sums[..rows]);
             let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
-            let q = &qkv_b[first * in_row + h * head_dim..];
-            let k = &qkv_b[(heads + h) * head_dim..];
-            let v = &qkv_b[(2 * heads + h) * head_dim..];
-            // SAFETY: reads stay inside their slices: q rows `first..first + rows`, k and v rows
-            // `0..len`, all `head_dim` wide at stride `in_row`; `scores` is `rows × len`.
-            unsafe {
-                // scores = scale · q kᵀ
-                gemm::gemm(
-                    rows, len, head_dim,
-                    scores.as_mut_ptr(), 1, len as isize, false,
-                    q.as_ptr(), 1, in_row as isize,
-                    k.as_ptr(), in_row as isize, 1,
-                    0.0, scale, false, false, false, gemm::Parallelism::None,
-                );
-            }
+            // Heads read in place: `head_dim` wide at stride `in_row`.
+            let head = |offset, rows| MatRef { data: qkv_b, offset, rows, cols: head_dim, row_stride: in_row, col_stride: 1 };
+            let q = head(first * in_row + h * head_dim, rows);
+            let (k, v) = (head((heads + h) * head_dim, len), head((2 * heads + h) * head_dim, len));
+            // scores = scale · q kᵀ
+            // SAFETY: `scores` holds `rows × len`, this task's own.
+            unsafe { matmul_into(q, k.t(), scale, scores.as_mut_ptr(), len, false) };
             exp_rows(scores, len, sums);
             if let Some(probs) = &probs_ptr {
                 // The softmax itself, kept for the backward pass: rows `first..` of head `h`.
@@ -161,13 +154,7 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
                 let out_h = out_ptr.0.add((b * len + first) * out_row + h * head_dim);
                 // out = exp(scores - max) v, whose rows are normalised after (fewer products:
                 // `head_dim` a row, not `len`)
-                gemm::gemm(
-                    rows, head_dim, len,
-                    out_h, 1, out_row as isize, false,
-                    scores.as_ptr(), 1, len as isize,
-                    v.as_ptr(), 1, in_row as isize,
-                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
-                );
+                matmul_into(MatRef::rows(scores, rows, len), v, 1.0, out_h, out_row, false);
                 for (r, sum) in sums.iter().enumerate() {
                     let inv = 1.0 / sum;
                     std::slice::from_raw_parts_mut(out_h.add(r * out_row), head_dim).iter_mut().for_each(|o| *o *= inv);
@@ -209,49 +196,27 @@ pub fn attention_backward(qkv: &[f32], probs: &[f32], dout: &[f32], shape: QkvSh
     (0..batch * heads).into_par_iter().for_each(|task| with_scratch(&SCORE_GRADS, len * len, |dp| {
         let (b, h) = (task / heads, task % heads);
         let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
-        let (q, k, v) = (&qkv_b[h * head_dim..], &qkv_b[(heads + h) * head_dim..], &qkv_b[(2 * heads + h) * head_dim..]);
-        let p = &probs[b * len * probs_row + h * len..];
-        let dout_h = &dout[b * len * out_row + h * head_dim..];
+        let head = |offset| MatRef { data: qkv_b, offset, rows: len, cols: head_dim, row_stride: in_row, col_stride: 1 };
+        let (q, k, v) = (head(h * head_dim), head((heads + h) * head_dim), head((2 * heads + h) * head_dim));
+        let p = MatRef { data: probs, offset: b * len * probs_row + h * len, rows: len, cols: len, row_stride: probs_row, col_stride: 1 };
+        let dout_h = MatRef { data: dout, offset: b * len * out_row + h * head_dim, rows: len, cols: head_dim, row_stride: out_row, col_stride: 1 };
         // The Sync wrapper, not its raw pointer, is what the closure must capture.
         let dst = &dst;
-        // SAFETY: reads stay inside their slices (rows `0..len` at the strides of their
-        // layouts, `head_dim` or `len` wide); each task writes only the q, k and v columns of
-        // head `h` in batch row `b` of `dqkv`, which no other task touches.
+        // SAFETY: `dp` is this task's `len × len`; each task writes only the q, k and v columns
+        // of head `h` in batch row `b` of `dqkv` (`head_dim` wide at stride `in_row`), which no
+        // other task touches.
         unsafe {
             let d_b = dst.0.add(b * len * in_row);
             // dP = dout vᵀ
-            gemm::gemm(
-                len, len, head_dim,
-                dp.as_mut_ptr(), 1, len as isize, false,
-                dout_h.as_ptr(), 1, out_row as isize,
-                v.as_ptr(), in_row as isize, 1,
-                0.0, 1.0, false, false, false, gemm::Parallelism::None,
-            );
-            softmax_grad_rows(dp, p, len, probs_row);
+            matmul_into(dout_h, v.t(), 1.0, dp.as_mut_ptr(), len, false);
+            softmax_grad_rows(dp, &probs[p.offset..], len, probs_row);
+            let ds = MatRef::rows(dp, len, len);
             // dq = scale · dS k
-            gemm::gemm(
-                len, head_dim, len,
-                d_b.add(h * head_dim), 1, in_row as isize, false,
-                dp.as_ptr(), 1, len as isize,
-                k.as_ptr(), 1, in_row as isize,
-                0.0, scale, false, false, false, gemm::Parallelism::None,
-            );
+            matmul_into(ds, k, scale, d_b.add(h * head_dim), in_row, false);
             // dk = scale · dSᵀ q
-            gemm::gemm(
-                len, head_dim, len,
-                d_b.add((heads + h) * head_dim), 1, in_row as isize, false,
-                dp.as_ptr(), len as isize, 1,
-                q.as_ptr(), 1, in_row as isize,
-                0.0, scale, false, false, false, gemm::Parallelism::None,
-            );
+            matmul_into(ds.t(), q, scale, d_b.add((heads + h) * head_dim), in_row, false);
             // dv = Pᵀ dout
-            gemm::gemm(
-                len, head_dim, len,
-                d_b.add((2 * heads + h) * head_dim), 1, in_row as isize, false,
-                p.as_ptr(), probs_row as isize, 1,
-                dout_h.as_ptr(), 1, out_row as isize,
-                0.0, 1.0, false, false, false, gemm::Parallelism::None,
-            );
+            matmul_into(p.t(), dout_h, 1.0, d_b.add((2 * heads + h) * head_dim), in_row, false);
         }
     }));
     // SAFETY: the tasks above wrote the q, k and v columns of every head of every batch row.

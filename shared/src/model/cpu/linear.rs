@@ -5,13 +5,74 @@
 //! with the other core idle, on the largest tensors of an ACT step. Here gemm writes the
 //! output once, into a buffer nothing else touches first.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::prelude::*;
 use burn_flex::FlexTensor;
 
 use super::{cast_backend, from_plain, plain, values};
+use crate::model::ModelError;
 
 /// Below this many multiply-adds a product runs on the calling thread (burn-flex's threshold).
 const PARALLEL_OPS: usize = 192 * 192 * 192;
+
+/// How [`matmul`] (the linear layers on the CPU, forward and backward) multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatmulPrecision {
+    /// f32 throughout: the reference's f32 numbers.
+    #[default]
+    F32,
+    /// Operands rounded to bf16, products summed in f32, as bf16 autocast does: about twice
+    /// the multiply-adds a cycle on CPUs with AVX-512 BF16. Attention stays in f32.
+    Bf16,
+}
+
+impl std::str::FromStr for MatmulPrecision {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "f32" => Ok(MatmulPrecision::F32),
+            "bf16" => Ok(MatmulPrecision::Bf16),
+            other => Err(ModelError::Config(format!("matmul precision {other:?}: expected f32 or bf16"))),
+        }
+    }
+}
+
+impl std::fmt::Display for MatmulPrecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MatmulPrecision::F32 => "f32",
+            MatmulPrecision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// The process's [`MatmulPrecision`] is bf16 (set once at start by the command that runs).
+static BF16_MATMULS: AtomicBool = AtomicBool::new(false);
+
+/// Sets how every later CPU linear layer multiplies, for the whole process (as torch's
+/// `set_float32_matmul_precision`). bf16 needs AVX-512 BF16: an error names what is missing.
+pub fn set_matmul_precision(precision: MatmulPrecision) -> Result<(), ModelError> {
+    if precision == MatmulPrecision::Bf16 && !bf16_available() {
+        return Err(ModelError::Config("matmul precision bf16 needs a CPU with AVX-512 BF16 (AMD Zen 4 or later, Intel Sapphire Rapids or later); this one has none".into()));
+    }
+    BF16_MATMULS.store(precision == MatmulPrecision::Bf16, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The process's current [`MatmulPrecision`].
+pub fn matmul_precision() -> MatmulPrecision {
+    if BF16_MATMULS.load(Ordering::Relaxed) { MatmulPrecision::Bf16 } else { MatmulPrecision::F32 }
+}
+
+/// Whether this CPU can multiply in bf16 ([`MatmulPrecision::Bf16`]).
+pub fn bf16_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::bf16_gemm::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
 
 /// A matrix read in place: `data[offset + i·row_stride + j·col_stride]` for `i < rows`, `j < cols`.
 #[derive(Debug, Clone, Copy)]
@@ -51,36 +112,63 @@ impl<'a> MatRef<'a> {
     }
 
     /// Whether every element lies inside `data`.
-    fn in_bounds(&self) -> bool {
+    pub(crate) fn in_bounds(&self) -> bool {
         self.rows == 0
             || self.cols == 0
             || self.offset + (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
     }
 }
 
-/// `a @ b` as a new row-major `[a.rows, b.cols]` buffer.
+/// `a @ b` as a new row-major `[a.rows, b.cols]` buffer, at the process's [`MatmulPrecision`].
 pub fn matmul(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
-    assert_eq!(a.cols, b.rows, "matmul of {}x{} by {}x{}", a.rows, a.cols, b.rows, b.cols);
-    assert!(a.in_bounds() && b.in_bounds(), "a matrix reaches past its buffer");
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if m == 0 || n == 0 || k == 0 {
-        return vec![0.0; m * n];
-    }
-    let parallelism = if m * n * k >= PARALLEL_OPS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     let mut out = Vec::with_capacity(m * n);
-    // SAFETY: both operands stay inside their buffers (checked above); gemm writes every one of
-    // the `m·n` outputs (`read_dst` false, `k > 0`) before the length is set.
+    // SAFETY: `out` has room for `m` rows of `n` at stride `n`, all of which `matmul_into` writes.
     unsafe {
-        gemm::gemm(
-            m, n, k,
-            out.as_mut_ptr(), 1, n as isize, false,
-            a.data.as_ptr().add(a.offset), a.col_stride as isize, a.row_stride as isize,
-            b.data.as_ptr().add(b.offset), b.col_stride as isize, b.row_stride as isize,
-            0.0, 1.0, false, false, false, parallelism,
-        );
+        matmul_into(a, b, 1.0, out.as_mut_ptr(), n, m * n * k >= PARALLEL_OPS);
         out.set_len(m * n);
     }
     out
+}
+
+/// `c = alpha · a @ b` at the process's [`MatmulPrecision`], into rows of stride `ldc`.
+/// `parallel`: spread over rayon's threads.
+///
+/// # Safety
+/// `c` must have room for `a.rows` rows of `b.cols` values at stride `ldc ≥ b.cols`, which
+/// nothing else reads or writes meanwhile; all of them are written.
+///
+/// # Panics
+/// If the inner sizes differ or an operand reaches past its buffer.
+pub(crate) unsafe fn matmul_into(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
+    assert_eq!(a.cols, b.rows, "matmul of {}x{} by {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert!(a.in_bounds() && b.in_bounds(), "a matrix reaches past its buffer");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matmul_precision() == MatmulPrecision::Bf16 {
+        // SAFETY: the caller's promise about `c`.
+        return unsafe { super::bf16_gemm::gemm(a, b, alpha, c, ldc, parallel) };
+    }
+    if k == 0 {
+        // SAFETY: the caller's promise: `m` rows of `n` at stride `ldc`.
+        (0..m).for_each(|i| unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n).fill(0.0) });
+        return;
+    }
+    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: both operands stay inside their buffers (checked above); gemm writes every one of
+    // the outputs (`read_dst` false, `k > 0`), inside the room the caller promised.
+    unsafe {
+        gemm::gemm(
+            m, n, k,
+            c, 1, ldc as isize, false,
+            a.data.as_ptr().add(a.offset), a.col_stride as isize, a.row_stride as isize,
+            b.data.as_ptr().add(b.offset), b.col_stride as isize, b.row_stride as isize,
+            0.0, alpha, false, false, false, parallelism,
+        );
+    }
 }
 
 /// `x @ weight` over the last axis of `x` (`weight: [in, out]`, read in place).

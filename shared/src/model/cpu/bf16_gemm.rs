@@ -1,0 +1,425 @@
+//! `a @ b` with both operands rounded to bf16 and the products summed in f32, on AVX-512
+//! BF16's `vdpbf16ps` (AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and
+//! later): twice the multiply-adds a cycle of f32 FMAs. [`super::linear`] runs the linear
+//! layers on it under [`super::linear::MatmulPrecision::Bf16`].
+//!
+//! Laid out as BLIS does, for `c[m, n] = a[m, k] · b[k, n]`: `a` packed into panels of
+//! [`MR`] rows and `b` into panels of [`NR`] columns, each as `[k pair][row or column]` of
+//! `u32`s that hold two bf16 of adjacent `k` (the operand `vdpbf16ps` multiplies pairwise).
+//! The micro-kernel keeps an `MR × NR` block of `c` in 24 registers and adds, per `k` pair,
+//! `MR` broadcasts of `a` times two vectors of `b`. `a` is packed once, first; each task
+//! packs its own panel of `b` (hot when used) and runs it against a run of `a`'s panels.
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::linear::MatRef;
+
+/// Rows of `c` per micro-kernel block.
+const MR: usize = 12;
+/// Columns of `c` per micro-kernel block: two vectors of 16 f32.
+const NR: usize = 32;
+
+/// Whether this CPU has AVX-512 BF16 (and the AVX-512F it builds on).
+pub(crate) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
+}
+
+/// `c = alpha · a @ b` into rows of stride `ldc`, operands rounded to bf16 (nearest, ties to
+/// even), products summed in f32. `parallel`: spread over rayon's threads.
+///
+/// # Safety
+/// `c` must have room for `a.rows` rows of `b.cols` values at stride `ldc ≥ b.cols`, which
+/// nothing else reads or writes meanwhile; all of them are written.
+///
+/// # Panics
+/// Without AVX-512 BF16 ([`available`]), if the inner sizes differ or an operand reaches
+/// past its buffer.
+pub(crate) unsafe fn gemm(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
+    assert!(available(), "bf16 matmul on a CPU without AVX-512 BF16");
+    assert_eq!(a.cols, b.rows, "matmul of {}x{} by {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert!(a.in_bounds() && b.in_bounds(), "a matrix reaches past its buffer");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // SAFETY: the caller's promise: `m` rows of `n` at stride `ldc`.
+        (0..m).for_each(|i| unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n).fill(0.0) });
+        return;
+    }
+    let pairs = k.div_ceil(2);
+    // `a`'s rows are the lines of its panels, `b`'s columns those of its own.
+    let a_lines = Lines { m: a, lines: m, k, line_stride: a.row_stride, k_stride: a.col_stride };
+    let b_lines = Lines { m: b, lines: n, k, line_stride: b.col_stride, k_stride: b.row_stride };
+    let a_panels = m.div_ceil(MR);
+    let mut packed_a: Vec<u32> = Vec::with_capacity(a_panels * pairs * MR);
+    let spare = packed_a.spare_capacity_mut();
+    // An `a` whose rows are contiguous in `k` (activations, attention's softmax rows) keeps
+    // its rows as rows, each converted in place of a transpose: the kernel broadcasts from
+    // `MR` rows side by side. Any other `a` is packed `[k pair][MR]`.
+    let a_rows = a_lines.k_stride == 1 && a_lines.line_stride != 1;
+    let pack_a_panel = |(p, panel): (usize, &mut [std::mem::MaybeUninit<u32>])| {
+        // SAFETY: AVX-512 BF16 is there (asserted above); `panel` is this panel's `pairs × MR`.
+        unsafe {
+            if a_rows {
+                pack_rows(a_lines, p * MR, MR, pairs, panel)
+            } else {
+                pack_panel(a_lines, p * MR, MR, pairs, panel)
+            }
+        }
+    };
+    if parallel {
+        spare.par_chunks_mut(pairs * MR).enumerate().for_each(pack_a_panel);
+    } else {
+        spare.chunks_mut(pairs * MR).enumerate().for_each(pack_a_panel);
+    }
+    // SAFETY: every panel was written in full just above.
+    unsafe { packed_a.set_len(a_panels * pairs * MR) };
+
+    let c_ptr = SharedOut(c);
+    let packed_a = &packed_a;
+    let b_panels = n.div_ceil(NR);
+    // Tasks: a column panel of `b` by a run of `a`'s panels. Few column panels (a narrow
+    // `b`) are split by rows too, so that every thread has work.
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    let runs = (4 * threads).div_ceil(b_panels).clamp(1, a_panels.div_ceil(4));
+    let run_len = a_panels.div_ceil(runs);
+    let task = |t: usize| {
+        let (q, run) = (t / runs, t % runs);
+        let c_ptr = &c_ptr;
+        PACKED_B.with(|cell| {
+            let mut buffer = cell.borrow_mut();
+            buffer.clear();
+            buffer.reserve(pairs * NR);
+            // SAFETY: AVX-512 BF16 is there; the spare capacity holds `pairs × NR`.
+            unsafe {
+                pack_panel(b_lines, q * NR, NR, pairs, &mut buffer.spare_capacity_mut()[..pairs * NR]);
+                buffer.set_len(pairs * NR);
+            }
+            let cols = NR.min(n - q * NR);
+            for p in run * run_len..((run + 1) * run_len).min(a_panels) {
+                let rows = MR.min(m - p * MR);
+                // SAFETY: both panels hold `pairs` pairs; this task alone writes columns
+                // `q·NR..q·NR + cols` of rows `p·MR..p·MR + rows` of `c`, inside its capacity.
+                unsafe {
+                    let (a, c) = (packed_a.as_ptr().add(p * pairs * MR), c_ptr.0.add(p * MR * ldc + q * NR));
+                    if a_rows {
+                        kernel::<true>(pairs, a, buffer.as_ptr(), alpha, c, ldc, rows, cols);
+                    } else {
+                        kernel::<false>(pairs, a, buffer.as_ptr(), alpha, c, ldc, rows, cols);
+                    }
+                }
+            }
+        });
+    };
+    if parallel {
+        (0..b_panels * runs).into_par_iter().for_each(task);
+    } else {
+        (0..b_panels * runs).for_each(task);
+    }
+}
+
+thread_local! {
+    /// A thread's packed panel of `b`, kept from call to call.
+    static PACKED_B: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An output written by parallel tasks at disjoint offsets.
+struct SharedOut(*mut f32);
+// SAFETY: the tasks that share it write disjoint blocks of `c` (see `gemm`).
+unsafe impl Sync for SharedOut {}
+
+/// An operand seen as `lines` lines (rows of `a`, columns of `b`) of `k` values each: value
+/// `kk` of line `l` is at `line_stride·l + k_stride·kk` from the matrix's start.
+#[derive(Clone, Copy)]
+struct Lines<'a> {
+    m: MatRef<'a>,
+    lines: usize,
+    k: usize,
+    line_stride: usize,
+    k_stride: usize,
+}
+
+impl Lines<'_> {
+    fn base(&self) -> *const f32 {
+        self.m.data[self.m.offset..].as_ptr()
+    }
+}
+
+/// Converts lines `first..first + width` of `src`, contiguous in `k`, into `out` as
+/// `[width][pairs]` u32s (zeros past its last line, and for the missing half of the last
+/// pair when `k` is odd): each line's pairs in order, no transpose.
+///
+/// # Safety
+/// AVX-512 BF16 must be there; `out` must hold `width × pairs` values; `src.k_stride == 1`.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn pack_rows(src: Lines<'_>, first: usize, width: usize, pairs: usize, out: &mut [std::mem::MaybeUninit<u32>]) {
+    assert!(out.len() >= pairs * width && src.k_stride == 1);
+    let (k, here) = (src.k, src.lines.saturating_sub(first).min(width));
+    let out = out.as_mut_ptr().cast::<u32>();
+    // SAFETY: line `first + l` for `l < here` holds `k` values inside the matrix (checked by
+    // `gemm`); the writes stay inside `out`'s `width × pairs`.
+    unsafe {
+        for l in 0..width {
+            let row = out.add(l * pairs);
+            if l >= here {
+                std::slice::from_raw_parts_mut(row, pairs).fill(0);
+                continue;
+            }
+            let line = src.base().add((first + l) * src.line_stride);
+            let mut pair = 0;
+            while 2 * pair + 32 <= k {
+                let v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(line.add(2 * pair + 16)), _mm512_loadu_ps(line.add(2 * pair)));
+                _mm512_storeu_si512(row.add(pair).cast(), std::mem::transmute::<__m512bh, __m512i>(v));
+                pair += 16;
+            }
+            while pair < pairs {
+                let lo = to_bf16(*line.add(2 * pair));
+                let hi = if 2 * pair + 1 < k { to_bf16(*line.add(2 * pair + 1)) } else { 0 };
+                *row.add(pair) = lo | (hi << 16);
+                pair += 1;
+            }
+        }
+    }
+}
+
+/// Packs lines `first..first + width` of `src` (zeros past its last line, and for the
+/// missing half of the last pair when `k` is odd) into `out`: `[pair][width]` u32s, each
+/// bf16 of value `2·pair` in the low half and of `2·pair + 1` in the high half.
+///
+/// # Safety
+/// AVX-512 BF16 must be there; `out` must hold `pairs × width` values, `width ≤ 32`.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn pack_panel(src: Lines<'_>, first: usize, width: usize, pairs: usize, out: &mut [std::mem::MaybeUninit<u32>]) {
+    assert!(out.len() >= pairs * width && width <= 32);
+    let k = src.k;
+    let here = src.lines.saturating_sub(first).min(width);
+    let base = src.base();
+    let out = out.as_mut_ptr().cast::<u32>();
+    // SAFETY (all reads below): line `first + l` for `l < here` and value `kk < k` lie inside
+    // the matrix (checked by `matmul`); masked-off lanes are not read.
+    unsafe {
+        if src.line_stride == 1 {
+            // Lines contiguous: 16 lines of value `kk` in one load.
+            for pair in 0..pairs {
+                for l0 in (0..width).step_by(16) {
+                    let count = here.saturating_sub(l0).min(16);
+                    let load = mask(count);
+                    let at = |kk: usize| {
+                        if kk < k && count > 0 {
+                            _mm512_maskz_loadu_ps(load, base.add(kk * src.k_stride + first + l0))
+                        } else {
+                            _mm512_setzero_ps()
+                        }
+                    };
+                    let (lo, hi) = (at(2 * pair), at(2 * pair + 1));
+                    let lo = _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(lo)));
+                    let hi = _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(hi)));
+                    let v = _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi));
+                    _mm512_mask_storeu_epi32(out.add(pair * width + l0).cast(), mask((width - l0).min(16)), v);
+                }
+            }
+        } else {
+            // Lines contiguous in `k`: 16 lines by 16 pairs converted at once and transposed in
+            // registers, the pairs past the last whole block one value at a time.
+            let whole = if src.k_stride == 1 { k / 32 * 16 } else { 0 };
+            for l0 in (0..width).step_by(16) {
+                let count = here.saturating_sub(l0).min(16);
+                let keep = mask((width - l0).min(16));
+                for pair0 in (0..whole).step_by(16) {
+                    let mut block = [_mm512_setzero_si512(); 16];
+                    for (i, row) in block.iter_mut().enumerate().take(count) {
+                        let line = base.add((first + l0 + i) * src.line_stride + 2 * pair0);
+                        *row = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(line.add(16)), _mm512_loadu_ps(line)));
+                    }
+                    for (j, column) in transpose16(block).into_iter().enumerate() {
+                        _mm512_mask_storeu_epi32(out.add((pair0 + j) * width + l0).cast(), keep, column);
+                    }
+                }
+            }
+            for l in 0..width {
+                let column = out.add(l);
+                if l >= here {
+                    (whole..pairs).for_each(|pair| *column.add(pair * width) = 0);
+                    continue;
+                }
+                let line = base.add((first + l) * src.line_stride);
+                for pair in whole..pairs {
+                    let lo = to_bf16(*line.add(2 * pair * src.k_stride));
+                    let hi = if 2 * pair + 1 < k { to_bf16(*line.add((2 * pair + 1) * src.k_stride)) } else { 0 };
+                    *column.add(pair * width) = lo | (hi << 16);
+                }
+            }
+        }
+    }
+}
+
+/// The 16 x 16 transpose of 32-bit words: word `j` of row `i` becomes word `i` of row `j`.
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+    // Within 128-bit lanes: pairs of rows interleaved, then quadruples, so that lane `q` of
+    // `u[4g + c]` holds word `4q + c` of rows `4g..4g + 4`.
+    let t: [__m512i; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+        if i % 2 == 0 { _mm512_unpacklo_epi32(a, b) } else { _mm512_unpackhi_epi32(a, b) }
+    });
+    let u: [__m512i; 16] = std::array::from_fn(|i| {
+        let (g, c) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + c / 2], t[4 * g + c / 2 + 2]);
+        if c % 2 == 0 { _mm512_unpacklo_epi64(a, b) } else { _mm512_unpackhi_epi64(a, b) }
+    });
+    // Then across lanes: word `w = 4q + c` of all 16 rows from lane `q` of `u[c]`, `u[4 + c]`,
+    // `u[8 + c]`, `u[12 + c]`.
+    let mut out = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let (v_even, v_odd) = (_mm512_shuffle_i32x4::<0x88>(u[c], u[4 + c]), _mm512_shuffle_i32x4::<0xdd>(u[c], u[4 + c]));
+        let (w_even, w_odd) = (_mm512_shuffle_i32x4::<0x88>(u[8 + c], u[12 + c]), _mm512_shuffle_i32x4::<0xdd>(u[8 + c], u[12 + c]));
+        out[c] = _mm512_shuffle_i32x4::<0x88>(v_even, w_even);
+        out[8 + c] = _mm512_shuffle_i32x4::<0xdd>(v_even, w_even);
+        out[4 + c] = _mm512_shuffle_i32x4::<0x88>(v_odd, w_odd);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(v_odd, w_odd);
+    }
+    out
+}
+
+/// The first `n` (at most 16) lanes.
+#[inline(always)]
+fn mask(n: usize) -> __mmask16 {
+    if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
+}
+
+/// `x` rounded to bf16 (nearest, ties to even; NaN stays NaN), as `vcvtneps2bf16` does.
+fn to_bf16(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return (bits >> 16) | 0x40;
+    }
+    // Denormals to zero, as the instruction does.
+    if bits & 0x7f80_0000 == 0 {
+        return (bits >> 16) & 0x8000;
+    }
+    (bits + 0x7fff + ((bits >> 16) & 1)) >> 16
+}
+
+/// `c[rows, cols] = alpha · a_panel · b_panel` over `pairs` k pairs, `c` row-major with row
+/// stride `ldc`; `a_panel` is `[MR][pairs]` with `A_ROWS` ([`pack_rows`]), else `[pairs][MR]`.
+///
+/// # Safety
+/// AVX-512 BF16 must be there; `a` holds `pairs × MR` and `b` `pairs × NR` values; `c` has
+/// room for `rows ≤ MR` rows of `cols ≤ NR` values at stride `ldc`.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel<const A_ROWS: bool>(pairs: usize, a: *const u32, b: *const u32, alpha: f32, c: *mut f32, ldc: usize, rows: usize, cols: usize) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: reads stay inside the panels, writes inside `c`'s block (the caller's promise).
+    unsafe {
+        for pair in 0..pairs {
+            let b0 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(pair * NR).cast()));
+            let b1 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(pair * NR + 16).cast()));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let word = if A_ROWS { *a.add(r * pairs + pair) } else { *a.add(pair * MR + r) };
+                let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(word as i32));
+                acc[0] = _mm512_dpbf16_ps(acc[0], av, b0);
+                acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
+            }
+        }
+        let (left, right) = (mask(cols), mask(cols.saturating_sub(16)));
+        let alpha = _mm512_set1_ps(alpha);
+        // A loop of fixed length, unrolled: the accumulators stay in registers.
+        for (r, acc) in acc.iter().enumerate() {
+            if r < rows {
+                _mm512_mask_storeu_ps(c.add(r * ldc), left, _mm512_mul_ps(alpha, acc[0]));
+                _mm512_mask_storeu_ps(c.add(r * ldc + 16), right, _mm512_mul_ps(alpha, acc[1]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MatRef, available, gemm, to_bf16};
+
+    fn matmul(a: MatRef<'_>, b: MatRef<'_>, parallel: bool) -> Vec<f32> {
+        let mut c = vec![f32::NAN; a.rows * b.cols];
+        // SAFETY: `c` holds `a.rows` rows of `b.cols`.
+        unsafe { gemm(a, b, 1.0, c.as_mut_ptr(), b.cols, parallel) };
+        c
+    }
+
+    fn wave(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 37 + seed * 11) % 101) as f32 / 50.0 - 1.0 + (i % 7) as f32 * 1e-3).collect()
+    }
+
+    fn rounded(x: f32) -> f64 {
+        f64::from(f32::from_bits(to_bf16(x) << 16))
+    }
+
+    #[test]
+    fn transpose16_transposes() {
+        if !available() {
+            return;
+        }
+        use std::arch::x86_64::*;
+        let rows: [__m512i; 16] = std::array::from_fn(|i| {
+            let words: [i32; 16] = std::array::from_fn(|j| (100 * i + j) as i32);
+            // SAFETY: AVX-512F is there (`available`); `words` holds 16 values.
+            unsafe { _mm512_loadu_si512(words.as_ptr().cast()) }
+        });
+        // SAFETY: as above.
+        let columns = unsafe { super::transpose16(rows) };
+        for (j, c) in columns.into_iter().enumerate() {
+            let mut words = [0i32; 16];
+            // SAFETY: as above.
+            unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), c) };
+            assert_eq!(words, std::array::from_fn(|i| (100 * i + j) as i32), "column {j}");
+        }
+    }
+
+    #[test]
+    fn rounds_to_nearest_even_as_the_instruction() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2⁻⁸ is halfway between two bf16: ties to the even one (1.0).
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(to_bf16(f32::INFINITY), 0x7f80);
+        assert!(f32::from_bits(to_bf16(f32::NAN) << 16).is_nan());
+        assert_eq!(to_bf16(f32::MAX), 0x7f80, "rounds up to infinity, as bf16 has no f32::MAX");
+    }
+
+    /// Every layout the linear layers pass (row-major, transposed, strided), edge sizes
+    /// (odd k, partial panels), on one thread and on several: equal to the f64 product of
+    /// the bf16-rounded operands within f32 summation error.
+    #[test]
+    fn matches_the_product_of_the_rounded_operands() {
+        if !available() {
+            return;
+        }
+        for (m, k, n) in [(1, 1, 1), (13, 7, 33), (37, 64, 45), (100, 129, 70), (12, 32, 32)] {
+            let a_data = wave(m * k + 5, 1);
+            let b_data = wave(k * n + 3, 2);
+            let a_row = MatRef { offset: 5, ..MatRef::rows(&a_data, m, k) };
+            let a_col = MatRef { data: &a_data, offset: 5, rows: m, cols: k, row_stride: 1, col_stride: m };
+            let b_row = MatRef { offset: 3, ..MatRef::rows(&b_data, k, n) };
+            let b_col = MatRef { data: &b_data, offset: 3, rows: k, cols: n, row_stride: 1, col_stride: k };
+            // Every other value of a wider buffer: neither stride 1.
+            let wide = wave(2 * m * k, 3);
+            let a_strided = MatRef { data: &wide, offset: 0, rows: m, cols: k, row_stride: 2 * k, col_stride: 2 };
+            for (a, b) in [(a_row, b_row), (a_row, b_col), (a_col, b_row), (a_col, b_col), (a_strided, b_row)] {
+                let at = |i: usize, j: usize| a.data[a.offset + i * a.row_stride + j * a.col_stride];
+                let bt = |i: usize, j: usize| b.data[b.offset + i * b.row_stride + j * b.col_stride];
+                for parallel in [false, true] {
+                    let got = matmul(a, b, parallel);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let want: f64 = (0..k).map(|kk| rounded(at(i, kk)) * rounded(bt(kk, j))).sum();
+                            let err = (f64::from(got[i * n + j]) - want).abs();
+                            assert!(err <= 1e-5 * (k as f64), "{m}x{k}x{n} at ({i}, {j}): {} vs {want}", got[i * n + j]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
