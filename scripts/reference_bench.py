@@ -71,6 +71,7 @@ def main():
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the model's forward_dtype")
     a = p.parse_args()
 
     model_cls, loss_cls, sign_sgd_cls, (opt_name, opt_cls) = load_reference(a.reference)
@@ -88,7 +89,7 @@ def main():
     cfg = json.loads(a.config)
     cfg.setdefault("H_layers", 0)
     cfg["batch_size"] = a.batch
-    cfg["forward_dtype"] = "float32"
+    cfg["forward_dtype"] = a.dtype
     batch = make_batch(torch, a.batch, cfg["seq_len"])
     model = model_cls(cfg)
 

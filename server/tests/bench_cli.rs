@@ -152,3 +152,45 @@ fn a_missing_reference_or_python_is_one_clear_error() {
         assert!(out.stdout.is_empty(), "{args:?}: no case should have run");
     }
 }
+
+/// `--matmul bf16` runs trm's CPU matmuls in bf16 and the reference in its own bf16 recipe
+/// (`forward_dtype` bfloat16); f32 (the default) asks the reference for float32. On a CPU
+/// without AVX-512 BF16 it is one clear error instead.
+#[test]
+fn bf16_matmuls_time_the_reference_at_bfloat16() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = fake_reference(tmp.path());
+    let python = tmp.path().join("python");
+    let log = tmp.path().join("calls.log");
+    let script = format!(
+        r#"#!/bin/sh
+echo "$*" >> {log}
+case "$*" in
+  *--probe*) echo '{{"torch": "0.0-fake", "optimizer": "FakeOpt"}}' ;;
+  *) echo '{{"case": "x", "times_s": [2.0], "peak_rss_kib": 2048, "torch": "0.0-fake", "threads": 2, "optimizer": null}}' ;;
+esac
+"#,
+        log = log.display()
+    );
+    fs::write(&python, script).unwrap();
+    fs::set_permissions(&python, fs::Permissions::from_mode(0o755)).unwrap();
+    let (reference, python) = (reference.to_str().unwrap(), python.to_str().unwrap());
+    let bf16_cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains("avx512_bf16");
+    for (matmul, dtype) in [("bf16", "bfloat16"), ("f32", "float32")] {
+        let _ = fs::remove_file(&log);
+        let out = trm(&["bench", "--tiny", "--repeats", "1", "--only", "7m,train-7m", "--matmul", matmul, "--reference", reference, "--python", python, "--json"]);
+        if matmul == "bf16" && !bf16_cpu {
+            assert!(!out.status.success() && stderr(&out).contains("AVX-512 BF16"), "{}", stderr(&out));
+            continue;
+        }
+        let v = json(&out);
+        assert_eq!(v["matmul"], matmul);
+        assert_eq!(v["results"].as_array().unwrap().len(), 2, "{v}");
+        let calls = fs::read_to_string(&log).unwrap();
+        let timed: Vec<&str> = calls.lines().filter(|l| !l.contains("--probe")).collect();
+        assert_eq!(timed.len(), 2, "{calls}");
+        assert!(timed.iter().all(|l| l.contains(&format!("--dtype {dtype}"))), "{calls}");
+    }
+    let out = trm(&["bench", "--tiny", "--matmul", "f16"]);
+    assert!(!out.status.success() && stderr(&out).contains("expected f32 or bf16"), "{}", stderr(&out));
+}

@@ -432,3 +432,26 @@ fn runs_plot_and_show() {
     std::fs::write(empty.join("metrics.jsonl"), "").unwrap();
     assert_error(&exec(&["runs".as_ref(), "plot".as_ref(), empty.as_os_str()]), "no metrics");
 }
+
+/// `--matmul bf16` trains on the CPU's bf16 matmuls (where the CPU has AVX-512 BF16; a clear
+/// one-line error elsewhere) and is refused for a GPU backend.
+#[test]
+fn bf16_matmuls_train_on_the_cpu_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "bf16", &[("epochs = 80", "epochs = 20")]);
+    let out_dir = tmp.path().join("runs");
+    let out = exec(&["train".as_ref(), "--config".as_ref(), cfg.as_os_str(), "--out".as_ref(), out_dir.as_os_str(), "--matmul".as_ref(), "bf16".as_ref()]);
+    no_panic(&out);
+    if !std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains("avx512_bf16") {
+        assert_error(&out, "AVX-512 BF16");
+        return;
+    }
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = metric_lines(&run_dir(&out_dir));
+    let train: Vec<&Value> = lines.iter().filter(|(kind, _, _)| kind == "train").map(|(_, _, v)| v).collect();
+    assert!(!train.is_empty(), "{lines:?}");
+    assert!(train.iter().all(|v| v["lm_loss"].as_f64().is_some_and(f64::is_finite)), "{train:?}");
+
+    let gpu = exec(&["train".as_ref(), "--config".as_ref(), cfg.as_os_str(), "--backend".as_ref(), "wgpu".as_ref(), "--matmul".as_ref(), "bf16".as_ref()]);
+    assert_error(&gpu, "--backend cpu");
+}

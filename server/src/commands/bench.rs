@@ -21,6 +21,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use trm_shared::model::act::make_batch;
+use trm_shared::model::cpu::linear::{MatmulPrecision, set_matmul_precision};
 use trm_shared::model::{GridShape, InnerCarry, LocalConfig, LocalTrm, RandomInit, Trm, TrmConfig};
 
 use trm_server::train::CpuTrain;
@@ -59,6 +60,11 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// How trm's CPU linear layers multiply: f32, or bf16 operands summed in f32 (needs
+    /// AVX-512 BF16). With bf16 the reference runs its own bf16 recipe (`forward_dtype`
+    /// bfloat16) for the side-by-side.
+    #[arg(long, default_value_t = MatmulPrecision::F32)]
+    pub matmul: MatmulPrecision,
     /// A checkout of the reference code (TinyRecursiveModels): time it side by side.
     #[arg(long, env = "TRM_REFERENCE_DIR")]
     pub reference: Option<PathBuf>,
@@ -249,6 +255,7 @@ impl RefMeasured {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let all = cases(args.tiny)?;
     let chosen = select(&all, args.only.as_deref())?;
+    set_matmul_precision(args.matmul).context("--matmul")?;
     if args.in_process {
         let backend = args.backend;
         let (backend_name, rows) = with_backend(backend, Job { cases: chosen, repeats: args.repeats })?;
@@ -270,7 +277,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let Some(trm) = trm else { break };
             ours.push(trm);
             if let (Some(r), Net::Attention(config)) = (&reference, &case.net) {
-                theirs.push(r.time_case(case, config, args.repeats, threads)?);
+                theirs.push(r.time_case(case, config, args.repeats, threads, args.matmul)?);
             }
         }
         let round_ratios = ours.iter().zip(&theirs).map(|(o, t)| o.median_s / t.median_s).collect();
@@ -287,13 +294,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "backend": backend_name, "threads": threads, "rounds": args.rounds, "load_before": load_before,
+                "backend": backend_name, "threads": threads, "rounds": args.rounds, "matmul": args.matmul.to_string(), "load_before": load_before,
                 "load_after": load_after, "reference": about, "results": rows,
             })
         );
         return Ok(());
     }
-    print_table(&rows, &backend_name, threads, args.rounds, reference.as_ref(), load_before.as_deref(), load_after.as_deref());
+    print_table(&rows, &backend_name, threads, args.rounds, args.matmul, reference.as_ref(), load_before.as_deref(), load_after.as_deref());
     Ok(())
 }
 
@@ -329,7 +336,7 @@ fn run_child(case: &Case, args: &BenchArgs) -> anyhow::Result<(String, Option<Me
     let backend = args.backend.to_possible_value().context("backend without a name")?;
     let mut cmd = Command::new(&exe);
     cmd.args(["bench", "--in-process", "--json", "--only", case.name, "--backend", backend.get_name()]);
-    cmd.args(["--repeats", &args.repeats.to_string()]);
+    cmd.args(["--repeats", &args.repeats.to_string(), "--matmul", &args.matmul.to_string()]);
     if args.tiny {
         cmd.arg("--tiny");
     }
@@ -347,6 +354,14 @@ fn run_child(case: &Case, args: &BenchArgs) -> anyhow::Result<(String, Option<Me
     let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     let parsed: ChildOut = serde_json::from_str(line).with_context(|| format!("case {}: unreadable child output {line:?}", case.name))?;
     Ok((parsed.backend, parsed.results.into_iter().next()))
+}
+
+/// The reference's `forward_dtype` beside trm's matmul precision: its own recipe at that precision.
+fn reference_dtype(matmul: MatmulPrecision) -> &'static str {
+    match matmul {
+        MatmulPrecision::F32 => "float32",
+        MatmulPrecision::Bf16 => "bfloat16",
+    }
 }
 
 /// How to run the reference: its checkout, the Python, and the driver written out for it.
@@ -401,11 +416,12 @@ impl Reference {
     }
 
     /// Times the reference on `case` (same config, batch, repeats and threads as trm).
-    fn time_case(&self, case: &Case, config: &TrmConfig, repeats: usize, threads: usize) -> anyhow::Result<RefMeasured> {
+    fn time_case(&self, case: &Case, config: &TrmConfig, repeats: usize, threads: usize, matmul: MatmulPrecision) -> anyhow::Result<RefMeasured> {
         tracing::info!("{}: the reference", case.name);
         let config = serde_json::to_string(config).context("the case's config as JSON")?;
         let (batch, repeats, threads) = (case.batch.to_string(), repeats.to_string(), threads.to_string());
-        let args = ["--case", case.name, "--kind", case.kind.name(), "--config", &config, "--batch", &batch, "--repeats", &repeats, "--threads", &threads];
+        let dtype = reference_dtype(matmul);
+        let args = ["--case", case.name, "--kind", case.kind.name(), "--config", &config, "--batch", &batch, "--repeats", &repeats, "--threads", &threads, "--dtype", dtype];
         let value = self.call(&args).with_context(|| format!("reference on case {}", case.name))?;
         let mut m: RefMeasured = serde_json::from_value(value).with_context(|| format!("reference on case {}: unexpected JSON", case.name))?;
         if m.times_s.is_empty() || m.times_s.iter().any(|t| !t.is_finite() || *t <= 0.0) {
@@ -424,14 +440,15 @@ impl Drop for Reference {
     }
 }
 
-fn print_table(rows: &[Compared], backend: &str, threads: usize, rounds: u32, reference: Option<&Reference>, before: Option<&str>, after: Option<&str>) {
-    println!("seconds per step on {backend}, {threads} threads; infer = one ACT step, train = the same step");
-    println!("with loss, backward and the AdamATan2 update; local-* = the size-general model (local mixer)");
+fn print_table(rows: &[Compared], backend: &str, threads: usize, rounds: u32, matmul: MatmulPrecision, reference: Option<&Reference>, before: Option<&str>, after: Option<&str>) {
+    println!("seconds per step on {backend}, {threads} threads, {matmul} linear layers; infer = one ACT step,");
+    println!("train = the same step with loss, backward and the AdamATan2 update; local-* = the size-general model");
     match reference {
         Some(r) => println!(
-            "reference: {} (PyTorch {}, f32, eager, {threads} threads; training optimizer {})",
+            "reference: {} (PyTorch {}, forward_dtype {}, eager, {threads} threads; training optimizer {})",
             r.dir.display(),
             r.torch,
+            reference_dtype(matmul),
             r.optimizer
         ),
         None => println!("reference: not run (give --reference DIR and --python PATH to time it side by side)"),
