@@ -50,7 +50,7 @@ pub struct TrainArgs {
     pub device_per_rank: bool,
     /// How the CPU's matmuls multiply (linear layers and attention, forward and backward):
     /// f32, the reference's f32 numbers; or bf16, operands rounded to bf16 and sums in f32
-    /// as bf16 autocast (needs AVX-512 BF16; steps of the 7M model about 1.7x faster).
+    /// as bf16 autocast (needs AVX-512 BF16; steps of the 7M model about 1.8x faster).
     /// --backend cpu only; give it again with --resume.
     #[arg(long, default_value_t = MatmulPrecision::F32)]
     pub matmul: MatmulPrecision,
