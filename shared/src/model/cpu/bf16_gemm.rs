@@ -4,8 +4,9 @@
 //! layers on it under [`super::linear::MatmulPrecision::Bf16`].
 //!
 //! Laid out as BLIS does, for `c[m, n] = a[m, k] · b[k, n]`: `a` packed into panels of
-//! [`MR`] rows and `b` into panels of [`NR`] columns, each as `[k pair][row or column]` of
-//! `u32`s that hold two bf16 of adjacent `k` (the operand `vdpbf16ps` multiplies pairwise).
+//! [`MR`] rows and `b` into panels of [`NR`] columns, each of `u32`s that hold two bf16 of
+//! adjacent `k` (the operand `vdpbf16ps` multiplies pairwise), `b`'s as `[k pair][column]`,
+//! `a`'s as `[k pair][row]` or, when its rows run along `k`, as `[row][k pair]`.
 //! The micro-kernel keeps an `MR × NR` block of `c` in 24 registers and adds, per `k` pair,
 //! `MR` broadcasts of `a` times two vectors of `b`. `a` is packed once, first; each task
 //! packs its own panel of `b` (hot when used) and runs it against a run of `a`'s panels.
