@@ -193,4 +193,6 @@ esac
     }
     let out = trm(&["bench", "--tiny", "--matmul", "f16"]);
     assert!(!out.status.success() && stderr(&out).contains("expected f32 or bf16"), "{}", stderr(&out));
+    let out = trm(&["bench", "--tiny", "--backend", "wgpu", "--matmul", "bf16"]);
+    assert!(!out.status.success() && stderr(&out).contains("--backend cpu"), "{}", stderr(&out));
 }

@@ -255,6 +255,9 @@ impl RefMeasured {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let all = cases(args.tiny)?;
     let chosen = select(&all, args.only.as_deref())?;
+    if args.matmul != MatmulPrecision::F32 && args.backend != BackendKind::Cpu {
+        bail!("--matmul {} is for --backend cpu (a GPU computes in the config's forward_dtype)", args.matmul);
+    }
     set_matmul_precision(args.matmul).context("--matmul")?;
     if args.in_process {
         let backend = args.backend;
