@@ -45,8 +45,7 @@ fn main() {
 /// [`gflops`] of the linear layers' `matmul` at bf16 (threads as the layers use them).
 fn bf16_gflops(m: usize, k: usize, n: usize) -> (f64, f64) {
     set_matmul_precision(MatmulPrecision::Bf16).expect("AVX-512 BF16 checked by the caller");
-    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.25).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
+    let (a, b) = operands(m, k, n);
     let rates = time(m, k, n, || {
         std::hint::black_box(matmul(MatRef::rows(&a, m, k), MatRef::rows(&b, k, n)));
     });
@@ -57,8 +56,7 @@ fn bf16_gflops(m: usize, k: usize, n: usize) -> (f64, f64) {
 /// GFLOP/s of `[m, k] @ [k, n]`, row-major, after one untimed product, about 2·10¹⁰ FLOP
 /// timed: the mean over all products and that of the fastest one.
 fn gflops(m: usize, k: usize, n: usize, parallelism: gemm::Parallelism) -> (f64, f64) {
-    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.25).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
+    let (a, b) = operands(m, k, n);
     let mut c = vec![0.0f32; m * n];
     let product = || {
         // SAFETY: `a`, `b` and `c` are `m×k`, `k×n` and `m×n`, row-major, as the strides say.
@@ -75,6 +73,11 @@ fn gflops(m: usize, k: usize, n: usize, parallelism: gemm::Parallelism) -> (f64,
     let rates = time(m, k, n, product);
     std::hint::black_box(&c);
     rates
+}
+
+/// Row-major `[m, k]` and `[k, n]` operands.
+fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+    ((0..m * k).map(|i| (i % 7) as f32 * 0.25).collect(), (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect())
 }
 
 /// The mean and best GFLOP/s of `product` (an `m x k x n` matmul) after one untimed run,

@@ -18,6 +18,7 @@ use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 use clap::ValueEnum;
 use trm_shared::model::TrmConfig;
+use trm_shared::model::cpu::linear::MatmulPrecision;
 
 use devices::DeviceSet;
 
@@ -133,6 +134,16 @@ pub fn with_train_backend<J: TrainJob>(kind: BackendKind, devices: &DeviceSet, j
         #[allow(unreachable_patterns)]
         other => bail!("{other:?} is not built into this trm"),
     }
+}
+
+/// Sets how the CPU kernels' matmuls multiply for this process (`--matmul`): bf16 is for
+/// `--backend cpu` only (a GPU computes in the config's `forward_dtype`) and needs a CPU with
+/// AVX-512 BF16; either missing is one clear error.
+pub fn set_matmul_precision(kind: BackendKind, precision: MatmulPrecision) -> anyhow::Result<()> {
+    if precision != MatmulPrecision::F32 && kind != BackendKind::Cpu {
+        bail!("--matmul {precision} is for --backend cpu (a GPU computes in the config's forward_dtype)");
+    }
+    trm_shared::model::cpu::linear::set_matmul_precision(precision).context("--matmul")
 }
 
 /// The dtype a model computes in on backend `B` (weights stay f32 either way): the config's

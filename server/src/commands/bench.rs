@@ -21,7 +21,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use trm_shared::model::act::make_batch;
-use trm_shared::model::cpu::linear::{MatmulPrecision, set_matmul_precision};
+use trm_shared::model::cpu::linear::MatmulPrecision;
 use trm_shared::model::{GridShape, InnerCarry, LocalConfig, LocalTrm, RandomInit, Trm, TrmConfig};
 
 use trm_server::train::CpuTrain;
@@ -32,7 +32,7 @@ use trm_server::train::params::param_infos;
 use trm_server::train::step::{Workers, worker_pools};
 
 use crate::backend::devices::DeviceSet;
-use crate::backend::{BackendJob, BackendKind, probe, with_backend};
+use crate::backend::{BackendJob, BackendKind, probe, set_matmul_precision, with_backend};
 
 /// The reference driver, carried in the binary so that `trm bench` works from anywhere.
 const DRIVER: &str = include_str!("../../../scripts/reference_bench.py");
@@ -60,8 +60,8 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// How trm's CPU linear layers multiply: f32, or bf16 operands summed in f32 (needs
-    /// AVX-512 BF16). With bf16 the reference runs its own bf16 recipe (`forward_dtype`
+    /// How trm's CPU matmuls (linear layers and attention) multiply: f32, or bf16 operands
+    /// summed in f32 (needs AVX-512 BF16). With bf16 the reference runs its own bf16 recipe (`forward_dtype`
     /// bfloat16) for the side-by-side.
     #[arg(long, default_value_t = MatmulPrecision::F32)]
     pub matmul: MatmulPrecision,
@@ -255,10 +255,7 @@ impl RefMeasured {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let all = cases(args.tiny)?;
     let chosen = select(&all, args.only.as_deref())?;
-    if args.matmul != MatmulPrecision::F32 && args.backend != BackendKind::Cpu {
-        bail!("--matmul {} is for --backend cpu (a GPU computes in the config's forward_dtype)", args.matmul);
-    }
-    set_matmul_precision(args.matmul).context("--matmul")?;
+    set_matmul_precision(args.backend, args.matmul)?;
     if args.in_process {
         let backend = args.backend;
         let (backend_name, rows) = with_backend(backend, Job { cases: chosen, repeats: args.repeats })?;
@@ -444,7 +441,7 @@ impl Drop for Reference {
 }
 
 fn print_table(rows: &[Compared], backend: &str, threads: usize, rounds: u32, matmul: MatmulPrecision, reference: Option<&Reference>, before: Option<&str>, after: Option<&str>) {
-    println!("seconds per step on {backend}, {threads} threads, {matmul} linear layers; infer = one ACT step,");
+    println!("seconds per step on {backend}, {threads} threads, {matmul} matmuls; infer = one ACT step,");
     println!("train = the same step with loss, backward and the AdamATan2 update; local-* = the size-general model");
     match reference {
         Some(r) => println!(

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use trm_shared::model::cpu::linear::{MatmulPrecision, set_matmul_precision};
+use trm_shared::model::cpu::linear::MatmulPrecision;
 
 use crate::backend::BackendKind;
 use crate::train::config::TrainConfig;
 use crate::backend::devices::DeviceSet;
-use crate::backend::probe;
+use crate::backend::{probe, set_matmul_precision};
 use crate::train::cluster::Cluster;
 use crate::train::run::{load_run_data, train_on};
 use crate::train::trainer::{RunSetup, create_run_dir};
@@ -58,10 +58,7 @@ pub struct TrainArgs {
 
 /// Runs `trm train`.
 pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
-    if args.matmul != MatmulPrecision::F32 && args.backend != BackendKind::Cpu {
-        bail!("--matmul {} is for --backend cpu (a GPU computes in the config's forward_dtype)", args.matmul);
-    }
-    set_matmul_precision(args.matmul).context("--matmul")?;
+    set_matmul_precision(args.backend, args.matmul)?;
     let cluster = Cluster::current();
     if args.device_per_rank {
         args.devices = DeviceSet::one(cluster.local_rank());

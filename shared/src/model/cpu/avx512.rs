@@ -14,10 +14,16 @@ pub(crate) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
+/// The first `n` lanes of 16 (all 16 from `n = 16` on).
+#[inline(always)]
+pub(crate) fn mask(n: usize) -> __mmask16 {
+    if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
+}
+
 /// The lanes of a 16-wide step at `i` of a loop over `n` values: all 16, or the tail's.
 #[inline(always)]
 fn lanes(i: usize, n: usize) -> __mmask16 {
-    if n - i >= 16 { 0xffff } else { ((1u32 << (n - i)) - 1) as __mmask16 }
+    mask(n - i)
 }
 
 /// [`super::exp`] on 16 lanes (`x ≤ 0`; below −87.3 it gives about `2⁻¹²⁶`).

@@ -15,6 +15,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+use super::avx512::mask;
 use super::linear::MatRef;
 
 /// Rows of `c` per micro-kernel block.
@@ -31,23 +32,14 @@ pub(crate) fn available() -> bool {
 /// even), products summed in f32. `parallel`: spread over rayon's threads.
 ///
 /// # Safety
-/// `c` must have room for `a.rows` rows of `b.cols` values at stride `ldc ≥ b.cols`, which
-/// nothing else reads or writes meanwhile; all of them are written.
-///
-/// # Panics
-/// Without AVX-512 BF16 ([`available`]), if the inner sizes differ or an operand reaches
-/// past its buffer.
+/// The CPU must have AVX-512 BF16 ([`available`]); `a.cols == b.rows > 0`, both operands
+/// inside their buffers ([`MatRef::in_bounds`]; [`super::linear::matmul_into`] checks all
+/// of this); `c` must have room for `a.rows` rows of `b.cols` values at stride
+/// `ldc ≥ b.cols`, which nothing else reads or writes meanwhile; all of them are written.
 pub(crate) unsafe fn gemm(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
-    assert!(available(), "bf16 matmul on a CPU without AVX-512 BF16");
-    assert_eq!(a.cols, b.rows, "matmul of {}x{} by {}x{}", a.rows, a.cols, b.rows, b.cols);
-    assert!(a.in_bounds() && b.in_bounds(), "a matrix reaches past its buffer");
     let (m, k, n) = (a.rows, a.cols, b.cols);
+    debug_assert!(available() && k == b.rows && k > 0 && a.in_bounds() && b.in_bounds());
     if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        // SAFETY: the caller's promise: `m` rows of `n` at stride `ldc`.
-        (0..m).for_each(|i| unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n).fill(0.0) });
         return;
     }
     let pairs = k.div_ceil(2);
@@ -285,12 +277,6 @@ fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
     out
 }
 
-/// The first `n` (at most 16) lanes.
-#[inline(always)]
-fn mask(n: usize) -> __mmask16 {
-    if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
-}
-
 /// `x` rounded to bf16 (nearest, ties to even; NaN stays NaN), as `vcvtneps2bf16` does.
 fn to_bf16(x: f32) -> u32 {
     let bits = x.to_bits();
@@ -344,7 +330,9 @@ mod tests {
 
     fn matmul(a: MatRef<'_>, b: MatRef<'_>, parallel: bool) -> Vec<f32> {
         let mut c = vec![f32::NAN; a.rows * b.cols];
-        // SAFETY: `c` holds `a.rows` rows of `b.cols`.
+        assert!(a.cols == b.rows && a.cols > 0 && a.in_bounds() && b.in_bounds());
+        // SAFETY: the callers check `available()`; the operands are checked just above; `c`
+        // holds `a.rows` rows of `b.cols`.
         unsafe { gemm(a, b, 1.0, c.as_mut_ptr(), b.cols, parallel) };
         c
     }

@@ -1,4 +1,5 @@
-//! `x @ W` (a bias-free linear layer) for the Flex backend, straight into gemm.
+//! `x @ W` (a bias-free linear layer) for the Flex backend, straight into gemm, and the
+//! process's matmul precision: f32 on gemm, or bf16 on [`super::bf16_gemm`].
 //!
 //! Why it exists: burn-flex 0.21's matmul allocates each output as zeroed bytes and then
 //! copies it into an aligned buffer: two passes over every output on the calling thread,
@@ -16,14 +17,15 @@ use crate::model::ModelError;
 /// Below this many multiply-adds a product runs on the calling thread (burn-flex's threshold).
 const PARALLEL_OPS: usize = 192 * 192 * 192;
 
-/// How [`matmul`] (the linear layers on the CPU, forward and backward) multiplies.
+/// How [`matmul`] and [`matmul_into`] (the CPU's linear layers and attention, forward and
+/// backward) multiply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MatmulPrecision {
     /// f32 throughout: the reference's f32 numbers.
     #[default]
     F32,
     /// Operands rounded to bf16, products summed in f32, as bf16 autocast does: about twice
-    /// the multiply-adds a cycle on CPUs with AVX-512 BF16. Attention stays in f32.
+    /// the multiply-adds a cycle on CPUs with AVX-512 BF16.
     Bf16,
 }
 
@@ -51,7 +53,7 @@ impl std::fmt::Display for MatmulPrecision {
 /// The process's [`MatmulPrecision`] is bf16 (set once at start by the command that runs).
 static BF16_MATMULS: AtomicBool = AtomicBool::new(false);
 
-/// Sets how every later CPU linear layer multiplies, for the whole process (as torch's
+/// Sets how every later CPU matmul multiplies, for the whole process (as torch's
 /// `set_float32_matmul_precision`). bf16 needs AVX-512 BF16: an error names what is missing.
 pub fn set_matmul_precision(precision: MatmulPrecision) -> Result<(), ModelError> {
     if precision == MatmulPrecision::Bf16 && !bf16_available() {
@@ -147,15 +149,16 @@ pub(crate) unsafe fn matmul_into(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *m
     if m == 0 || n == 0 {
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if matmul_precision() == MatmulPrecision::Bf16 {
-        // SAFETY: the caller's promise about `c`.
-        return unsafe { super::bf16_gemm::gemm(a, b, alpha, c, ldc, parallel) };
-    }
     if k == 0 {
         // SAFETY: the caller's promise: `m` rows of `n` at stride `ldc`.
         (0..m).for_each(|i| unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n).fill(0.0) });
         return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matmul_precision() == MatmulPrecision::Bf16 {
+        // SAFETY: the operands were checked above, `k > 0`, bf16 is only ever set where the
+        // CPU has AVX-512 BF16 (`set_matmul_precision`); the caller's promise about `c`.
+        return unsafe { super::bf16_gemm::gemm(a, b, alpha, c, ldc, parallel) };
     }
     let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: both operands stay inside their buffers (checked above); gemm writes every one of
