@@ -223,6 +223,9 @@ pub struct EvalReport {
     pub seconds: f64,
     /// Backend used.
     pub backend: String,
+    /// How the CPU kernels' matmuls multiplied (`--matmul`: f32 or bf16); a GPU computes in
+    /// the config's `forward_dtype` whatever this says.
+    pub matmul: String,
     /// Checkpoint evaluated.
     pub checkpoint: String,
     /// Split directory evaluated.
@@ -305,6 +308,7 @@ fn score(
         mazes_per_second: n as f64 / seconds.max(1e-9),
         seconds,
         backend: backend.to_string(),
+        matmul: trm_shared::model::cpu::linear::matmul_precision().to_string(),
         checkpoint: checkpoint.display().to_string(),
         data,
     })

@@ -2,6 +2,7 @@
 //! local HTTP server standing in for the Hugging Face hub). The model is the small reference
 //! checkpoint of `shared/tests/fixtures/trm` (36 cells = 6x6 mazes); see the README there.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,7 +10,7 @@ use std::process::{Command, Output};
 use support::{serve_hub, sha256_hex};
 use trm_shared::dataset::{SplitData, write_split};
 use trm_shared::maze::{Grid, label};
-use trm_shared::model::StateDict;
+use trm_shared::model::{HostTensor, StateDict};
 
 mod support;
 
@@ -56,21 +57,24 @@ fn small_split(dir: &Path) {
     write_split(dir, &SplitData::from_examples(36, examples)).unwrap();
 }
 
-#[test]
-fn predict_dumps_the_reference_logits() {
-    let tmp = tempfile::tempdir().unwrap();
-    // The fixture's inputs as an int32 npy, its puzzle ids as another.
+/// The fixture's reference run (inputs, puzzle ids, logits per step), with its inputs written
+/// into `dir` as an int32 npy and its puzzle ids as another.
+fn reference_inputs(dir: &Path) -> (BTreeMap<String, HostTensor>, PathBuf, PathBuf) {
     let bytes = fs::read(fixture("attn_outputs.safetensors")).unwrap();
     let reference = StateDict::from_safetensors_bytes(&bytes, "ref").unwrap().tensors;
     let tokens: Vec<i32> = reference["inputs"].values.iter().map(|v| *v as i32).collect();
     let ids: Vec<i32> = reference["puzzle_identifiers"].values.iter().map(|v| *v as i32).collect();
-    let inputs = tmp.path().join("inputs.npy");
-    let id_file = tmp.path().join("ids.npy");
-    {
-        use ndarray_npy::WriteNpyExt;
-        ndarray::Array2::from_shape_vec((3, 36), tokens).unwrap().write_npy(fs::File::create(&inputs).unwrap()).unwrap();
-        ndarray::Array1::from_vec(ids).write_npy(fs::File::create(&id_file).unwrap()).unwrap();
-    }
+    let (inputs, id_file) = (dir.join("inputs.npy"), dir.join("ids.npy"));
+    use ndarray_npy::WriteNpyExt;
+    ndarray::Array2::from_shape_vec((3, 36), tokens).unwrap().write_npy(fs::File::create(&inputs).unwrap()).unwrap();
+    ndarray::Array1::from_vec(ids).write_npy(fs::File::create(&id_file).unwrap()).unwrap();
+    (reference, inputs, id_file)
+}
+
+#[test]
+fn predict_dumps_the_reference_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (reference, inputs, id_file) = reference_inputs(tmp.path());
     let dump = tmp.path().join("dump");
     let out = trm(
         &[
@@ -150,6 +154,55 @@ fn eval_prints_json_scores_per_step() {
     let e = stderr(&bad);
     assert!(e.contains("puzzle_emb.weights") || e.contains("missing tensor"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
+}
+
+/// `--matmul bf16` (where the CPU has AVX-512 BF16; one clear error elsewhere): `trm
+/// predict`'s logits stay near the reference's f32 ones, within bf16 rounding, and pick the
+/// same tokens; `trm eval` says which precision it ran; a GPU backend refuses it.
+#[test]
+fn predict_and_eval_take_bf16_matmuls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (reference, inputs, id_file) = reference_inputs(tmp.path());
+    let (checkpoint, config) = (fixture("attn_step_1"), fixture("attn_all_config.yaml"));
+    let (checkpoint, config) = (checkpoint.to_str().unwrap(), config.to_str().unwrap());
+    let dump = tmp.path().join("dump");
+    let predict = |extra: &[&str]| {
+        let mut args = vec!["predict", "--checkpoint", checkpoint, "--config", config, "--inputs", inputs.to_str().unwrap()];
+        args.extend(["--puzzle-identifiers", id_file.to_str().unwrap(), "--dump-dir", dump.to_str().unwrap()]);
+        args.extend(extra);
+        trm(&args, &[])
+    };
+    let out = predict(&["--matmul", "bf16"]);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    if !fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains("avx512_bf16") {
+        assert!(!out.status.success() && stderr(&out).contains("AVX-512 BF16"), "{}", stderr(&out));
+        return;
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    use ndarray_npy::ReadNpyExt;
+    let logits = ndarray::Array4::<f32>::read_npy(fs::File::open(dump.join("logits.npy")).unwrap()).unwrap();
+    let want = &reference["logits"].values;
+    let n = want.len() as f32;
+    let scale = want.iter().map(|v| v.abs()).sum::<f32>() / n;
+    let mean = logits.iter().zip(want).map(|(a, b)| (a - b).abs()).sum::<f32>() / n;
+    // Not f32's 1e-3 at most (see `predict_dumps_the_reference_logits`), yet within bf16's
+    // rounding carried through the recursion: a few percent of the logits' size on average.
+    assert!(mean > 1e-4 && mean < 0.05 * scale, "mean |Δlogit| {mean} against logits of mean size {scale}");
+    let argmax = |row: &[f32]| (0..row.len()).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap();
+    let got: Vec<f32> = logits.iter().copied().collect();
+    let same = got.chunks(6).zip(want.chunks(6)).filter(|(a, b)| argmax(a) == argmax(b)).count();
+    assert!(same * 100 >= 95 * (got.len() / 6), "{same} of {} cells pick the reference's token", got.len() / 6);
+
+    let split = tempfile::tempdir().unwrap();
+    small_split(&split.path().join("test"));
+    for matmul in ["bf16", "f32"] {
+        let out = trm(&["eval", "--checkpoint", checkpoint, "--config", config, "--data", split.path().to_str().unwrap(), "--matmul", matmul, "--json"], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((v["matmul"].as_str(), v["count"].as_u64()), (Some(matmul), Some(6)));
+    }
+    let gpu = predict(&["--backend", "wgpu", "--matmul", "bf16"]);
+    assert!(!gpu.status.success() && stderr(&gpu).contains("--backend cpu"), "{}", stderr(&gpu));
 }
 
 #[test]

@@ -136,14 +136,28 @@ pub fn with_train_backend<J: TrainJob>(kind: BackendKind, devices: &DeviceSet, j
     }
 }
 
-/// Sets how the CPU kernels' matmuls multiply for this process (`--matmul`): bf16 is for
-/// `--backend cpu` only (a GPU computes in the config's `forward_dtype`) and needs a CPU with
-/// AVX-512 BF16; either missing is one clear error.
-pub fn set_matmul_precision(kind: BackendKind, precision: MatmulPrecision) -> anyhow::Result<()> {
-    if precision != MatmulPrecision::F32 && kind != BackendKind::Cpu {
-        bail!("--matmul {precision} is for --backend cpu (a GPU computes in the config's forward_dtype)");
+/// `--matmul`, for every command that runs a model (flattened into its arguments).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct Matmul {
+    /// How the CPU's matmuls multiply (linear layers and attention, forward and backward):
+    /// f32, the reference's f32 numbers; or bf16, operands rounded to bf16 and sums in f32
+    /// like the reference's bf16 recipe (needs AVX-512 BF16; steps of the 7M model about
+    /// 1.8x faster). --backend cpu only.
+    #[arg(long = "matmul", default_value_t = MatmulPrecision::F32)]
+    pub precision: MatmulPrecision,
+}
+
+impl Matmul {
+    /// Sets it for this process: bf16 is for `--backend cpu` only (a GPU computes in the
+    /// config's `forward_dtype`) and needs a CPU with AVX-512 BF16; either missing is one
+    /// clear error.
+    pub fn apply(self, kind: BackendKind) -> anyhow::Result<()> {
+        let precision = self.precision;
+        if precision != MatmulPrecision::F32 && kind != BackendKind::Cpu {
+            bail!("--matmul {precision} is for --backend cpu (a GPU computes in the config's forward_dtype)");
+        }
+        trm_shared::model::cpu::linear::set_matmul_precision(precision).context("--matmul")
     }
-    trm_shared::model::cpu::linear::set_matmul_precision(precision).context("--matmul")
 }
 
 /// The dtype a model computes in on backend `B` (weights stay f32 either way): the config's

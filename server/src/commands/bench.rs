@@ -32,7 +32,7 @@ use trm_server::train::params::param_infos;
 use trm_server::train::step::{Workers, worker_pools};
 
 use crate::backend::devices::DeviceSet;
-use crate::backend::{BackendJob, BackendKind, probe, set_matmul_precision, with_backend};
+use crate::backend::{BackendJob, BackendKind, Matmul, probe, with_backend};
 
 /// The reference driver, carried in the binary so that `trm bench` works from anywhere.
 const DRIVER: &str = include_str!("../../../scripts/reference_bench.py");
@@ -60,12 +60,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// How trm's CPU matmuls (linear layers and attention) multiply: f32, or bf16 operands
-    /// summed in f32 (needs AVX-512 BF16). With bf16 the reference runs its own bf16 recipe (`forward_dtype`
-    /// bfloat16) for the side-by-side.
-    #[arg(long, default_value_t = MatmulPrecision::F32)]
-    pub matmul: MatmulPrecision,
-    /// A checkout of the reference code (TinyRecursiveModels): time it side by side.
+    #[command(flatten)]
+    pub matmul: Matmul,
+    /// A checkout of the reference code (TinyRecursiveModels): time it side by side (with
+    /// --matmul bf16 it runs its own bf16 recipe, `forward_dtype` bfloat16).
     #[arg(long, env = "TRM_REFERENCE_DIR")]
     pub reference: Option<PathBuf>,
     /// The Python (with torch, pydantic, einops) that runs the reference; default `python3`.
@@ -255,7 +253,7 @@ impl RefMeasured {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let all = cases(args.tiny)?;
     let chosen = select(&all, args.only.as_deref())?;
-    set_matmul_precision(args.backend, args.matmul)?;
+    args.matmul.apply(args.backend)?;
     if args.in_process {
         let backend = args.backend;
         let (backend_name, rows) = with_backend(backend, Job { cases: chosen, repeats: args.repeats })?;
@@ -277,7 +275,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let Some(trm) = trm else { break };
             ours.push(trm);
             if let (Some(r), Net::Attention(config)) = (&reference, &case.net) {
-                theirs.push(r.time_case(case, config, args.repeats, threads, args.matmul)?);
+                theirs.push(r.time_case(case, config, args.repeats, threads, args.matmul.precision)?);
             }
         }
         let round_ratios = ours.iter().zip(&theirs).map(|(o, t)| o.median_s / t.median_s).collect();
@@ -294,13 +292,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "backend": backend_name, "threads": threads, "rounds": args.rounds, "matmul": args.matmul.to_string(), "load_before": load_before,
+                "backend": backend_name, "threads": threads, "rounds": args.rounds, "matmul": args.matmul.precision.to_string(), "load_before": load_before,
                 "load_after": load_after, "reference": about, "results": rows,
             })
         );
         return Ok(());
     }
-    print_table(&rows, &backend_name, threads, args.rounds, args.matmul, reference.as_ref(), load_before.as_deref(), load_after.as_deref());
+    print_table(&rows, &backend_name, threads, args.rounds, args.matmul.precision, reference.as_ref(), load_before.as_deref(), load_after.as_deref());
     Ok(())
 }
 
@@ -336,7 +334,7 @@ fn run_child(case: &Case, args: &BenchArgs) -> anyhow::Result<(String, Option<Me
     let backend = args.backend.to_possible_value().context("backend without a name")?;
     let mut cmd = Command::new(&exe);
     cmd.args(["bench", "--in-process", "--json", "--only", case.name, "--backend", backend.get_name()]);
-    cmd.args(["--repeats", &args.repeats.to_string(), "--matmul", &args.matmul.to_string()]);
+    cmd.args(["--repeats", &args.repeats.to_string(), "--matmul", &args.matmul.precision.to_string()]);
     if args.tiny {
         cmd.arg("--tiny");
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use trm_server::eval::{EvalReport, EvalSpec, run_eval};
 
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, Matmul};
 use crate::solve::maze_bar;
 
 /// Arguments of `trm eval`.
@@ -45,10 +45,13 @@ pub struct EvalArgs {
     /// Default: one per core (two at most) on --backend cpu, one on a GPU.
     #[arg(long)]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub matmul: Matmul,
 }
 
 /// Runs `trm eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    args.matmul.apply(args.backend)?;
     let dir = args.data.join(&args.split);
     let split_dir = if dir.is_dir() { dir } else { args.data.clone() };
     let spec = EvalSpec {
@@ -111,5 +114,5 @@ fn print_report(r: &EvalReport) {
         ),
         None => println!("q_halt never turns positive"),
     }
-    println!("{:.2} mazes/s on {} ({:.1} s)", r.mazes_per_second, r.backend, r.seconds);
+    println!("{:.2} mazes/s on {}, {} matmuls ({:.1} s)", r.mazes_per_second, r.backend, r.matmul, r.seconds);
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use trm_shared::maze::check_answer;
 use trm_shared::model::PredictOptions;
 
-use crate::backend::{BackendJob, BackendKind, with_backend};
+use crate::backend::{BackendJob, BackendKind, Matmul, with_backend};
 use crate::inputs::{Inputs, read_inputs, read_puzzle_identifiers};
 use crate::solve::{load_model, predict_with_bar};
 
@@ -52,10 +52,13 @@ pub struct PredictArgs {
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
+    #[command(flatten)]
+    pub matmul: Matmul,
 }
 
 /// Runs `trm predict`.
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
+    args.matmul.apply(args.backend)?;
     let mut inputs = read_inputs(&args.inputs)?;
     if let Some(p) = &args.puzzle_identifiers {
         inputs.puzzle_identifiers = read_puzzle_identifiers(p, inputs.len())?;
@@ -90,7 +93,7 @@ impl BackendJob for Job {
             keep_logits: args.dump_dir.is_some(),
         };
         let n = inputs.len();
-        tracing::info!("predicting {n} mazes, {steps} ACT steps each, on {backend_name}");
+        tracing::info!("predicting {n} mazes, {steps} ACT steps each, on {backend_name}, {} matmuls", args.matmul.precision);
         let (preds, seconds) = predict_with_bar(&model, &inputs, &opts, &device, "predict")?;
         tracing::info!("{n} mazes in {seconds:.2} s ({:.2} mazes/s)", n as f64 / seconds);
 

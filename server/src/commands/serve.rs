@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use trm_server::api::{self, BatchConfig, Limits, ModelSource, ServeConfig};
-use trm_server::backend::BackendKind;
+use trm_server::backend::{BackendKind, Matmul};
 use trm_server::backend::devices::DeviceSet;
 
 /// Where the committed models live, one directory each (model.safetensors + config.toml).
@@ -83,12 +83,16 @@ pub struct ServeArgs {
     /// on any other address every name is, unless this lists some.
     #[arg(long = "allowed-host")]
     pub allowed_hosts: Vec<String>,
+    /// Also for the eval and training jobs this server runs.
+    #[command(flatten)]
+    pub matmul: Matmul,
 }
 
 /// Runs `trm serve` until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Training jobs would fail one by one on a device set the machine does not have.
     trm_server::backend::probe(args.backend, &args.devices)?;
+    args.matmul.apply(args.backend)?;
     let (models, no_model_reason) = model_sources(&args)?;
     let data_dirs = if args.data.is_empty() {
         ["data", "../shared/data"].iter().map(PathBuf::from).filter(|p| p.is_dir()).collect()
@@ -137,7 +141,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("answering the hosts {} (--allowed-host adds one)", names.join(", "));
         }
         for m in &config.models {
-            tracing::info!("serving {} ({})", m.name, m.checkpoint.display());
+            tracing::info!("serving {} ({}), {} matmuls", m.name, m.checkpoint.display(), args.matmul.precision);
         }
         if config.models.is_empty() {
             tracing::warn!("no model loaded: {}", config.no_model_reason);

@@ -4,12 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use trm_shared::model::cpu::linear::MatmulPrecision;
 
 use crate::backend::BackendKind;
 use crate::train::config::TrainConfig;
 use crate::backend::devices::DeviceSet;
-use crate::backend::{probe, set_matmul_precision};
+use crate::backend::{Matmul, probe};
 use crate::train::cluster::Cluster;
 use crate::train::run::{load_run_data, train_on};
 use crate::train::trainer::{RunSetup, create_run_dir};
@@ -48,17 +47,14 @@ pub struct TrainArgs {
     /// process's rank on its node (instead of --devices).
     #[arg(long, conflicts_with = "devices")]
     pub device_per_rank: bool,
-    /// How the CPU's matmuls multiply (linear layers and attention, forward and backward):
-    /// f32, the reference's f32 numbers; or bf16, operands rounded to bf16 and sums in f32
-    /// as bf16 autocast (needs AVX-512 BF16; steps of the 7M model about 1.8x faster).
-    /// --backend cpu only; give it again with --resume.
-    #[arg(long, default_value_t = MatmulPrecision::F32)]
-    pub matmul: MatmulPrecision,
+    // Not kept in the run: given again with --resume.
+    #[command(flatten)]
+    pub matmul: Matmul,
 }
 
 /// Runs `trm train`.
 pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
-    set_matmul_precision(args.backend, args.matmul)?;
+    args.matmul.apply(args.backend)?;
     let cluster = Cluster::current();
     if args.device_per_rank {
         args.devices = DeviceSet::one(cluster.local_rank());
