@@ -175,7 +175,7 @@ esac
     fs::write(&python, script).unwrap();
     fs::set_permissions(&python, fs::Permissions::from_mode(0o755)).unwrap();
     let (reference, python) = (reference.to_str().unwrap(), python.to_str().unwrap());
-    let bf16_cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains("avx512_bf16");
+    let bf16_cpu = trm_shared::model::cpu::linear::bf16_available();
     for (matmul, dtype) in [("bf16", "bfloat16"), ("f32", "float32")] {
         let _ = fs::remove_file(&log);
         let out = trm(&["bench", "--tiny", "--repeats", "1", "--only", "7m,train-7m", "--matmul", matmul, "--reference", reference, "--python", python, "--json"]);

@@ -442,7 +442,7 @@ fn bf16_matmuls_train_on_the_cpu_only() {
     let out_dir = tmp.path().join("runs");
     let out = exec(&["train".as_ref(), "--config".as_ref(), cfg.as_os_str(), "--out".as_ref(), out_dir.as_os_str(), "--matmul".as_ref(), "bf16".as_ref()]);
     no_panic(&out);
-    if !std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains("avx512_bf16") {
+    if !trm_shared::model::cpu::linear::bf16_available() {
         assert_error(&out, "AVX-512 BF16");
         return;
     }
