@@ -13,6 +13,8 @@ mod bf16_gemm;
 mod avx512;
 pub mod linear;
 pub mod norm;
+#[cfg(target_arch = "x86_64")]
+mod packed_weights;
 pub mod swiglu;
 
 use std::any::TypeId;

@@ -484,8 +484,10 @@ impl<B: Backend> Trm<B> {
     pub fn initial_carry(&self, batch: usize) -> InnerCarry<B> {
         let total = self.config().prefix_len() + self.sizes.seq_len;
         let d = self.config().hidden_size;
-        let broadcast = |v: &Param<Tensor<B, 1>>| v.val().cast(self.compute_dtype).reshape([1, 1, d]).expand([batch, total, d]);
-        InnerCarry { z_h: broadcast(&self.h_init), z_l: broadcast(&self.l_init) }
+        // Written out (`· 1`, exact), not a broadcast view: every `y + x` of the first
+        // recursion would read a view element by element.
+        let filled = |v: &Param<Tensor<B, 1>>| v.val().cast(self.compute_dtype).reshape([1, 1, d]).expand([batch, total, d]).mul_scalar(1.0);
+        InnerCarry { z_h: filled(&self.h_init), z_l: filled(&self.l_init) }
     }
 
     /// Resets the rows where `reset` is true to `H_init` / `L_init` (the reference's `reset_carry`).

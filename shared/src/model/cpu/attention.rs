@@ -15,10 +15,10 @@ use std::cell::RefCell;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::linear::{MatRef, matmul_into};
+use super::linear::{MatRef, Prepared, matmul_into, matmul_prepared_into};
 use super::{LANES, dot, exp, from_plain, plain, values, vectorised};
 
-/// Query rows per task: each task packs its head's k and v for gemm again, so blocks as large
+/// Query rows per task: under f32 each task's gemm packs its head's k and v again, so blocks as large
 /// as the 1 MiB L2 of the project machine's cores allows (the score block is `ROWS × L` f32,
 /// 703 KB at L = 916); 64 rows made attention 7% slower there.
 const ROWS: usize = 192;
@@ -121,6 +121,16 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
     let probs_ptr = probs.as_mut().map(|p| SharedOut(p.as_mut_ptr()));
     // As burn computes it: 1/√hd in f64, then rounded to f32.
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
+    // Heads read in place: `head_dim` wide at stride `in_row`.
+    let head = |b: usize, offset, rows| MatRef { data: &qkv[b * len * in_row..(b + 1) * len * in_row], offset, rows, cols: head_dim, row_stride: in_row, col_stride: 1 };
+    // Each head's kᵀ and v made ready once for all its blocks of query rows.
+    let keys_values: Vec<(Prepared<'_>, Prepared<'_>)> = (0..batch * heads)
+        .into_par_iter()
+        .map(|t| {
+            let (b, h) = (t / heads, t % heads);
+            (Prepared::new(head(b, (heads + h) * head_dim, len).t(), false), Prepared::new(head(b, (2 * heads + h) * head_dim, len), false))
+        })
+        .collect();
     (0..batch * heads * blocks).into_par_iter().for_each(|task| {
         with_scratch(&SCORES, ROWS * len, |scores| {
             // The Sync wrapper, not its raw pointer, is what the closure must capture.
@@ -130,14 +140,28 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
             let rows = ROWS.min(len - first);
             let mut sums = [0.0f32; ROWS];
             let (scores, sums) = (&mut scores[..rows * len], &mut sums[..rows]);
-            let qkv_b = &qkv[b * len * in_row..(b + 1) * len * in_row];
-            // Heads read in place: `head_dim` wide at stride `in_row`.
-            let head = |offset, rows| MatRef { data: qkv_b, offset, rows, cols: head_dim, row_stride: in_row, col_stride: 1 };
-            let q = head(first * in_row + h * head_dim, rows);
-            let (k, v) = (head((heads + h) * head_dim, len), head((2 * heads + h) * head_dim, len));
+            let q = head(b, first * in_row + h * head_dim, rows);
+            let (k_t, v) = &keys_values[b * heads + h];
             // scores = scale · q kᵀ
             // SAFETY: `scores` holds `rows × len`, this task's own.
-            unsafe { matmul_into(q, k.t(), scale, scores.as_mut_ptr(), len, false) };
+            unsafe { matmul_prepared_into(q, k_t, scale, scores.as_mut_ptr(), len, false) };
+            let out_h = out_ptr.0.wrapping_add((b * len + first) * out_row + h * head_dim);
+            // out = exp(scores - max) v, whose rows are normalised after (fewer products:
+            // `head_dim` a row, not `len`)
+            #[cfg(target_arch = "x86_64")]
+            if probs_ptr.is_none()
+                && let Some(v) = v.packed()
+            {
+                // Under bf16, with no softmax to keep: the exponentials go straight to bf16.
+                // SAFETY: packed only where the CPU has AVX-512 BF16; `v` has `len` rows;
+                // this task alone writes rows `first..first + rows`, columns of head `h`, of
+                // batch row `b` of `out` (`head_dim` wide at stride `out_row`).
+                unsafe {
+                    super::bf16_gemm::exp_rows_times(scores, rows, len, sums, v, 1.0, out_h, out_row);
+                    normalise_rows(out_h, out_row, head_dim, sums);
+                }
+                return;
+            }
             exp_rows(scores, len, sums);
             if let Some(probs) = &probs_ptr {
                 // The softmax itself, kept for the backward pass: rows `first..` of head `h`.
@@ -151,14 +175,8 @@ pub fn attention(qkv: &[f32], shape: QkvShape, keep_probs: bool) -> (Vec<f32>, O
             // SAFETY: this task alone writes rows `first..first + rows`, columns of head `h`,
             // of batch row `b` of `out` (`head_dim` wide at stride `out_row`).
             unsafe {
-                let out_h = out_ptr.0.add((b * len + first) * out_row + h * head_dim);
-                // out = exp(scores - max) v, whose rows are normalised after (fewer products:
-                // `head_dim` a row, not `len`)
-                matmul_into(MatRef::rows(scores, rows, len), v, 1.0, out_h, out_row, false);
-                for (r, sum) in sums.iter().enumerate() {
-                    let inv = 1.0 / sum;
-                    std::slice::from_raw_parts_mut(out_h.add(r * out_row), head_dim).iter_mut().for_each(|o| *o *= inv);
-                }
+                matmul_prepared_into(MatRef::rows(scores, rows, len), v, 1.0, out_h, out_row, false);
+                normalise_rows(out_h, out_row, head_dim, sums);
             }
         })
     });
@@ -245,6 +263,18 @@ fn with_scratch(scratch: &'static std::thread::LocalKey<RefCell<Vec<f32>>>, n: u
         // Only if a task ever ran inside another on this thread: a buffer of its own then.
         Err(_) => f(&mut vec![0.0; n]),
     });
+}
+
+/// Divides each of `sums.len()` rows (`width` wide at stride `stride` from `out`) by its sum.
+///
+/// # Safety
+/// The rows must be inside one allocation that nothing else reads or writes meanwhile.
+unsafe fn normalise_rows(out: *mut f32, stride: usize, width: usize, sums: &[f32]) {
+    for (r, sum) in sums.iter().enumerate() {
+        let inv = 1.0 / sum;
+        // SAFETY: the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(out.add(r * stride), width) }.iter_mut().for_each(|o| *o *= inv);
+    }
 }
 
 /// An output written by parallel tasks at disjoint offsets.

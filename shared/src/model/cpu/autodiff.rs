@@ -20,7 +20,7 @@ use burn::tensor::TensorPrimitive;
 use burn_flex::FlexTensor;
 
 use super::attention::{QkvShape, RopeTables, attention, attention_backward, rotate_qk, unrotate_qk};
-use super::linear::{MatRef, matmul};
+use super::linear::{MatRef, matmul, matmul_by_weight};
 use super::norm::{rms_norm, rms_norm_backward};
 use super::swiglu::{silu_mul, silu_mul_backward};
 use super::{dense, flex_tensor, values};
@@ -162,13 +162,13 @@ impl Backward<Flex, 2> for LinearBackward {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = dense(grads.consume::<Flex>(&ops.node));
         let [x_node, w_node] = ops.parents;
-        let (x, x_shape, w) = ops.state;
-        let w = MatRef::of(&w);
+        let (x, x_shape, weight) = ops.state;
+        let w = MatRef::of(&weight);
         let rows = x_shape.num_elements() / w.rows.max(1);
         let dy = MatRef::rows(values(&grad), rows, w.cols);
         if let Some(node) = x_node {
             // dx = dy Wᵀ
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(matmul(dy, w.t()), x_shape)));
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(matmul_by_weight(dy, &weight, true), x_shape)));
         }
         if let Some(node) = w_node {
             // dW = xᵀ dy
@@ -187,7 +187,7 @@ pub fn linear_autodiff<const D: usize>(x: Tensor<AutodiffFlex, D>, weight: Tenso
     let prep = LinearBackward.prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()]).compute_bound().stateful();
     let x_shape = x.primitive.layout().shape().clone();
     let x = dense(x.primitive);
-    let out = matmul(MatRef::rows(values(&x), rows, k), MatRef::of(&w.primitive));
+    let out = matmul_by_weight(MatRef::rows(values(&x), rows, k), &w.primitive, false);
     dims[D - 1] = n;
     let out = flex_tensor(out, dims);
     let out = match prep {

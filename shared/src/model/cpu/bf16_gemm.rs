@@ -9,7 +9,10 @@
 //! `a`'s as `[k pair][row]` or, when its rows run along `k`, as `[row][k pair]`.
 //! The micro-kernel keeps an `MR × NR` block of `c` in 24 registers and adds, per `k` pair,
 //! `MR` broadcasts of `a` times two vectors of `b`. `a` is packed once, first; each task
-//! packs its own panel of `b` (hot when used) and runs it against a run of `a`'s panels.
+//! packs its own panel of `b` (hot when used) and runs it against a run of `a`'s panels. An
+//! operand used in many products is packed once beforehand instead ([`PackedB`]: the weights,
+//! through [`super::packed_weights`], and attention's k and v), and attention's softmax rows
+//! are written as bf16 straight from the exponentials ([`exp_rows_times`]).
 
 use std::arch::x86_64::*;
 
@@ -37,15 +40,207 @@ pub(crate) fn available() -> bool {
 /// of this); `c` must have room for `a.rows` rows of `b.cols` values at stride
 /// `ldc ≥ b.cols`, which nothing else reads or writes meanwhile; all of them are written.
 pub(crate) unsafe fn gemm(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    debug_assert!(available() && k == b.rows && k > 0 && a.in_bounds() && b.in_bounds());
+    // SAFETY: the caller's promise, passed on.
+    unsafe { gemm_right(Left::Plain(a), Right::Plain(b), alpha, c, ldc, parallel) }
+}
+
+/// `b` packed once for any number of [`gemm_packed`] products: its [`NR`]-column panels as
+/// `gemm` packs them, so that an operand used again and again (a weight, attention's k and v)
+/// is converted once, not once per product.
+#[derive(Debug)]
+pub(crate) struct PackedB {
+    k: usize,
+    n: usize,
+    /// `n.div_ceil(NR)` panels of `k.div_ceil(2) × NR` words.
+    panels: Vec<u32>,
+}
+
+impl PackedB {
+    /// `b` (`k × n`, any strides inside its buffer, `k > 0`) packed, spread over rayon's
+    /// threads with `parallel`.
+    ///
+    /// # Panics
+    /// If `k` is 0 or `b` reaches past its buffer.
+    pub(crate) fn new(b: MatRef<'_>, parallel: bool) -> PackedB {
+        assert!(available(), "bf16 packing needs AVX-512 BF16");
+        assert!(b.rows > 0 && b.in_bounds(), "a packed operand needs k > 0 inside its buffer");
+        let (k, n) = (b.rows, b.cols);
+        let pairs = k.div_ceil(2);
+        let lines = Lines { m: b, lines: n, k, line_stride: b.col_stride, k_stride: b.row_stride };
+        let count = n.div_ceil(NR);
+        let mut panels: Vec<u32> = Vec::with_capacity(count * pairs * NR);
+        let pack = |(q, panel): (usize, &mut [std::mem::MaybeUninit<u32>])| {
+            // SAFETY: AVX-512 BF16 is there (asserted above); `panel` holds `pairs × NR`.
+            unsafe { pack_panel(lines, q * NR, NR, pairs, panel) }
+        };
+        if parallel {
+            panels.spare_capacity_mut().par_chunks_mut(pairs * NR).enumerate().for_each(pack);
+        } else {
+            panels.spare_capacity_mut().chunks_mut(pairs * NR).enumerate().for_each(pack);
+        }
+        // SAFETY: every panel was written in full just above.
+        unsafe { panels.set_len(count * pairs * NR) };
+        PackedB { k, n, panels }
+    }
+
+    /// Rows (`k`) and columns (`n`) of the operand.
+    #[cfg(test)]
+    pub(crate) fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.panels.len() * std::mem::size_of::<u32>()
+    }
+}
+
+/// `c = alpha · a @ b` for a `b` packed by [`PackedB::new`], as [`gemm`].
+///
+/// # Safety
+/// As [`gemm`], with `a.cols == b`'s `k`.
+pub(crate) unsafe fn gemm_packed(a: MatRef<'_>, b: &PackedB, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
+    assert_eq!(a.cols, b.k, "matmul of {}x{} by a packed {}x{}", a.rows, a.cols, b.k, b.n);
+    // SAFETY: the caller's promise, passed on.
+    unsafe { gemm_right(Left::Plain(a), Right::Packed(b), alpha, c, ldc, parallel) }
+}
+
+/// `c = alpha · softmax-numerators @ v` for attention's score rows: each row (`len` wide) of
+/// `scores` (`rows × len`, contiguous) becomes `exp(row − max(row))`, written straight as
+/// the bf16 pairs the kernel reads (no f32 pass and no packing pass between), its sum (of the
+/// f32 exponentials) into `sums`, and the rows multiply `v` (`len × n`, packed) on this thread.
+///
+/// # Safety
+/// The CPU must have AVX-512 BF16; `v`'s `k` is `len > 0`; `scores` holds `rows × len`
+/// values and `sums` `rows`; `c` has room for `rows` rows of `n` at stride `ldc ≥ n`, which
+/// nothing else reads or writes meanwhile; all of them are written.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn exp_rows_times(scores: &[f32], rows: usize, len: usize, sums: &mut [f32], v: &PackedB, alpha: f32, c: *mut f32, ldc: usize) {
+    assert!(v.k == len && len > 0 && scores.len() >= rows * len && sums.len() >= rows, "exp_rows_times: operands do not match");
+    let pairs = len.div_ceil(2);
+    let padded = rows.div_ceil(MR) * MR;
+    PACKED_ROWS.with(|cell| {
+        let mut words = cell.borrow_mut();
+        if words.len() < padded * pairs {
+            words.resize(padded * pairs, 0);
+        }
+        // The kernel reads whole panels: the rows past the last are zeros.
+        words[rows * pairs..padded * pairs].fill(0);
+        // SAFETY: AVX-512 BF16 is there (the caller's promise); `words` holds `padded` rows of
+        // `pairs`, of which `exp_rows_bf16` writes the first `rows` in full.
+        unsafe {
+            super::avx512::exp_rows_bf16(&scores[..rows * len], len, sums, &mut words[..rows * pairs]);
+            gemm_right(Left::Rows { words: &words[..padded * pairs], rows, k: len }, Right::Packed(v), alpha, c, ldc, false);
+        }
+    });
+}
+
+/// The left operand of a product: as it lies, or rows already converted to bf16 pairs
+/// (`rows.div_ceil(MR) · MR` rows of `k.div_ceil(2)` words, zeros past `rows`).
+#[derive(Clone, Copy)]
+enum Left<'a> {
+    Plain(MatRef<'a>),
+    Rows { words: &'a [u32], rows: usize, k: usize },
+}
+
+/// The right operand of a product: as it lies (each task packs its panel) or packed already.
+#[derive(Clone, Copy)]
+enum Right<'a> {
+    Plain(MatRef<'a>),
+    Packed(&'a PackedB),
+}
+
+/// [`gemm`] and [`gemm_packed`].
+///
+/// # Safety
+/// As [`gemm`].
+unsafe fn gemm_right(a: Left<'_>, b: Right<'_>, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
+    let (m, k) = match a {
+        Left::Plain(a) => (a.rows, a.cols),
+        Left::Rows { rows, k, .. } => (rows, k),
+    };
+    let n = match b {
+        Right::Plain(b) => b.cols,
+        Right::Packed(b) => b.n,
+    };
+    debug_assert!(available() && k > 0);
     if m == 0 || n == 0 {
         return;
     }
     let pairs = k.div_ceil(2);
+    let a_panels = m.div_ceil(MR);
+    let packed_a_here;
+    let (packed_a, a_rows): (&[u32], bool) = match a {
+        Left::Plain(a) => {
+            // SAFETY: AVX-512 BF16 is there, `a` inside its buffer (the caller's promise).
+            let (words, a_rows) = unsafe { pack_a(a, parallel) };
+            packed_a_here = words;
+            (&packed_a_here, a_rows)
+        }
+        Left::Rows { words, .. } => {
+            assert!(words.len() >= a_panels * MR * pairs, "row-packed operand shorter than its rows");
+            (words, true)
+        }
+    };
+    let c_ptr = SharedOut(c);
+    let b_panels = n.div_ceil(NR);
+    // Tasks: a column panel of `b` by a run of `a`'s panels. Few column panels (a narrow
+    // `b`) are split by rows too, so that every thread has work.
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    let runs = (4 * threads).div_ceil(b_panels).clamp(1, a_panels.div_ceil(4));
+    let run_len = a_panels.div_ceil(runs);
+    let task = |t: usize| {
+        let (q, run) = (t / runs, t % runs);
+        let c_ptr = &c_ptr;
+        let cols = NR.min(n - q * NR);
+        let multiply = |panel: *const u32| {
+            for p in run * run_len..((run + 1) * run_len).min(a_panels) {
+                let rows = MR.min(m - p * MR);
+                // SAFETY: both panels hold `pairs` pairs; this task alone writes columns
+                // `q·NR..q·NR + cols` of rows `p·MR..p·MR + rows` of `c`, inside its capacity.
+                unsafe {
+                    let (a, c) = (packed_a.as_ptr().add(p * pairs * MR), c_ptr.0.add(p * MR * ldc + q * NR));
+                    if a_rows {
+                        kernel::<true>(pairs, a, panel, alpha, c, ldc, rows, cols);
+                    } else {
+                        kernel::<false>(pairs, a, panel, alpha, c, ldc, rows, cols);
+                    }
+                }
+            }
+        };
+        match b {
+            Right::Packed(b) => multiply(b.panels[q * pairs * NR..(q + 1) * pairs * NR].as_ptr()),
+            Right::Plain(b) => PACKED_B.with(|cell| {
+                let mut buffer = cell.borrow_mut();
+                buffer.clear();
+                buffer.reserve(pairs * NR);
+                let lines = Lines { m: b, lines: n, k, line_stride: b.col_stride, k_stride: b.row_stride };
+                // SAFETY: AVX-512 BF16 is there; the spare capacity holds `pairs × NR`.
+                unsafe {
+                    pack_panel(lines, q * NR, NR, pairs, &mut buffer.spare_capacity_mut()[..pairs * NR]);
+                    buffer.set_len(pairs * NR);
+                }
+                multiply(buffer.as_ptr());
+            }),
+        }
+    };
+    if parallel {
+        (0..b_panels * runs).into_par_iter().for_each(task);
+    } else {
+        (0..b_panels * runs).for_each(task);
+    }
+}
+
+/// `a` packed into its [`MR`]-row panels, and whether as rows: `[MR][k pair]` when its rows
+/// run along `k` (what [`kernel`]`::<true>` reads), else `[k pair][MR]`.
+///
+/// # Safety
+/// AVX-512 BF16 must be there; `a` inside its buffer.
+unsafe fn pack_a(a: MatRef<'_>, parallel: bool) -> (Vec<u32>, bool) {
+    let (m, k) = (a.rows, a.cols);
+    let pairs = k.div_ceil(2);
     // `a`'s rows are the lines of its panels, `b`'s columns those of its own.
     let a_lines = Lines { m: a, lines: m, k, line_stride: a.row_stride, k_stride: a.col_stride };
-    let b_lines = Lines { m: b, lines: n, k, line_stride: b.col_stride, k_stride: b.row_stride };
     let a_panels = m.div_ceil(MR);
     let mut packed_a: Vec<u32> = Vec::with_capacity(a_panels * pairs * MR);
     let spare = packed_a.spare_capacity_mut();
@@ -54,7 +249,7 @@ pub(crate) unsafe fn gemm(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *mut f32,
     // `MR` rows side by side. Any other `a` is packed `[k pair][MR]`.
     let a_rows = a_lines.k_stride == 1 && a_lines.line_stride != 1;
     let pack_a_panel = |(p, panel): (usize, &mut [std::mem::MaybeUninit<u32>])| {
-        // SAFETY: AVX-512 BF16 is there (asserted above); `panel` is this panel's `pairs × MR`.
+        // SAFETY: AVX-512 BF16 is there (the caller's promise); `panel` is this panel's `pairs × MR`.
         unsafe {
             if a_rows {
                 pack_rows(a_lines, p * MR, MR, pairs, panel)
@@ -70,53 +265,14 @@ pub(crate) unsafe fn gemm(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *mut f32,
     }
     // SAFETY: every panel was written in full just above.
     unsafe { packed_a.set_len(a_panels * pairs * MR) };
-
-    let c_ptr = SharedOut(c);
-    let packed_a = &packed_a;
-    let b_panels = n.div_ceil(NR);
-    // Tasks: a column panel of `b` by a run of `a`'s panels. Few column panels (a narrow
-    // `b`) are split by rows too, so that every thread has work.
-    let threads = if parallel { rayon::current_num_threads() } else { 1 };
-    let runs = (4 * threads).div_ceil(b_panels).clamp(1, a_panels.div_ceil(4));
-    let run_len = a_panels.div_ceil(runs);
-    let task = |t: usize| {
-        let (q, run) = (t / runs, t % runs);
-        let c_ptr = &c_ptr;
-        PACKED_B.with(|cell| {
-            let mut buffer = cell.borrow_mut();
-            buffer.clear();
-            buffer.reserve(pairs * NR);
-            // SAFETY: AVX-512 BF16 is there; the spare capacity holds `pairs × NR`.
-            unsafe {
-                pack_panel(b_lines, q * NR, NR, pairs, &mut buffer.spare_capacity_mut()[..pairs * NR]);
-                buffer.set_len(pairs * NR);
-            }
-            let cols = NR.min(n - q * NR);
-            for p in run * run_len..((run + 1) * run_len).min(a_panels) {
-                let rows = MR.min(m - p * MR);
-                // SAFETY: both panels hold `pairs` pairs; this task alone writes columns
-                // `q·NR..q·NR + cols` of rows `p·MR..p·MR + rows` of `c`, inside its capacity.
-                unsafe {
-                    let (a, c) = (packed_a.as_ptr().add(p * pairs * MR), c_ptr.0.add(p * MR * ldc + q * NR));
-                    if a_rows {
-                        kernel::<true>(pairs, a, buffer.as_ptr(), alpha, c, ldc, rows, cols);
-                    } else {
-                        kernel::<false>(pairs, a, buffer.as_ptr(), alpha, c, ldc, rows, cols);
-                    }
-                }
-            }
-        });
-    };
-    if parallel {
-        (0..b_panels * runs).into_par_iter().for_each(task);
-    } else {
-        (0..b_panels * runs).for_each(task);
-    }
+    (packed_a, a_rows)
 }
 
 thread_local! {
     /// A thread's packed panel of `b`, kept from call to call.
     static PACKED_B: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A thread's bf16 rows of [`exp_rows_times`], kept from call to call.
+    static PACKED_ROWS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// An output written by parallel tasks at disjoint offsets.
@@ -326,7 +482,7 @@ unsafe fn kernel<const A_ROWS: bool>(pairs: usize, a: *const u32, b: *const u32,
 
 #[cfg(test)]
 mod tests {
-    use super::{MatRef, available, gemm, to_bf16};
+    use super::{MatRef, PackedB, available, exp_rows_times, gemm, gemm_packed, to_bf16};
 
     fn matmul(a: MatRef<'_>, b: MatRef<'_>, parallel: bool) -> Vec<f32> {
         let mut c = vec![f32::NAN; a.rows * b.cols];
@@ -377,6 +533,40 @@ mod tests {
         assert_eq!(to_bf16(f32::MAX), 0x7f80, "rounds up to infinity, as bf16 has no f32::MAX");
     }
 
+    /// Attention's fused softmax rows times `v`: the f64 product of the bf16-rounded
+    /// exponentials and `v`, within a bf16 step of each exponential; the sums within f32
+    /// summation error of the exact ones.
+    #[test]
+    fn exp_rows_times_multiplies_the_rounded_exponentials() {
+        if !available() {
+            return;
+        }
+        // Odd and even widths, rows short of a panel and over several.
+        for (rows, len, n) in [(1, 1, 3), (5, 33, 17), (13, 64, 64), (30, 101, 40)] {
+            let scores: Vec<f32> = wave(rows * len, 4).iter().map(|x| 6.0 * x).collect();
+            let v_data = wave(len * n, 5);
+            let v = PackedB::new(MatRef::rows(&v_data, len, n), false);
+            let mut sums = vec![f32::NAN; rows];
+            let mut c = vec![f32::NAN; rows * (n + 2)];
+            // SAFETY: `available()` above; `c` holds `rows` rows of `n` at stride `n + 2`.
+            unsafe { exp_rows_times(&scores, rows, len, &mut sums, &v, 0.5, c.as_mut_ptr(), n + 2) };
+            for r in 0..rows {
+                let row = &scores[r * len..(r + 1) * len];
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let exps: Vec<f64> = row.iter().map(|&x| f64::from(x - max).exp()).collect();
+                let sum: f64 = exps.iter().sum();
+                assert!((f64::from(sums[r]) - sum).abs() <= 1e-5 * sum, "{rows}x{len}: sum {} vs {sum}", sums[r]);
+                for j in 0..n {
+                    let want: f64 = 0.5 * exps.iter().enumerate().map(|(i, &e)| rounded(e as f32) * rounded(v_data[i * n + j])).sum::<f64>();
+                    // One bf16 step (2⁻⁸ relative) of each term at most, and mostly none.
+                    let bound: f64 = 0.5 * exps.iter().enumerate().map(|(i, &e)| (e * rounded(v_data[i * n + j])).abs()).sum::<f64>() / 256.0;
+                    let got = f64::from(c[r * (n + 2) + j]);
+                    assert!((got - want).abs() <= bound + 1e-6, "{rows}x{len}x{n} at ({r}, {j}): {got} vs {want}");
+                }
+            }
+        }
+    }
+
     /// Every layout the linear layers pass (row-major, transposed, strided), edge sizes
     /// (odd k, partial panels), on one thread and on several: equal to the f64 product of
     /// the bf16-rounded operands within f32 summation error.
@@ -400,6 +590,12 @@ mod tests {
                 let bt = |i: usize, j: usize| b.data[b.offset + i * b.row_stride + j * b.col_stride];
                 for parallel in [false, true] {
                     let got = matmul(a, b, parallel);
+                    // Packed once beforehand: the very same products.
+                    let packed = PackedB::new(b, parallel);
+                    let mut again = vec![f32::NAN; m * n];
+                    // SAFETY: as in `matmul`.
+                    unsafe { gemm_packed(a, &packed, 1.0, again.as_mut_ptr(), n, parallel) };
+                    assert_eq!(again, got, "{m}x{k}x{n}, packed beforehand");
                     for i in 0..m {
                         for j in 0..n {
                             let want: f64 = (0..k).map(|kk| rounded(at(i, kk)) * rounded(bt(kk, j))).sum();

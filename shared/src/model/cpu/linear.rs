@@ -174,6 +174,83 @@ pub(crate) unsafe fn matmul_into(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *m
     }
 }
 
+/// `a @ w`, or `a @ wᵀ` with `transpose`, for a model's weight `w` (2-D f32 Flex), at the
+/// process's [`MatmulPrecision`]: under bf16 `w` is packed once and kept
+/// ([`super::packed_weights`]), not packed again by every product.
+pub(crate) fn matmul_by_weight(a: MatRef<'_>, w: &FlexTensor, transpose: bool) -> Vec<f32> {
+    let b = if transpose { MatRef::of(w).t() } else { MatRef::of(w) };
+    #[cfg(target_arch = "x86_64")]
+    if matmul_precision() == MatmulPrecision::Bf16 && a.cols > 0 {
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        assert_eq!(k, b.rows, "matmul of {m}x{k} by {}x{n}", b.rows);
+        assert!(a.in_bounds(), "a matrix reaches past its buffer");
+        let packed = super::packed_weights::packed(w, transpose);
+        let mut out = Vec::with_capacity(m * n);
+        // SAFETY: bf16 is only ever set where the CPU has AVX-512 BF16; `a` is inside its
+        // buffer with `k > 0` columns, as many as `packed` has rows; `out` has room for `m`
+        // rows of `n`, all of which are written.
+        unsafe {
+            super::bf16_gemm::gemm_packed(a, &packed, 1.0, out.as_mut_ptr(), n, m * n * k >= PARALLEL_OPS);
+            out.set_len(m * n);
+        }
+        return out;
+    }
+    matmul(a, b)
+}
+
+/// A right operand of several products ([`matmul_prepared_into`]), made ready once for the
+/// process's [`MatmulPrecision`]: under bf16 packed (attention's k and v serve every block
+/// of query rows), under f32 read in place (gemm packs as it goes).
+pub(crate) struct Prepared<'a> {
+    m: MatRef<'a>,
+    #[cfg(target_arch = "x86_64")]
+    packed: Option<super::bf16_gemm::PackedB>,
+}
+
+impl<'a> Prepared<'a> {
+    /// `b` ready for [`matmul_prepared_into`]; `parallel`: pack on rayon's threads.
+    ///
+    /// # Panics
+    /// If `b` reaches past its buffer.
+    pub(crate) fn new(b: MatRef<'a>, parallel: bool) -> Prepared<'a> {
+        assert!(b.in_bounds(), "a matrix reaches past its buffer");
+        #[cfg(target_arch = "x86_64")]
+        let packed = (matmul_precision() == MatmulPrecision::Bf16 && b.rows > 0).then(|| super::bf16_gemm::PackedB::new(b, parallel));
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = parallel;
+        Prepared {
+            m: b,
+            #[cfg(target_arch = "x86_64")]
+            packed,
+        }
+    }
+}
+
+impl Prepared<'_> {
+    /// The operand packed for the bf16 kernel, under bf16.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn packed(&self) -> Option<&super::bf16_gemm::PackedB> {
+        self.packed.as_ref()
+    }
+}
+
+/// [`matmul_into`] with a right operand made ready by [`Prepared::new`].
+///
+/// # Safety
+/// As [`matmul_into`].
+pub(crate) unsafe fn matmul_prepared_into(a: MatRef<'_>, b: &Prepared<'_>, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(packed) = &b.packed {
+        assert_eq!(a.cols, b.m.rows, "matmul of {}x{} by {}x{}", a.rows, a.cols, b.m.rows, b.m.cols);
+        assert!(a.in_bounds(), "a matrix reaches past its buffer");
+        // SAFETY: packed only under bf16, where the CPU has AVX-512 BF16, with `k > 0`; `a` is
+        // checked just above; the caller's promise about `c`.
+        return unsafe { super::bf16_gemm::gemm_packed(a, packed, alpha, c, ldc, parallel) };
+    }
+    // SAFETY: the caller's promise, passed on.
+    unsafe { matmul_into(a, b.m, alpha, c, ldc, parallel) }
+}
+
 /// `x @ weight` over the last axis of `x` (`weight: [in, out]`, read in place).
 /// It computes on the values: call it on plain Flex only ([`super::is_flex`]).
 pub fn linear_tensor<B: Backend, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 2>) -> Tensor<B, D> {
@@ -182,7 +259,7 @@ pub fn linear_tensor<B: Backend, const D: usize>(x: Tensor<B, D>, weight: Tensor
     let x = plain(x);
     let weight = cast_backend::<B, burn::backend::Flex, 2>(weight).expect("plain Flex").into_primitive().tensor();
     let rows = dims[..D - 1].iter().product();
-    let out = matmul(MatRef::rows(values(&x), rows, k), MatRef::of(&weight));
+    let out = matmul_by_weight(MatRef::rows(values(&x), rows, k), &weight, false);
     dims[D - 1] = n;
     from_plain(out, dims)
 }
