@@ -141,7 +141,7 @@ pub fn with_train_backend<J: TrainJob>(kind: BackendKind, devices: &DeviceSet, j
 pub struct Matmul {
     /// How the CPU's matmuls multiply (linear layers and attention, forward and backward):
     /// f32, the reference's f32 numbers; or bf16, operands rounded to bf16 and sums in f32
-    /// like the reference's bf16 recipe (needs AVX-512 BF16; steps of the 7M model 1.6-1.8x
+    /// like the reference's bf16 recipe (needs AVX-512 BF16; steps of the 7M model 1.75-1.9x
     /// faster). --backend cpu only.
     #[arg(long = "matmul", default_value_t = MatmulPrecision::F32)]
     pub precision: MatmulPrecision,
