@@ -106,10 +106,10 @@ pub(crate) unsafe fn exp_rows(scores: &mut [f32], len: usize, sums: &mut [f32]) 
     }
 }
 
-/// [`exp_rows`] with the exponentials ([`exp16_for_bf16`]) written as bf16 pairs (the left operand of
-/// [`super::bf16_gemm`] whose rows run along `k`): row `r` as `len.div_ceil(2)` words from
-/// `out[r · len.div_ceil(2)]`, value `2j` in the low half of word `j`, a lone last value
-/// paired with 0. `scores` is left as it is; the sums are of the f32 exponentials.
+/// [`exp_rows`] with the exponentials ([`exp16_for_bf16`]) written as bf16 pairs (the left
+/// operand of [`super::bf16_gemm`] whose rows run along `k`): row `r` as `len.div_ceil(2)`
+/// words from `out[r · len.div_ceil(2)]`, value `2j` in the low half of word `j`, a lone last
+/// value paired with 0. `scores` is left as it is; the sums are of the f32 exponentials.
 ///
 /// # Safety
 /// The CPU must have AVX-512 BF16; `out` must hold a row of words for every row of `scores`.

@@ -41,7 +41,7 @@ pub(crate) fn available() -> bool {
 /// `ldc ≥ b.cols`, which nothing else reads or writes meanwhile; all of them are written.
 pub(crate) unsafe fn gemm(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
     // SAFETY: the caller's promise, passed on.
-    unsafe { gemm_right(Left::Plain(a), Right::Plain(b), alpha, c, ldc, parallel) }
+    unsafe { gemm_of(Left::Plain(a), Right::Plain(b), alpha, c, ldc, parallel) }
 }
 
 /// `b` packed once for any number of [`gemm_packed`] products: its [`NR`]-column panels as
@@ -66,7 +66,7 @@ impl PackedB {
         assert!(b.rows > 0 && b.in_bounds(), "a packed operand needs k > 0 inside its buffer");
         let (k, n) = (b.rows, b.cols);
         let pairs = k.div_ceil(2);
-        let lines = Lines { m: b, lines: n, k, line_stride: b.col_stride, k_stride: b.row_stride };
+        let lines = Lines::columns_of(b);
         let count = n.div_ceil(NR);
         let mut panels: Vec<u32> = Vec::with_capacity(count * pairs * NR);
         let pack = |(q, panel): (usize, &mut [std::mem::MaybeUninit<u32>])| {
@@ -102,7 +102,7 @@ impl PackedB {
 pub(crate) unsafe fn gemm_packed(a: MatRef<'_>, b: &PackedB, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
     assert_eq!(a.cols, b.k, "matmul of {}x{} by a packed {}x{}", a.rows, a.cols, b.k, b.n);
     // SAFETY: the caller's promise, passed on.
-    unsafe { gemm_right(Left::Plain(a), Right::Packed(b), alpha, c, ldc, parallel) }
+    unsafe { gemm_of(Left::Plain(a), Right::Packed(b), alpha, c, ldc, parallel) }
 }
 
 /// `c = alpha · softmax-numerators @ v` for attention's score rows: each row (`len` wide) of
@@ -130,7 +130,7 @@ pub(crate) unsafe fn exp_rows_times(scores: &[f32], rows: usize, len: usize, sum
         // `pairs`, of which `exp_rows_bf16` writes the first `rows` in full.
         unsafe {
             super::avx512::exp_rows_bf16(&scores[..rows * len], len, sums, &mut words[..rows * pairs]);
-            gemm_right(Left::Rows { words: &words[..padded * pairs], rows, k: len }, Right::Packed(v), alpha, c, ldc, false);
+            gemm_of(Left::Rows { words: &words[..padded * pairs], rows, k: len }, Right::Packed(v), alpha, c, ldc, false);
         }
     });
 }
@@ -150,11 +150,11 @@ enum Right<'a> {
     Packed(&'a PackedB),
 }
 
-/// [`gemm`] and [`gemm_packed`].
+/// [`gemm`], [`gemm_packed`] and [`exp_rows_times`].
 ///
 /// # Safety
 /// As [`gemm`].
-unsafe fn gemm_right(a: Left<'_>, b: Right<'_>, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
+unsafe fn gemm_of(a: Left<'_>, b: Right<'_>, alpha: f32, c: *mut f32, ldc: usize, parallel: bool) {
     let (m, k) = match a {
         Left::Plain(a) => (a.rows, a.cols),
         Left::Rows { rows, k, .. } => (rows, k),
@@ -214,10 +214,9 @@ unsafe fn gemm_right(a: Left<'_>, b: Right<'_>, alpha: f32, c: *mut f32, ldc: us
                 let mut buffer = cell.borrow_mut();
                 buffer.clear();
                 buffer.reserve(pairs * NR);
-                let lines = Lines { m: b, lines: n, k, line_stride: b.col_stride, k_stride: b.row_stride };
                 // SAFETY: AVX-512 BF16 is there; the spare capacity holds `pairs × NR`.
                 unsafe {
-                    pack_panel(lines, q * NR, NR, pairs, &mut buffer.spare_capacity_mut()[..pairs * NR]);
+                    pack_panel(Lines::columns_of(b), q * NR, NR, pairs, &mut buffer.spare_capacity_mut()[..pairs * NR]);
                     buffer.set_len(pairs * NR);
                 }
                 multiply(buffer.as_ptr());
@@ -239,8 +238,7 @@ unsafe fn gemm_right(a: Left<'_>, b: Right<'_>, alpha: f32, c: *mut f32, ldc: us
 unsafe fn pack_a(a: MatRef<'_>, parallel: bool) -> (Vec<u32>, bool) {
     let (m, k) = (a.rows, a.cols);
     let pairs = k.div_ceil(2);
-    // `a`'s rows are the lines of its panels, `b`'s columns those of its own.
-    let a_lines = Lines { m: a, lines: m, k, line_stride: a.row_stride, k_stride: a.col_stride };
+    let a_lines = Lines::rows_of(a);
     let a_panels = m.div_ceil(MR);
     let mut packed_a: Vec<u32> = Vec::with_capacity(a_panels * pairs * MR);
     let spare = packed_a.spare_capacity_mut();
@@ -291,7 +289,17 @@ struct Lines<'a> {
     k_stride: usize,
 }
 
-impl Lines<'_> {
+impl<'a> Lines<'a> {
+    /// `a`'s rows, the lines of a left operand's panels.
+    fn rows_of(a: MatRef<'a>) -> Lines<'a> {
+        Lines { m: a, lines: a.rows, k: a.cols, line_stride: a.row_stride, k_stride: a.col_stride }
+    }
+
+    /// `b`'s columns, the lines of a right operand's panels.
+    fn columns_of(b: MatRef<'a>) -> Lines<'a> {
+        Lines { m: b, lines: b.cols, k: b.rows, line_stride: b.col_stride, k_stride: b.row_stride }
+    }
+
     fn base(&self) -> *const f32 {
         self.m.data[self.m.offset..].as_ptr()
     }

@@ -123,11 +123,23 @@ impl<'a> MatRef<'a> {
 
 /// `a @ b` as a new row-major `[a.rows, b.cols]` buffer, at the process's [`MatmulPrecision`].
 pub fn matmul(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    matmul_prepared(a, &Prepared::as_is(b))
+}
+
+/// `a @ w`, or `a @ wᵀ` with `transpose`, for a model's weight `w` (2-D f32 Flex), at the
+/// process's [`MatmulPrecision`]: under bf16 `w` is packed once and kept
+/// ([`super::packed_weights`]), not packed again by every product.
+pub(crate) fn matmul_by_weight(a: MatRef<'_>, w: &FlexTensor, transpose: bool) -> Vec<f32> {
+    matmul_prepared(a, &Prepared::weight(w, transpose))
+}
+
+/// `a @ b` as a new row-major `[a.rows, b.cols]` buffer.
+fn matmul_prepared(a: MatRef<'_>, b: &Prepared<'_>) -> Vec<f32> {
+    let (m, k, n) = (a.rows, a.cols, b.m.cols);
     let mut out = Vec::with_capacity(m * n);
-    // SAFETY: `out` has room for `m` rows of `n` at stride `n`, all of which `matmul_into` writes.
+    // SAFETY: `out` has room for `m` rows of `n` at stride `n`, all of which are written.
     unsafe {
-        matmul_into(a, b, 1.0, out.as_mut_ptr(), n, m * n * k >= PARALLEL_OPS);
+        matmul_prepared_into(a, b, 1.0, out.as_mut_ptr(), n, m * n * k >= PARALLEL_OPS);
         out.set_len(m * n);
     }
     out
@@ -174,37 +186,14 @@ pub(crate) unsafe fn matmul_into(a: MatRef<'_>, b: MatRef<'_>, alpha: f32, c: *m
     }
 }
 
-/// `a @ w`, or `a @ wᵀ` with `transpose`, for a model's weight `w` (2-D f32 Flex), at the
-/// process's [`MatmulPrecision`]: under bf16 `w` is packed once and kept
-/// ([`super::packed_weights`]), not packed again by every product.
-pub(crate) fn matmul_by_weight(a: MatRef<'_>, w: &FlexTensor, transpose: bool) -> Vec<f32> {
-    let b = if transpose { MatRef::of(w).t() } else { MatRef::of(w) };
-    #[cfg(target_arch = "x86_64")]
-    if matmul_precision() == MatmulPrecision::Bf16 && a.cols > 0 {
-        let (m, k, n) = (a.rows, a.cols, b.cols);
-        assert_eq!(k, b.rows, "matmul of {m}x{k} by {}x{n}", b.rows);
-        assert!(a.in_bounds(), "a matrix reaches past its buffer");
-        let packed = super::packed_weights::packed(w, transpose);
-        let mut out = Vec::with_capacity(m * n);
-        // SAFETY: bf16 is only ever set where the CPU has AVX-512 BF16; `a` is inside its
-        // buffer with `k > 0` columns, as many as `packed` has rows; `out` has room for `m`
-        // rows of `n`, all of which are written.
-        unsafe {
-            super::bf16_gemm::gemm_packed(a, &packed, 1.0, out.as_mut_ptr(), n, m * n * k >= PARALLEL_OPS);
-            out.set_len(m * n);
-        }
-        return out;
-    }
-    matmul(a, b)
-}
-
 /// A right operand of several products ([`matmul_prepared_into`]), made ready once for the
 /// process's [`MatmulPrecision`]: under bf16 packed (attention's k and v serve every block
-/// of query rows), under f32 read in place (gemm packs as it goes).
+/// of query rows, a weight every product of a step), under f32 read in place (gemm packs as
+/// it goes).
 pub(crate) struct Prepared<'a> {
     m: MatRef<'a>,
     #[cfg(target_arch = "x86_64")]
-    packed: Option<super::bf16_gemm::PackedB>,
+    packed: Option<std::sync::Arc<super::bf16_gemm::PackedB>>,
 }
 
 impl<'a> Prepared<'a> {
@@ -214,23 +203,49 @@ impl<'a> Prepared<'a> {
     /// If `b` reaches past its buffer.
     pub(crate) fn new(b: MatRef<'a>, parallel: bool) -> Prepared<'a> {
         assert!(b.in_bounds(), "a matrix reaches past its buffer");
-        #[cfg(target_arch = "x86_64")]
-        let packed = (matmul_precision() == MatmulPrecision::Bf16 && b.rows > 0).then(|| super::bf16_gemm::PackedB::new(b, parallel));
         #[cfg(not(target_arch = "x86_64"))]
         let _ = parallel;
         Prepared {
             m: b,
             #[cfg(target_arch = "x86_64")]
-            packed,
+            packed: Self::packs(b).then(|| std::sync::Arc::new(super::bf16_gemm::PackedB::new(b, parallel))),
         }
     }
-}
 
-impl Prepared<'_> {
+    /// `w` (a model's 2-D weight), or `wᵀ` with `transpose`: under bf16 packed once and kept
+    /// ([`super::packed_weights`]).
+    ///
+    /// # Panics
+    /// If `w` reaches past its buffer.
+    pub(crate) fn weight(w: &'a FlexTensor, transpose: bool) -> Prepared<'a> {
+        let b = if transpose { MatRef::of(w).t() } else { MatRef::of(w) };
+        assert!(b.in_bounds(), "a matrix reaches past its buffer");
+        Prepared {
+            m: b,
+            #[cfg(target_arch = "x86_64")]
+            packed: Self::packs(b).then(|| super::packed_weights::packed(w, b)),
+        }
+    }
+
+    /// `b` read as it lies, each product packing what it needs.
+    fn as_is(b: MatRef<'a>) -> Prepared<'a> {
+        Prepared {
+            m: b,
+            #[cfg(target_arch = "x86_64")]
+            packed: None,
+        }
+    }
+
+    /// Whether `b` is packed beforehand: under bf16, where it has rows to pack.
+    #[cfg(target_arch = "x86_64")]
+    fn packs(b: MatRef<'_>) -> bool {
+        matmul_precision() == MatmulPrecision::Bf16 && b.rows > 0
+    }
+
     /// The operand packed for the bf16 kernel, under bf16.
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn packed(&self) -> Option<&super::bf16_gemm::PackedB> {
-        self.packed.as_ref()
+        self.packed.as_deref()
     }
 }
 

@@ -58,13 +58,13 @@ fn find(cache: &[Entry], buffer: usize, view: View) -> Option<Arc<PackedB>> {
     entry.views.iter().find(|(v, _)| *v == view).map(|(_, p)| p.clone())
 }
 
-/// `w` (a 2-D f32 weight, transposed with `transpose`) packed for
+/// `m`, a view of the f32 weight `w`'s values (`w` itself or its transpose), packed for
 /// [`super::bf16_gemm::gemm_packed`]: packed on first use, from the cache after.
 ///
 /// # Panics
-/// If the CPU lacks AVX-512 BF16 or `w` has no rows.
-pub(crate) fn packed(w: &FlexTensor, transpose: bool) -> Arc<PackedB> {
-    let m = if transpose { MatRef::of(w).t() } else { MatRef::of(w) };
+/// If the CPU lacks AVX-512 BF16, `m` has no rows or reads past `w`'s buffer.
+pub(crate) fn packed(w: &FlexTensor, m: MatRef<'_>) -> Arc<PackedB> {
+    assert!(std::ptr::eq(m.data, w.storage::<f32>()), "a packed weight's view reads another buffer");
     let buffer = w.bytes().as_ptr() as usize;
     let view = View { offset: m.offset, rows: m.rows, cols: m.cols, row_stride: m.row_stride, col_stride: m.col_stride };
     if let Some(packed) = find(&cache(), buffer, view) {
@@ -115,7 +115,7 @@ mod tests {
     }
 
     fn packed_product(a: MatRef<'_>, w: &FlexTensor, transpose: bool) -> Vec<f32> {
-        let b = packed(w, transpose);
+        let b = packed(w, if transpose { MatRef::of(w).t() } else { MatRef::of(w) });
         let mut c = vec![f32::NAN; a.rows * b.dims().1];
         // SAFETY: as above.
         unsafe { gemm_packed(a, &b, 1.0, c.as_mut_ptr(), b.dims().1, true) };
